@@ -1,0 +1,42 @@
+# Every target installs what it needs and is safe to run again.
+PY ?= python3
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip -q --disable-pip-version-check
+SPEC ?= experiments/relu.json
+VISDOM_PORT ?= 8097
+export VISDOM_PORT
+
+.PHONY: install data visdom visdom-stop run test bench clean
+
+install: $(VENV)/.installed
+
+# visdom 0.2.4 ships only an sdist whose setup.py needs pkg_resources: setuptools<81 first,
+# then build it without isolation.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	$(PIP) install 'setuptools<81' wheel
+	$(PIP) install --no-build-isolation 'visdom==0.2.4' 'tornado<6.5'
+	$(PIP) install --no-build-isolation -e '.[test]'
+	touch $@
+
+data: install
+	$(PYTHON) -m runner.fetch --root data
+
+visdom: install
+	$(PYTHON) -m dashboards.server start --port $(VISDOM_PORT)
+
+visdom-stop: install
+	$(PYTHON) -m dashboards.server stop --port $(VISDOM_PORT)
+
+run: data visdom
+	$(PYTHON) -m runner $(SPEC) --logger visdom
+
+test: data
+	$(PYTHON) -m pytest
+
+bench: data
+	$(PYTHON) benchmarks/bench.py
+
+clean:
+	rm -rf runs .visdom
