@@ -73,6 +73,7 @@ def extract(tarball: Path, members: dict[str, Path]) -> None:
             destination.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=destination.parent, delete=False) as tmp:
                 shutil.copyfileobj(source, tmp)
+            os.chmod(tmp.name, 0o644)  # temp files are created private
             os.replace(tmp.name, destination)
 
 

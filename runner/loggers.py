@@ -86,3 +86,110 @@ class NullLogger(ClosingLogger):
     def named(self, method: str) -> list[dict[str, Any]]:
         """The kwargs of every call to `method`, in order."""
         return [kwargs for name, kwargs in self.calls if name == method]
+
+
+class FanOut(ClosingLogger):
+    """Sends every event to several loggers, in order."""
+
+    def __init__(self, *loggers: Logger) -> None:
+        self.loggers = loggers
+
+    def start(self, info: Info) -> None:
+        for logger in self.loggers:
+            logger.start(info)
+
+    def images(self, pixels: Sequence[Sequence[Sequence[int]]]) -> None:
+        for logger in self.loggers:
+            logger.images(pixels)
+
+    def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
+        for logger in self.loggers:
+            logger.train_loss(epoch, steps, losses)
+
+    def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
+        for logger in self.loggers:
+            logger.evaluation(epoch, step, test_loss, test_accuracy)
+
+    def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
+        for logger in self.loggers:
+            logger.predictions(epoch, predicted, truth)
+
+    def close(self, summary: Info | None) -> None:
+        super().close(summary)
+        for logger in self.loggers:  # every logger gets its close, even if one fails
+            try:
+                logger.close(summary)
+            except Exception as exc:  # noqa: BLE001 - a logger's failure must not hide the others
+                print(f"warning: {type(logger).__name__} failed to close: {exc}", file=sys.stderr)
+
+
+class JsonlLogger(ClosingLogger):
+    """The run's journal: one JSON object per line, one line per train step; replayable.
+
+    Each line is written whole and flushed per event, so a crash leaves every line before it valid.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] = open(path, "a", encoding="utf-8")
+        self._t0 = time.monotonic()
+
+    def _write(self, records: list[dict[str, Any]]) -> None:
+        t = round(time.monotonic() - self._t0, 4)
+        self._file.write("".join(json.dumps({**r, "t": t}) + "\n" for r in records))
+        self._file.flush()
+
+    def start(self, info: Info) -> None:
+        self._write([{"event": "start", "info": dict(info)}])
+
+    def images(self, pixels: Sequence[Sequence[Sequence[int]]]) -> None:
+        self._write([{"event": "images", "pixels": pixels}])
+
+    def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
+        self._write([{"event": "train_loss", "epoch": epoch, "step": s, "loss": v} for s, v in zip(steps, losses)])
+
+    def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
+        self._write([{"event": "evaluation", "epoch": epoch, "step": step, "test_loss": test_loss,
+                      "test_accuracy": test_accuracy}])
+
+    def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
+        self._write([{"event": "predictions", "epoch": epoch, "predicted": list(predicted), "truth": list(truth)}])
+
+    def close(self, summary: Info | None) -> None:
+        super().close(summary)
+        if not self._file.closed:
+            self._write([{"event": "close", "summary": None if summary is None else dict(summary)}])
+            self._file.close()
+
+
+def replay(path: Path, logger: Logger) -> int:
+    """Feed a journal's events to `logger` (train steps regrouped per epoch); returns events read."""
+    events = 0
+    run: tuple[int, list[int], list[float]] | None = None  # consecutive train steps of one epoch
+
+    def flush_run() -> None:
+        nonlocal run
+        if run is not None:
+            logger.train_loss(*run)
+            run = None
+
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a torn last line from a killed process: everything before it stands
+            events += 1
+            event = record.pop("event")
+            record.pop("t", None)
+            if event == "train_loss":
+                if run is None or run[0] != record["epoch"]:
+                    flush_run()
+                    run = (record["epoch"], [], [])
+                run[1].append(record["step"])
+                run[2].append(record["loss"])
+                continue
+            flush_run()
+            getattr(logger, event)(**record)
+    flush_run()
+    return events
