@@ -55,7 +55,8 @@ class ConsoleLogger(ClosingLogger):
         self.console.print(f"epoch {epoch:>3}/{self._epochs}  step {step:>6}  test loss {test_loss:.4f}  "
                            f"test accuracy {test_accuracy:.2%}  ({seconds:.1f} s)")
         if self._progress is not None and self._task is not None:
-            self._progress.reset(self._task, epoch=min(epoch + 1, self._epochs))
+            self._progress.reset(self._task)  # passing fields here would replace them all
+            self._progress.update(self._task, epoch=min(epoch + 1, self._epochs))
         self._epoch_first_step = 0
         self._epoch_started = time.perf_counter()
 

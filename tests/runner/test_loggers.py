@@ -1,0 +1,83 @@
+"""Every logger honours the same contract: the same events in, close exactly once, no surprises."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from rich.console import Console
+
+from runner.console import ConsoleLogger
+from runner.loggers import FanOut, JsonlLogger, Logger, NullLogger
+
+INFO = {"name": "contract", "spec": {"description": "d", "data": {"batch_size": 10}, "train": {"epochs": 2}},
+        "device": "cpu", "run_dir": "runs/contract", "steps_per_epoch": 4, "visdom_env": None}
+SUMMARY = {"name": "contract", "test_accuracy": 0.5, "test_loss": 1.0, "epochs": 2, "steps": 8,
+           "train_seconds": 0.1, "wall_seconds": 0.2, "device": "cpu"}
+
+
+def send_events(logger: Logger) -> None:
+    logger.start(INFO)
+    logger.images([[[0] * 28] * 28] * 2)
+    for epoch in (1, 2):
+        first = (epoch - 1) * 4 + 1
+        logger.train_loss(epoch, [first, first + 1], [2.0, 1.5])
+        logger.train_loss(epoch, [first + 2, first + 3], [1.2, 1.0])
+        logger.evaluation(epoch, first + 3, 0.9, 0.6)
+        logger.predictions(epoch, [1, 2], [1, 3])
+
+
+LOGGERS: dict[str, Callable[[Path], Logger]] = {
+    "null": lambda tmp: NullLogger(),
+    "jsonl": lambda tmp: JsonlLogger(tmp / "metrics.jsonl"),
+    "console-plain": lambda tmp: ConsoleLogger(Console(file=io.StringIO(), force_terminal=False)),
+    "console-tty": lambda tmp: ConsoleLogger(Console(file=io.StringIO(), force_terminal=True)),
+    "fan-out": lambda tmp: FanOut(NullLogger(), JsonlLogger(tmp / "fan.jsonl")),
+}
+
+
+@pytest.mark.parametrize("make", LOGGERS.values(), ids=LOGGERS.keys())
+@pytest.mark.parametrize("summary", [SUMMARY, None], ids=["finished", "failed"])
+def test_contract(make: Callable[[Path], Logger], summary: dict | None, tmp_path: Path) -> None:
+    logger = make(tmp_path)
+    assert isinstance(logger, Logger)
+    with logger:  # type: ignore[attr-defined]
+        send_events(logger)
+        if summary is not None:
+            logger.close(summary)
+    if isinstance(logger, NullLogger):
+        assert [name for name, _ in logger.calls].count("close") == 1
+
+
+def test_context_manager_closes_on_error(tmp_path: Path) -> None:
+    journal = tmp_path / "metrics.jsonl"
+    with pytest.raises(RuntimeError):
+        with JsonlLogger(journal) as logger:
+            logger.start(INFO)
+            raise RuntimeError("training blew up")
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert [r["event"] for r in lines] == ["start", "close"] and lines[-1]["summary"] is None
+
+
+def test_console_prints_epochs_and_results(tmp_path: Path) -> None:
+    out = io.StringIO()
+    with ConsoleLogger(Console(file=out, force_terminal=False, width=120)) as logger:
+        send_events(logger)
+        logger.close(SUMMARY)
+    text = out.getvalue()
+    assert "epoch   1/2" in text and "test accuracy 60.00%" in text and "50.00%" in text
+
+
+def test_fan_out_closes_every_logger_even_if_one_fails(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    class Broken(NullLogger):
+        def close(self, summary: dict | None) -> None:
+            raise OSError("disk full")
+
+    last = NullLogger()
+    with FanOut(Broken(), last):
+        pass
+    assert last.named("close") == [{"summary": None}]
+    assert "Broken failed to close: disk full" in capsys.readouterr().err
