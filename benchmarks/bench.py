@@ -1,0 +1,227 @@
+"""Benchmark: how much of the machine goes into learning. Prints a table and writes docs/BENCHMARKS.md.
+
+Contenders, one epoch of the tutorial's 784-200-200-10 MLP on real MNIST at batch 200, run in
+alternation (round-robin) so machine drift hits all of them alike:
+  seed      the tutorial's loop: torchvision DataLoader with per-sample ToTensor + Normalize
+  floor     a bare loop over tensors already on the device (no logging, no host reads)
+  null      the runner's train_one_epoch with the NullLogger
+  visdom    the runner's train_one_epoch streaming every step to a live local Visdom server
+Then: time from process start to first step and peak RSS of `python -m runner` as a user runs it,
+and a scaling table over batch size and hidden width.
+
+Usage: python benchmarks/bench.py [--rounds 3] [--no-seed] [--no-visdom] [--output docs/BENCHMARKS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from runner import data, models, train  # noqa: E402
+from runner.loggers import Logger, NullLogger  # noqa: E402
+from runner.spec import Experiment  # noqa: E402
+
+SPEC = Experiment.model_validate(json.loads((ROOT / "experiments" / "relu.json").read_text()))
+DEVICE = train.pick_device("auto")
+
+
+def timed(device: torch.device, fn: Callable[[], object]) -> float:
+    train._sync(device)
+    started = time.perf_counter()
+    fn()
+    train._sync(device)
+    return time.perf_counter() - started
+
+
+def make_model(spec: Experiment) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(spec.seed)
+    model = models.build(spec.model).to(DEVICE)
+    return model, train.make_optimizer(spec.optim, model.parameters())
+
+
+def seed_epoch() -> Callable[[], object]:
+    from torchvision import datasets, transforms
+
+    loader = torch.utils.data.DataLoader(
+        datasets.MNIST(str(ROOT / "data"), train=True, download=False, transform=transforms.Compose([
+            transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])),
+        batch_size=200, shuffle=True)
+    model, optimizer = make_model(SPEC)
+    criterion = torch.nn.CrossEntropyLoss()
+
+    def epoch() -> None:
+        for x, y in loader:
+            x, y = x.view(-1, 28 * 28).to(DEVICE), y.to(DEVICE)
+            loss = criterion(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return epoch
+
+
+def floor_epoch(split: data.Split, spec: Experiment = SPEC) -> Callable[[], object]:
+    model, optimizer = make_model(spec)
+    generator = torch.Generator().manual_seed(0)
+    bs = spec.data.batch_size
+
+    def epoch() -> None:
+        order = torch.randperm(len(split), generator=generator).to(DEVICE)
+        for start in range(0, len(split), bs):
+            index = order[start:start + bs]
+            loss = torch.nn.functional.cross_entropy(model(split.x[index]), split.y[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return epoch
+
+
+def runner_epoch(split: data.Split, logger: Logger, spec: Experiment = SPEC) -> Callable[[], object]:
+    model, optimizer = make_model(spec)
+    generator = torch.Generator().manual_seed(0)
+    loss_fn = train.loss_function(spec.loss)
+    state = {"step": 0, "epoch": 0}
+
+    def epoch() -> None:
+        state["epoch"] += 1
+        state["step"], _ = train.train_one_epoch(model, optimizer, loss_fn, split, spec.data.batch_size, generator,
+                                                 state["epoch"], state["step"], spec.train.log_every, logger)
+    return epoch
+
+
+def start_to_first_step() -> tuple[float, float]:
+    """(seconds from process start to the first logged step, peak RSS in MB) of a real CLI run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        journal = Path(tmp) / "metrics.jsonl"
+        started = time.perf_counter()
+        process = subprocess.Popen([sys.executable, "-m", "runner", "experiments/relu.json", "--logger", "null",
+                                    "--set", "train.epochs=1", "--set", "train.log_every=1", "--out", tmp],
+                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        first = None
+        while process.poll() is None and first is None:
+            if journal.exists() and '"train_loss"' in journal.read_text():
+                first = time.perf_counter() - started
+            time.sleep(0.01)
+        process.wait()
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        return first if first is not None else float("nan"), peak
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-seed", action="store_true", help="skip the slow DataLoader loop")
+    parser.add_argument("--no-visdom", action="store_true", help="skip the live-server contender")
+    parser.add_argument("--no-scaling", action="store_true")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
+    args = parser.parse_args()
+
+    dataset = data.load(SPEC.data, DEVICE)
+    contenders: dict[str, Callable[[], object]] = {}
+    if not args.no_seed:
+        contenders["seed"] = seed_epoch()
+    contenders["floor"] = floor_epoch(dataset.train)
+    contenders["null"] = runner_epoch(dataset.train, NullLogger())
+    server = visdom_logger = None
+    if not args.no_visdom:
+        from dashboards import server as visdom_server
+        from dashboards.visdom_logger import VisdomLogger
+
+        server = visdom_server.running()
+        handle = server.__enter__()
+        visdom_logger = VisdomLogger(env="bench", port=handle.port, out=sys.stderr)
+        visdom_logger.start({"name": "bench", "spec": SPEC.model_dump(mode="json"), "device": str(DEVICE),
+                             "run_dir": "-", "steps_per_epoch": 300})
+        contenders["visdom"] = runner_epoch(dataset.train, visdom_logger)
+
+    for fn in contenders.values():  # warm-up: first-touch allocations, lazy inits
+        fn()
+    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(args.rounds):
+        for name, fn in contenders.items():
+            seconds[name].append(timed(DEVICE, fn))
+    requests = None
+    if visdom_logger is not None:
+        visdom_logger.close(None)
+        stats = visdom_logger.stats()
+        requests = stats.get("requests", 0) / (args.rounds + 1)
+        server.__exit__(None, None, None)
+
+    steps = -(-len(dataset.train) // SPEC.data.batch_size)
+    median = {name: statistics.median(s) for name, s in seconds.items()}
+    rows = [(name, median[name], min(seconds[name]), max(seconds[name]), steps / median[name],
+             median[name] / median["floor"], median["seed"] / median[name] if "seed" in median else None)
+            for name in contenders]
+    first_step, peak = start_to_first_step()
+
+    scaling = []
+    if not args.no_scaling:
+        for hidden in (200, 1024):
+            for batch in (64, 200, 1024):
+                spec = SPEC.model_copy(update={
+                    "model": SPEC.model.model_copy(update={"hidden": (hidden, hidden)}),
+                    "data": SPEC.data.model_copy(update={"batch_size": batch})})
+                fn = runner_epoch(dataset.train, NullLogger(), spec)
+                fn()
+                t = statistics.median(timed(DEVICE, fn) for _ in range(2))
+                scaling.append((hidden, batch, t, len(dataset.train) / t))
+
+    report = render(rows, requests, first_step, peak, scaling, args.rounds)
+    print(report)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report)
+    print(f"written to {args.output}")
+    return 0
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name()}" if DEVICE.type == "cuda" else ""
+    return (f"{cpu}, {os.cpu_count()} cores{gpu}; device {DEVICE}; torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads); Python {platform.python_version()}")
+
+
+def render(rows: list, requests: float | None, first_step: float, peak: float, scaling: list, rounds: int) -> str:
+    lines = ["# Benchmarks", "", f"Machine: {machine()}.", "",
+             f"One training epoch of relu.json (784-200-200-10, batch 200, 300 steps) on real MNIST; median of "
+             f"{rounds} rounds after a warm-up, contenders alternated. Made by `make bench` on "
+             f"{time.strftime('%Y-%m-%d')}.", "",
+             "| contender | s/epoch (median) | min | max | steps/s | x floor | speed-up vs seed |",
+             "|---|---|---|---|---|---|---|"]
+    for name, med, lo, hi, rate, floor, seed in rows:
+        lines.append(f"| {name} | {med:.3f} | {lo:.3f} | {hi:.3f} | {rate:,.0f} | {floor:.2f} | "
+                     f"{'' if seed is None else f'{seed:.1f}x'} |")
+    lines += ["", f"- Start of `python -m runner experiments/relu.json` to its first training step: {first_step:.2f} s "
+                  f"(data already fetched); peak RSS of that process: {peak:,.0f} MB."]
+    if requests is not None:
+        lines.append(f"- VisdomLogger: {requests:.1f} HTTP requests per epoch (300 steps, 1 evaluation-free epoch).")
+    if scaling:
+        lines += ["", "Scaling (runner with NullLogger, one epoch, median of 2):", "",
+                  "| hidden | batch | s/epoch | samples/s |", "|---|---|---|---|"]
+        lines += [f"| {h}x{h} | {b} | {t:.3f} | {r:,.0f} |" for h, b, t, r in scaling]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
