@@ -1,0 +1,417 @@
+"""The Visdom server launcher: one local, offline Visdom server per (port, home), started detached.
+
+    python -m dashboards.server start|stop|status [--port N] [--home DIR]
+
+`start` installs Visdom's web assets from pinned npm tarballs if needed (`dashboards.assets`),
+so the server never reaches for a CDN, then runs `python -m visdom.server` bound to 127.0.0.1
+only, in its own session, and returns once the page and every script and stylesheet it references
+answer 200. Its files live in HOME: `visdom-N.pid`, `visdom-N.log` and `envs/` (the server's
+-env_path). `stop` signals exactly the pid in the pid file. Tests and other code use `start`,
+`stop`, `status`, `free_port` and the `running` context manager.
+
+This module imports neither torch nor visdom: the launcher answers in a fraction of a second and
+only the server process pays for those imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urljoin
+
+from dashboards import assets
+from runner.fetch import CACHE
+
+DEFAULT_PORT = 8097
+DEFAULT_HOME = Path(".visdom")
+STOP_TIMEOUT = 10.0
+
+
+class ServerError(Exception):
+    """The server could not be started or inspected; the message says why."""
+
+
+class PortInUse(ServerError):
+    """Something other than this home's server holds the port."""
+
+
+class StartFailed(ServerError):
+    """The server exited, timed out or served a broken page during start."""
+
+
+class AlreadyRunning(ServerError):
+    """This home's server already runs on the port; `.server` is its handle."""
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(f"the Visdom server is already running at {server.url} (pid {server.pid})")
+        self.server = server
+
+
+@dataclass(frozen=True)
+class Server:
+    """Handle of a running server; `stop()` (or leaving a `with` block) stops exactly this pid."""
+
+    port: int
+    home: Path
+    pid: int
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return log_path(self.port, self.home)
+
+    @property
+    def pid_path(self) -> Path:
+        return pid_path(self.port, self.home)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> bool:
+        """Stop this server; False if it had already gone."""
+        stopped = _terminate(self.pid, self.port, timeout)
+        # The pid file may already name a newer server on the same port: leave that one alone.
+        if _read_pid(self.pid_path) == self.pid:
+            self.pid_path.unlink(missing_ok=True)
+        return stopped
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def pid_path(port: int, home: Path) -> Path:
+    return Path(home) / f"visdom-{port}.pid"
+
+
+def log_path(port: int, home: Path) -> Path:
+    return Path(home) / f"visdom-{port}.log"
+
+
+def default_port() -> int:
+    return int(os.environ.get("VISDOM_PORT") or DEFAULT_PORT)
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def status(port: int, home: Path) -> Server | None:
+    """The handle of this home's server on `port` if its pid file names a live visdom process."""
+    pid = _read_pid(pid_path(port, home))
+    if pid is None or not _is_ours(pid, port):
+        return None
+    return Server(port, Path(home).resolve(), pid)
+
+
+def start(port: int, home: Path, timeout: float = 60, cache: Path = CACHE) -> Server:
+    """Start a server on 127.0.0.1:`port` and return once its page and assets answer 200.
+
+    Raises AlreadyRunning (with the running server's handle) when this home's server is already
+    up on the port, PortInUse when anything else holds it, StartFailed otherwise.
+    """
+    deadline = time.monotonic() + timeout
+    home = Path(home).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    existing = status(port, home)
+    if existing is not None:
+        _wait_ready(existing, deadline, timeout)
+        raise AlreadyRunning(existing)
+    pid_path(port, home).unlink(missing_ok=True)  # stale: its process is gone
+    if not _port_free(port):
+        raise PortInUse(f"port {port} is already in use by another program (not the Visdom server "
+                        f"of {home}); stop it or choose another port with --port.")
+    try:
+        assets.ensure(cache=cache)
+    except assets.AssetError as exc:
+        raise StartFailed(f"cannot install Visdom's web assets: {exc}") from None
+
+    (home / "envs").mkdir(exist_ok=True)
+    command = [sys.executable, "-m", "visdom.server", "-port", str(port), "-bind_local",
+               "-env_path", str(home / "envs"),
+               # INFO would add one access-log line per plotted point; warnings and errors stay.
+               "-logging_level", "WARNING"]
+    with open(log_path(port, home), "wb") as log:
+        process = subprocess.Popen(
+            command, cwd=home, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            # Own session: no terminal hang-up or Ctrl-C in the launching shell reaches it.
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    _children[process.pid] = process
+    _write_pid(pid_path(port, home), process.pid)
+    server = Server(port, home, process.pid)
+    try:
+        _wait_ready(server, deadline, timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def stop(port: int, home: Path, timeout: float = STOP_TIMEOUT) -> bool:
+    """Stop the server named by this home's pid file for `port`; False if none was running."""
+    path = pid_path(port, home)
+    pid = _read_pid(path)
+    if pid is None:
+        return False
+    stopped = _terminate(pid, port, timeout)
+    path.unlink(missing_ok=True)
+    return stopped
+
+
+@contextlib.contextmanager
+def running(port: int | None = None, home: Path | None = None,
+            timeout: float = 60) -> Iterator[Server]:
+    """A server for the duration of a block: a free port and a temporary home unless given."""
+    with contextlib.ExitStack() as stack:
+        if home is None:
+            home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="visdom-")))
+        server = start(port, home, timeout) if port is not None else _start_anywhere(home, timeout)
+        stack.callback(server.stop)  # runs before the temporary home is removed
+        yield server
+
+
+def _start_anywhere(home: Path, timeout: float, attempts: int = 3) -> Server:
+    # A free port can be taken by another process before the server binds it: try another.
+    for attempt in range(attempts):
+        try:
+            return start(free_port(), home, timeout)
+        except PortInUse:
+            if attempt == attempts - 1:
+                raise
+        except StartFailed as exc:
+            if "Address already in use" not in str(exc) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+# --- processes -------------------------------------------------------------------------------
+
+# Servers started by this process. Until its parent reaps it, a dead child is a zombie that still
+# answers kill(pid, 0); polling the Popen reaps it, so stop() sees it gone at once.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _alive(pid: int) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        return child.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie someone else has yet to reap is gone for our purposes
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _is_ours(pid: int, port: int) -> bool:
+    """Alive and a visdom server for this port: a recycled pid is never signalled."""
+    if not _alive(pid):
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc (macOS): the pid file is all there is to go on
+    return b"visdom.server" in argv and str(port).encode() in argv
+
+
+def _terminate(pid: int, port: int, timeout: float) -> bool:
+    """SIGTERM, then SIGKILL after `timeout`; False if the pid was not a live server of ours."""
+    if not _is_ours(pid, port):
+        _children.pop(pid, None)
+        return False
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        end = time.monotonic() + wait
+        while _alive(pid) and time.monotonic() < end:
+            time.sleep(0.05)
+        if not _alive(pid):
+            break
+    _children.pop(pid, None)
+    return True
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_pid(path: Path, pid: int) -> None:
+    tmp = path.with_suffix(".pid.tmp")
+    tmp.write_text(f"{pid}\n")
+    os.replace(tmp, path)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # tornado binds with SO_REUSEADDR too: connections of a stopped server in TIME_WAIT
+        # do not block a restart, a listening socket does.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    # A listener on ::1 alone would catch browsers that resolve localhost to ::1 first.
+    try:
+        with socket.create_connection(("::1", port), timeout=0.5):
+            return False
+    except OSError:
+        return True
+
+
+def _log_tail(server: Server, lines: int = 20) -> str:
+    try:
+        text = server.log_path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.rstrip().splitlines()[-lines:]) or "(empty log)"
+
+
+# --- readiness -------------------------------------------------------------------------------
+
+# Straight to 127.0.0.1, never through an http_proxy from the environment.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class _PageRefs(HTMLParser):
+    """Collects what a page makes the browser load: script src and link href."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        wanted = {"script": "src", "link": "href"}.get(tag)
+        value = dict(attrs).get(wanted) if wanted else None
+        if value:
+            self.refs.append(value)
+
+
+def _get(url: str, timeout: float = 5.0) -> tuple[int | str, bytes]:
+    """HTTP status and body, or the error's text when there was no HTTP answer."""
+    try:
+        with _opener.open(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+    except (OSError, ValueError) as exc:
+        return str(getattr(exc, "reason", exc)), b""
+
+
+def probe(port: int) -> dict[str, int | str]:
+    """Status of the index page and of every script and stylesheet it references, by URL."""
+    index = f"http://127.0.0.1:{port}/"
+    code, body = _get(index)
+    result: dict[str, int | str] = {index: code}
+    if code == 200:
+        parser = _PageRefs()
+        parser.feed(body.decode("utf-8", "replace"))
+        for ref in parser.refs:
+            url = urljoin(index, ref)
+            result[url] = _get(url)[0]
+    return result
+
+
+def _wait_ready(server: Server, deadline: float, timeout: float) -> None:
+    index = f"http://127.0.0.1:{server.port}/"
+    while True:
+        if not _alive(server.pid):
+            raise StartFailed(f"the Visdom server exited during start; the end of "
+                              f"{server.log_path}:\n{_log_tail(server)}")
+        if _get(index, timeout=2.0)[0] == 200:
+            break
+        if time.monotonic() > deadline:
+            raise StartFailed(f"the Visdom server did not answer on {index} within {timeout:g} s; "
+                              f"the end of {server.log_path}:\n{_log_tail(server)}")
+        time.sleep(0.1)
+    # Static files either exist or never will: one pass, no waiting.
+    broken = {url: code for url, code in probe(server.port).items() if code != 200}
+    if broken:
+        listing = "\n".join(f"  {code}  {url}" for url, code in broken.items())
+        raise StartFailed(f"the Visdom page at {index} references files that do not load:\n{listing}")
+
+
+# --- command line ----------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dashboards.server", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit status: 0 ok, 1 failed, 2 port taken by another program; "
+               "status: 0 running, 3 not running")
+    parser.add_argument("command", choices=["start", "stop", "status"])
+    parser.add_argument("--port", type=int, default=None,
+                        help=f"port (default: $VISDOM_PORT or {DEFAULT_PORT})")
+    parser.add_argument("--home", type=Path, default=DEFAULT_HOME,
+                        help="directory for the pid file, log and envs (default: ./.visdom)")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds to wait for the server to answer (default: 60)")
+    args = parser.parse_args(argv)
+    try:
+        port = args.port if args.port is not None else default_port()
+    except ValueError:
+        print(f"error: VISDOM_PORT={os.environ.get('VISDOM_PORT')!r} is not a port number",
+              file=sys.stderr)
+        return 1
+
+    if args.command == "status":
+        server = status(port, args.home)
+        if server is None:
+            print(f"Visdom is not running on port {port} (home {args.home})")
+            return 3
+        print(f"Visdom is running at {server.url} (pid {server.pid}, log {server.log_path})")
+        return 0
+
+    if args.command == "stop":
+        pid = _read_pid(pid_path(port, args.home))
+        if stop(port, args.home):
+            print(f"Stopped the Visdom server on port {port} (pid {pid})")
+        else:
+            print(f"No Visdom server was running on port {port} (home {args.home})")
+        return 0
+
+    try:
+        server = start(port, args.home, args.timeout)
+    except AlreadyRunning as exc:
+        print(f"Visdom is already running at {exc.server.url} (pid {exc.server.pid})")
+        return 0
+    except PortInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ServerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    home = f" --home {args.home}" if args.home != DEFAULT_HOME else ""
+    print(f"Visdom is running at {server.url} (pid {server.pid}, log {server.log_path}); "
+          f"stop it with: python -m dashboards.server stop --port {port}{home}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
