@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any, Sequence
 from runner import spec as specs
 from runner.loggers import FanOut, JsonlLogger, Logger, NullLogger
 
-USAGE_ERROR = 2
+USAGE_ERROR, DIVERGED = 2, 3
 
 
 class UsageError(Exception):
@@ -41,27 +43,82 @@ def make_loggers(kind: str, experiment: specs.Experiment) -> list[Logger]:
     return [ConsoleLogger(), VisdomLogger(env=v.env or experiment.name, server=v.server, port=v.port)]
 
 
+class StopOnSignal:
+    """Ctrl-C or SIGTERM asks training to stop after the current step; a second one exits at once.
+
+    The journal is written one whole-line write(2) per event, so even the hard exit leaves it valid.
+    """
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __enter__(self) -> "StopOnSignal":
+        self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signal is not None:
+            os._exit(128 + signum)
+        self.signal = signum
+        print(f"\n{signal.Signals(signum).name}: stopping after this step and saving a checkpoint "
+              "(again to quit at once)", file=sys.stderr)
+
+    def __call__(self) -> str | None:
+        return None if self.signal is None else signal.Signals(self.signal).name
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    experiment = specs.load(args.spec, args.set)
+    from runner import runs
+
+    if args.resume:
+        if args.spec or args.set or args.out:
+            raise UsageError("--resume RUN_DIR continues a run with its own spec; give no SPEC, --set or --out.")
+        experiment, resume = runs.load_checkpoint(args.resume)
+    elif args.spec is None:
+        raise UsageError("give an experiment file (e.g. experiments/relu.json) or --resume RUN_DIR.")
+    else:
+        experiment, resume = specs.load(args.spec, args.set), None
+        if args.out is not None:
+            runs.check_new(args.out)
 
     import torch
 
-    from runner import data, runs, train
+    from runner import data, train
+    from runner.loggers import replay as replay_journal
 
     device = train.pick_device(experiment.train.device)
     dataset = data.load(experiment.data, device)  # before the run dir: bad data leaves nothing behind
-    run_dir = runs.create(experiment, args.out)
+    run_dir = args.resume or runs.create(experiment, args.out)
     loggers = make_loggers(args.logger, experiment)
     visdom_env = getattr(loggers[-1], "env", None)
-    info = {"name": experiment.name, "spec": experiment.model_dump(mode="json"), "device": str(device),
-            "run_dir": str(run_dir), "torch_version": torch.__version__, "visdom_env": visdom_env,
-            "steps_per_epoch": -(-len(dataset.train) // experiment.data.batch_size),
-            "train_size": len(dataset.train), "test_size": len(dataset.test)}
-    summary: dict[str, Any] | None = None
-    with FanOut(JsonlLogger(run_dir / runs.JOURNAL), *loggers) as logger:
-        logger.start(info)
-        model, results = train.fit(experiment, dataset, device, logger)
+    journal = JsonlLogger(run_dir / runs.JOURNAL, keep=resume["journal_bytes"] if resume else 0)
+
+    def checkpoint(payload: dict[str, Any]) -> None:
+        runs.save_checkpoint(run_dir, {**payload, "journal_bytes": journal.position})
+
+    with StopOnSignal() as stop, FanOut(journal, *loggers) as logger:
+        if resume is None:
+            logger.start({"name": experiment.name, "spec": experiment.model_dump(mode="json"),
+                          "device": str(device), "run_dir": str(run_dir), "torch_version": torch.__version__,
+                          "visdom_env": visdom_env, "train_size": len(dataset.train), "test_size": len(dataset.test),
+                          "steps_per_epoch": -(-len(dataset.train) // experiment.data.batch_size)})
+        else:  # the dashboard and console first get what the journal already holds
+            replay_journal(journal.path, FanOut(*loggers), limit=resume["journal_bytes"])
+        try:
+            model, results = train.fit(experiment, dataset, device, logger, resume=resume, checkpoint=checkpoint,
+                                       should_stop=stop)
+        except train.Stopped as stopped:
+            print(f"{stopped}; checkpoint saved. Continue with: python -m runner --resume {run_dir}",
+                  file=sys.stderr)
+            return 128 + (stop.signal or signal.SIGINT)
+        except train.Diverged as diverged:
+            print(f"error: {diverged}", file=sys.stderr)
+            return DIVERGED
         torch.save(model.state_dict(), run_dir / runs.WEIGHTS)
         summary = {"name": experiment.name, **results, "wall_seconds": time.perf_counter() - started,
                    "device": str(device), "torch_version": torch.__version__, "seed": experiment.seed,
@@ -103,7 +160,8 @@ def replay(run_dir: Path, kind: str) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m runner", description="Train an experiment described by a JSON file. "
                                 "Other commands: `validate SPEC...`, `schema`, `replay RUN_DIR`.")
-    p.add_argument("spec", type=Path, help="experiment file, e.g. experiments/relu.json")
+    p.add_argument("spec", type=Path, nargs="?", help="experiment file, e.g. experiments/relu.json")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
     p.add_argument("--logger", choices=("visdom", "console", "null"), default="visdom",
                    help="visdom: console and live dashboard (default); console: terminal only; null: nothing shown")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -135,9 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     except Exception as exc:  # data and device problems carry their own one-paragraph messages
         from runner.data import DataError
+        from runner.runs import RunDirError
         from runner.train import DeviceError
 
-        if isinstance(exc, (DataError, DeviceError)):
+        if isinstance(exc, (DataError, DeviceError, RunDirError)):
             print(f"error: {exc}", file=sys.stderr)
             return USAGE_ERROR
         raise

@@ -17,10 +17,11 @@ be replayed into any logger later.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 Info = Mapping[str, Any]
 
@@ -126,18 +127,22 @@ class FanOut(ClosingLogger):
 class JsonlLogger(ClosingLogger):
     """The run's journal: one JSON object per line, one line per train step; replayable.
 
-    Each line is written whole and flushed per event, so a crash leaves every line before it valid.
+    Each event is one write(2) of whole lines to an unbuffered descriptor, so a process killed at any
+    moment (even by a second Ctrl-C) leaves only whole lines behind. `keep` bytes of an existing
+    journal are kept (a resumed run continues it); anything after them is cut.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, keep: int = 0) -> None:
         self.path = path
-        self._file: IO[str] = open(path, "a", encoding="utf-8")
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        os.ftruncate(self._fd, keep)
+        self.position = os.lseek(self._fd, keep, os.SEEK_SET)
         self._t0 = time.monotonic()
 
     def _write(self, records: list[dict[str, Any]]) -> None:
         t = round(time.monotonic() - self._t0, 4)
-        self._file.write("".join(json.dumps({**r, "t": t}) + "\n" for r in records))
-        self._file.flush()
+        blob = "".join(json.dumps({**r, "t": t}) + "\n" for r in records).encode()
+        self.position += os.write(self._fd, blob)
 
     def start(self, info: Info) -> None:
         self._write([{"event": "start", "info": dict(info)}])
@@ -157,13 +162,15 @@ class JsonlLogger(ClosingLogger):
 
     def close(self, summary: Info | None) -> None:
         super().close(summary)
-        if not self._file.closed:
+        if self._fd >= 0:
             self._write([{"event": "close", "summary": None if summary is None else dict(summary)}])
-            self._file.close()
+            os.close(self._fd)
+            self._fd = -1
 
 
-def replay(path: Path, logger: Logger) -> int:
-    """Feed a journal's events to `logger` (train steps regrouped per epoch); returns events read."""
+def replay(path: Path, logger: Logger, limit: int | None = None) -> int:
+    """Feed a journal's events (of its first `limit` bytes) to `logger`, train steps regrouped per
+    epoch; returns the number of events read."""
     events = 0
     run: tuple[int, list[int], list[float]] | None = None  # consecutive train steps of one epoch
 
@@ -173,12 +180,14 @@ def replay(path: Path, logger: Logger) -> int:
             logger.train_loss(*run)
             run = None
 
-    with open(path, encoding="utf-8") as f:
-        for line in f:
+    with open(path, "rb") as f:
+        for line in f.read(limit).splitlines(keepends=True):
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 break  # a torn last line from a killed process: everything before it stands
+            if not line.endswith(b"\n"):
+                break
             events += 1
             event = record.pop("event")
             record.pop("t", None)

@@ -23,6 +23,7 @@ def create(spec: Experiment, out: Path | None, root: Path = Path("runs")) -> Pat
         while out.exists():
             n += 1
             out = root / f"{spec.name}-{stamp}-{n}"
+    check_new(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / SPEC, spec.model_dump(mode="json"))
     return out
@@ -35,3 +36,56 @@ def write_json(path: Path, data: Any) -> None:
         tmp.write("\n")
     os.chmod(tmp.name, 0o644)
     os.replace(tmp.name, path)
+
+
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+
+
+class RunDirError(Exception):
+    """A run directory that cannot be used as asked; the message says why and what to do."""
+
+
+def save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> None:
+    """Write the checkpoint atomically (temp file + rename): a crash leaves the previous one whole."""
+    import torch
+
+    with tempfile.NamedTemporaryFile(dir=run_dir, delete=False, suffix=".tmp") as tmp:
+        torch.save({**payload, "format": CHECKPOINT_FORMAT}, tmp)
+    os.replace(tmp.name, run_dir / CHECKPOINT)
+
+
+def load_checkpoint(run_dir: Path) -> tuple[Experiment, dict[str, Any]]:
+    """The spec and checkpoint of an unfinished run, or RunDirError."""
+    import torch
+
+    from runner.spec import parse
+
+    if not run_dir.is_dir():
+        raise RunDirError(f"--resume {run_dir}: no such directory; give a run directory under runs/.")
+    if not (run_dir / SPEC).is_file() or not (run_dir / JOURNAL).is_file():
+        raise RunDirError(f"--resume {run_dir}: not a run directory (it has no {SPEC} and {JOURNAL}).")
+    if (run_dir / SUMMARY).is_file():
+        raise RunDirError(f"--resume {run_dir}: this run already finished (see its {SUMMARY}); "
+                          "start a new one instead.")
+    if not (run_dir / CHECKPOINT).is_file():
+        raise RunDirError(f"--resume {run_dir}: the run stopped before its first checkpoint; nothing to resume, "
+                          "start it again.")
+    try:
+        payload = torch.load(run_dir / CHECKPOINT, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise RunDirError(f"--resume {run_dir}: {CHECKPOINT} cannot be read ({type(exc).__name__}); "
+                          "it is damaged or not a checkpoint of this runner.") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else None
+        raise RunDirError(f"--resume {run_dir}: {CHECKPOINT} has format {found!r}, this runner reads format "
+                          f"{CHECKPOINT_FORMAT}; resume it with the version that wrote it, or start again.")
+    spec = parse(json.loads((run_dir / SPEC).read_text()), str(run_dir / SPEC))
+    return spec, payload
+
+
+def check_new(out: Path) -> None:
+    """Refuse to start a new run in a directory that already holds one."""
+    if (out / JOURNAL).exists():
+        raise RunDirError(f"--out {out} already holds a run; choose another directory, or continue it with "
+                          f"--resume {out}.")

@@ -1,11 +1,15 @@
 """Training and evaluation: pure torch, talking to the world only through the Logger protocol.
 
 One function per phase, as in pytorch/examples' mnist: `train_one_epoch`, `evaluate`, `fit`.
+`fit` can stop cleanly between two steps (`should_stop`), hands its whole state to a `checkpoint`
+callback at each epoch end and at such a stop, and continues bitwise-identically from that state.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -16,11 +20,38 @@ from runner import data, models
 from runner.loggers import Logger
 from runner.spec import Experiment, OptimSpec
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[..., torch.Tensor]
 
 
 class DeviceError(Exception):
     """The spec asks for a device this machine does not have."""
+
+
+class Stopped(Exception):
+    """Training stopped between two steps because `should_stop` said so; state was checkpointed."""
+
+    def __init__(self, reason: str, step: int) -> None:
+        super().__init__(f"stopped by {reason} after step {step}")
+        self.reason, self.step = reason, step
+
+
+class Diverged(Exception):
+    """A training loss became NaN or infinite; the message names the step and the likely cause."""
+
+
+@dataclass
+class State:
+    """Everything needed to continue a run exactly where it stopped."""
+
+    epoch: int = 1  # the epoch in progress
+    batch: int = 0  # batches of it already done
+    step: int = 0  # global steps done
+    epoch_rng: torch.Tensor | None = None  # batch-order generator state at the start of `epoch`
+    loss_sum: float = 0.0  # this epoch's train losses so far, for its mean
+    loss_count: int = 0
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
 
 
 def pick_device(name: str) -> torch.device:
@@ -38,8 +69,8 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def loss_function(kind: str) -> Callable[..., torch.Tensor]:
-    """loss(logits, targets, reduction) for a spec's `loss`."""
+def loss_function(kind: str) -> LossFn:
+    """loss(logits, targets, reduction="mean"|"sum") for a spec's `loss`."""
     if kind == "cross_entropy":  # softmax + log + NLL, on the logits
         return F.cross_entropy
 
@@ -59,36 +90,49 @@ def make_optimizer(spec: OptimSpec, parameters: Any) -> torch.optim.Optimizer:
 
 
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, split: data.Split,
-                    batch_size: int, generator: torch.Generator, epoch: int, first_step: int, log_every: int,
-                    logger: Logger) -> tuple[int, float]:
-    """One pass over `split`; returns (last global step, mean train loss)."""
+                    batch_size: int, generator: torch.Generator, state: State, log_every: int, logger: Logger,
+                    should_stop: Callable[[], str | None] = lambda: None, lr_hint: str = "") -> str | None:
+    """Steps over `split` from `state.batch` on, updating `state`; returns why it stopped early, if it did."""
     model.train()
     pending: list[torch.Tensor] = []  # losses still on the device: no host sync per step
-    step, total, count = first_step, 0.0, 0
 
     def flush() -> None:
-        nonlocal total, count
         losses = torch.stack(pending).tolist()  # one device-to-host copy per chunk
-        logger.train_loss(epoch, list(range(step - len(losses) + 1, step + 1)), losses)
-        total, count = total + sum(losses), count + len(losses)
         pending.clear()
+        logger.train_loss(state.epoch, list(range(state.step - len(losses) + 1, state.step + 1)), losses)
+        bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+        if bad is not None:
+            step = state.step - len(losses) + 1 + bad
+            raise Diverged(f"the training loss became {losses[bad]} at step {step} (epoch {state.epoch}); "
+                           f"the run stopped there. The usual cause is a learning rate too high for this model"
+                           f"{lr_hint}: try one ten times smaller. Everything up to that step is in the journal.")
+        state.loss_sum += sum(losses)
+        state.loss_count += len(losses)
 
-    for x, y in data.batches(split, batch_size, generator):
+    for i, (x, y) in enumerate(data.batches(split, batch_size, generator)):
+        if i < state.batch:
+            continue  # resuming mid-epoch: same order, skip what was done
         loss = loss_fn(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        step += 1
+        state.step += 1
+        state.batch += 1
         pending.append(loss.detach())
         if len(pending) == log_every:
             flush()
+        reason = should_stop()
+        if reason:
+            if pending:
+                flush()
+            return reason
     if pending:
         flush()
-    return step, total / max(count, 1)
+    return None
 
 
-def evaluate(model: nn.Module, loss_fn: Callable[..., torch.Tensor], split: data.Split,
-             batch_size: int) -> tuple[float, float, torch.Tensor]:
+def evaluate(model: nn.Module, loss_fn: LossFn, split: data.Split, batch_size: int) -> tuple[
+        float, float, torch.Tensor]:
     """(mean loss per sample, accuracy, predictions) over the whole split, in order."""
     model.eval()
     total = torch.zeros((), device=split.x.device)
@@ -109,43 +153,72 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def fit(spec: Experiment, dataset: data.Dataset, device: torch.device, logger: Logger) -> tuple[
-        nn.Module, dict[str, Any]]:
-    """Train and evaluate as the spec says; returns the model and the run's results."""
+def fit(spec: Experiment, dataset: data.Dataset, device: torch.device, logger: Logger, *,
+        resume: dict[str, Any] | None = None,
+        checkpoint: Callable[[dict[str, Any]], None] = lambda _: None,
+        should_stop: Callable[[], str | None] = lambda: None) -> tuple[nn.Module, dict[str, Any]]:
+    """Train and evaluate as the spec says; returns the model and the run's results.
+
+    `resume` is a dict that `checkpoint` was given earlier. Raises Stopped (after checkpointing) when
+    `should_stop` returns a reason, Diverged when a loss is not finite.
+    """
     torch.manual_seed(spec.seed)
     generator = torch.Generator().manual_seed(spec.seed)
     model = models.build(spec.model).to(device)
     optimizer = make_optimizer(spec.optim, model.parameters())
+    state = State()
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        torch.set_rng_state(resume["torch_rng"])
+        state = State(**resume["state"])
     loss_fn = loss_function(spec.loss)
     shown = min(spec.train.samples, len(dataset.test))
-    logger.images(data.denormalise(dataset.test.x[:shown]).tolist())
+    if resume is None:
+        logger.images(data.denormalise(dataset.test.x[:shown]).tolist())
     truth = dataset.test.y[:shown].tolist()
 
-    step, train_seconds, eval_seconds, history = 0, 0.0, 0.0, []
-    for epoch in range(1, spec.train.epochs + 1):
+    def save() -> None:
+        checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "torch_rng": torch.get_rng_state(), "state": vars(state).copy()})
+
+    lr_hint = f" (optim.lr is {spec.optim.lr})"
+    while state.epoch <= spec.train.epochs:
+        if state.epoch_rng is None:
+            state.epoch_rng = generator.get_state()
+        generator.set_state(state.epoch_rng)
         _sync(device)
         started = time.perf_counter()
-        step, train_loss = train_one_epoch(model, optimizer, loss_fn, dataset.train, spec.data.batch_size,
-                                           generator, epoch, step, spec.train.log_every, logger)
-        _sync(device)
-        train_seconds += time.perf_counter() - started
+        try:
+            reason = train_one_epoch(model, optimizer, loss_fn, dataset.train, spec.data.batch_size, generator,
+                                     state, spec.train.log_every, logger, should_stop, lr_hint)
+        finally:
+            _sync(device)
+            state.train_seconds += time.perf_counter() - started
+        if reason:
+            save()
+            raise Stopped(reason, state.step)
         started = time.perf_counter()
         test_loss, accuracy, predicted = evaluate(model, loss_fn, dataset.test, spec.data.test_batch_size)
-        eval_seconds += time.perf_counter() - started
-        history.append({"epoch": epoch, "train_loss": train_loss, "test_loss": test_loss, "test_accuracy": accuracy})
-        logger.evaluation(epoch, step, test_loss, accuracy)
-        logger.predictions(epoch, predicted[:shown].tolist(), truth)
+        state.eval_seconds += time.perf_counter() - started
+        state.history.append({"epoch": state.epoch, "train_loss": state.loss_sum / max(state.loss_count, 1),
+                              "test_loss": test_loss, "test_accuracy": accuracy})
+        logger.evaluation(state.epoch, state.step, test_loss, accuracy)
+        logger.predictions(state.epoch, predicted[:shown].tolist(), truth)
+        state.epoch, state.batch, state.loss_sum, state.loss_count = state.epoch + 1, 0, 0.0, 0
+        state.epoch_rng = generator.get_state()  # where the next epoch's batch order starts
+        save()
 
-    last = history[-1]
+    last = state.history[-1]
     return model, {
         "test_accuracy": last["test_accuracy"],
         "test_loss": last["test_loss"],
-        "best_test_accuracy": max(h["test_accuracy"] for h in history),
+        "best_test_accuracy": max(h["test_accuracy"] for h in state.history),
         "train_loss": last["train_loss"],
         "epochs": spec.train.epochs,
-        "steps": step,
-        "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds,
-        "samples_per_second": spec.train.epochs * len(dataset.train) / train_seconds if train_seconds else None,
-        "history": history,
+        "steps": state.step,
+        "train_seconds": state.train_seconds,
+        "eval_seconds": state.eval_seconds,
+        "samples_per_second": spec.train.epochs * len(dataset.train) / state.train_seconds,
+        "history": state.history,
     }
