@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from runner import spec as specs
-from runner.loggers import FanOut, JsonlLogger, Logger, NullLogger
+from runner.loggers import FanOut, Logger, NullLogger
 
 USAGE_ERROR, DIVERGED = 2, 3
 
@@ -33,47 +31,18 @@ def make_loggers(kind: str, experiment: specs.Experiment) -> list[Logger]:
 
     if kind == "console":
         return [ConsoleLogger()]
+    v = experiment.visdom
     try:
         from dashboards.visdom_logger import VisdomLogger
+
+        return [ConsoleLogger(), VisdomLogger(env=v.env or experiment.name, server=v.server, port=v.port)]
     except ImportError as exc:
-        print(f"warning: the Visdom dashboard is not available ({exc}); showing the console only. "
-              "Run `make install` to install it.", file=sys.stderr)
+        print(f"warning: the Visdom dashboard is not available ({exc}); showing the console only.", file=sys.stderr)
         return [ConsoleLogger()]
-    v = experiment.visdom
-    return [ConsoleLogger(), VisdomLogger(env=v.env or experiment.name, server=v.server, port=v.port)]
-
-
-class StopOnSignal:
-    """Ctrl-C or SIGTERM asks training to stop after the current step; a second one exits at once.
-
-    The journal is written one whole-line write(2) per event, so even the hard exit leaves it valid.
-    """
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-
-    def __enter__(self) -> "StopOnSignal":
-        self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.signal is not None:
-            os._exit(128 + signum)
-        self.signal = signum
-        print(f"\n{signal.Signals(signum).name}: stopping after this step and saving a checkpoint "
-              "(again to quit at once)", file=sys.stderr)
-
-    def __call__(self) -> str | None:
-        return None if self.signal is None else signal.Signals(self.signal).name
 
 
 def run(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
-    from runner import runs
+    from runner import runs, session, train
 
     if args.resume:
         if args.spec or args.set or args.out:
@@ -85,46 +54,17 @@ def run(args: argparse.Namespace) -> int:
         experiment, resume = specs.load(args.spec, args.set), None
         if args.out is not None:
             runs.check_new(args.out)
-
-    import torch
-
-    from runner import data, train
-    from runner.loggers import replay as replay_journal
-
-    device = train.pick_device(experiment.train.device)
-    dataset = data.load(experiment.data, device)  # before the run dir: bad data leaves nothing behind
-    run_dir = args.resume or runs.create(experiment, args.out)
-    loggers = make_loggers(args.logger, experiment)
-    visdom_env = getattr(loggers[-1], "env", None)
-    journal = JsonlLogger(run_dir / runs.JOURNAL, keep=resume["journal_bytes"] if resume else 0)
-
-    def checkpoint(payload: dict[str, Any]) -> None:
-        runs.save_checkpoint(run_dir, {**payload, "journal_bytes": journal.position})
-
-    with StopOnSignal() as stop, FanOut(journal, *loggers) as logger:
-        if resume is None:
-            logger.start({"name": experiment.name, "spec": experiment.model_dump(mode="json"),
-                          "device": str(device), "run_dir": str(run_dir), "torch_version": torch.__version__,
-                          "visdom_env": visdom_env, "train_size": len(dataset.train), "test_size": len(dataset.test),
-                          "steps_per_epoch": -(-len(dataset.train) // experiment.data.batch_size)})
-        else:  # the dashboard and console first get what the journal already holds
-            replay_journal(journal.path, FanOut(*loggers), limit=resume["journal_bytes"])
+    with session.StopOnSignal() as stop:
         try:
-            model, results = train.fit(experiment, dataset, device, logger, resume=resume, checkpoint=checkpoint,
-                                       should_stop=stop)
+            session.execute(experiment, make_loggers(args.logger, experiment), stop, out=args.out,
+                            resume_dir=args.resume, resume=resume)
         except train.Stopped as stopped:
-            print(f"{stopped}; checkpoint saved. Continue with: python -m runner --resume {run_dir}",
+            print(f"{stopped}; checkpoint saved. Continue with: python -m runner --resume {stopped.run_dir}",
                   file=sys.stderr)
             return 128 + (stop.signal or signal.SIGINT)
         except train.Diverged as diverged:
             print(f"error: {diverged}", file=sys.stderr)
             return DIVERGED
-        torch.save(model.state_dict(), run_dir / runs.WEIGHTS)
-        summary = {"name": experiment.name, **results, "wall_seconds": time.perf_counter() - started,
-                   "device": str(device), "torch_version": torch.__version__, "seed": experiment.seed,
-                   "visdom_env": visdom_env, "run_dir": str(run_dir)}
-        runs.write_json(run_dir / runs.SUMMARY, summary)
-        logger.close(summary)
     return 0
 
 

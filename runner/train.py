@@ -33,6 +33,7 @@ class Stopped(Exception):
     def __init__(self, reason: str, step: int) -> None:
         super().__init__(f"stopped by {reason} after step {step}")
         self.reason, self.step = reason, step
+        self.run_dir: object = None  # set by whoever knows where the checkpoint went
 
 
 class Diverged(Exception):

@@ -1,0 +1,272 @@
+"""VisdomLogger against the real Visdom server: what the server holds, outages, absent and hung servers.
+
+Events are synthetic numbers driven straight into the logger; the server's state is read back with
+`Visdom.get_window_data`, so every assertion is about what a browser would show.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from dashboards import server as servers
+from dashboards.visdom_logger import VisdomLogger
+
+# The test's own Visdom client (used to read back) warns through a deprecated logging call.
+pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
+
+ENV = "test_run"
+INFO = {"name": "tiny <script>alert('x')</script>", "spec": {"model": {"activation": "<b>relu</b>"}},
+        "device": "cpu", "run_dir": "/tmp/runs/tiny-1"}
+
+
+def digits(n: int) -> list[list[list[int]]]:
+    return [[[(k * 37 + r * c) % 256 for c in range(28)] for r in range(28)] for k in range(n)]
+
+
+class Feed:
+    """Synthetic training events with numbers we can check: loss at step s is 1/(s+1)."""
+
+    def __init__(self, logger: VisdomLogger) -> None:
+        self.logger = logger
+        self.step = 0
+        self.epoch = 0
+
+    def epochs(self, n: int, steps: int = 40, chunk: int = 10, pause: float = 0.0) -> None:
+        for _ in range(n):
+            self.epoch += 1
+            for _ in range(steps // chunk):
+                xs = list(range(self.step, self.step + chunk))
+                self.step += chunk
+                self.logger.train_loss(self.epoch, xs, [1 / (s + 1) for s in xs])
+                time.sleep(pause)
+            self.logger.evaluation(self.epoch, self.step, 1 / self.epoch, 0.5 + self.epoch / 100)
+            # samples 0, 3, 6, ... are wrong: predicted one more than the truth
+            truth = [k % 10 for k in range(16)]
+            self.logger.predictions(self.epoch, [(t + (k % 3 == 0)) % 10 for k, t in enumerate(truth)], truth)
+
+
+def read_env(port: int) -> dict[str, Any]:
+    from visdom import Visdom
+
+    viz = Visdom(server="http://localhost", port=port, use_incoming_socket=False, raise_exceptions=True)
+    return json.loads(viz.get_window_data(env=ENV))
+
+
+def traces(window: dict[str, Any]) -> dict[str, tuple[list, list]]:
+    return {t["name"]: (t["x"], t["y"]) for t in window["content"]["data"]}
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)
+
+
+def delivered(logger: VisdomLogger) -> bool:
+    s = logger.stats()
+    return s.events > 0 and s.delivered == s.events
+
+
+def assert_complete(port: int, feed: Feed) -> None:
+    """Every point exactly once, in order; every pane present and showing the last epoch."""
+    windows = read_env(port)
+    assert set(windows) == {"train_loss", "test", "images", "predictions", "spec"}
+    (xs, ys), = traces(windows["train_loss"]).values()
+    assert xs == list(range(feed.step))
+    assert ys == pytest.approx([1 / (s + 1) for s in xs])
+    test = traces(windows["test"])
+    assert list(test) == ["test loss", "test accuracy"]
+    epochs = list(range(1, feed.epoch + 1))
+    assert test["test loss"] == (epochs, pytest.approx([1 / e for e in epochs]))
+    assert test["test accuracy"] == (epochs, pytest.approx([0.5 + e / 100 for e in epochs]))
+    assert windows["images"]["type"] == "image"
+    assert windows["images"]["content"]["src"].startswith("data:image/png;base64,")
+    assert windows["predictions"]["type"] == "text"
+    assert f"epoch {feed.epoch}</b>: 10 of 16 right" in windows["predictions"]["content"]
+    assert windows["spec"]["type"] == "text"
+
+
+@pytest.fixture
+def out() -> io.StringIO:
+    return io.StringIO()
+
+
+def test_server_holds_every_event_and_text_is_escaped(visdom_server: Any, out: io.StringIO) -> None:
+    from visdom import Visdom
+
+    stale = Visdom(port=visdom_server.port, env=ENV, use_incoming_socket=False, raise_exceptions=True)
+    stale.text("left over from an earlier run under this name", win="old", env=ENV)
+
+    with VisdomLogger(ENV, "http://localhost", visdom_server.port, flush_interval=0.05, out=out) as logger:
+        logger.start(INFO)
+        logger.images(digits(16))
+        feed = Feed(logger)
+        feed.epochs(3, steps=100, chunk=1, pause=0.002)  # 300 calls over about a second
+        logger.close({"test_accuracy": 0.53})
+
+    assert_complete(visdom_server.port, feed)  # also: the stale window is gone
+    windows = read_env(visdom_server.port)
+    spec = windows["spec"]["content"]
+    assert "<script>" not in spec and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in spec
+    assert "&lt;b&gt;relu&lt;/b&gt;" in spec
+    assert windows["predictions"]["content"].count("&#10007;") == 1 + 6  # the legend, then 6 wrong
+    assert windows["train_loss"]["title"] == "train loss"
+
+    stats = logger.stats()
+    assert stats.events == stats.delivered == 300 + 3 + 1 + 3 + 1  # points, pane updates
+    assert stats.failures == 0
+    # coalesced: a few requests per flush, not one per call
+    assert stats.requests <= 2 + 5 * stats.flushes and stats.requests < 60
+    lines = out.getvalue().splitlines()
+    assert lines[0] == f"visdom: live dashboard at {visdom_server.url}/env/{ENV}"
+    assert lines[-1].startswith(f"visdom: {stats.events} of {stats.events} events delivered")
+
+
+def test_outage_is_backfilled_exactly_once(visdom_server: Any, out: io.StringIO) -> None:
+    port, home = visdom_server.port, visdom_server.home
+    logger = VisdomLogger(ENV, "http://localhost", port, flush_interval=0.05, out=out)
+    restarted: servers.Server | None = None
+    try:
+        logger.start(INFO)
+        logger.images(digits(8))
+        feed = Feed(logger)
+        feed.epochs(2)
+        wait_until(lambda: delivered(logger))
+
+        visdom_server.stop()
+        feed.epochs(2, pause=0.02)  # the sender fails and keeps retrying meanwhile
+        assert logger.stats().delivered < logger.stats().events
+
+        restarted = servers.start(port, home)
+        feed.epochs(2)
+        logger.close(None)
+        assert_complete(port, feed)
+        assert logger.stats().delivered == logger.stats().events
+    finally:
+        if restarted is not None:
+            restarted.stop()
+    text = out.getvalue()
+    assert text.count("lost the server") == 1 and text.count("is back") == 1
+
+
+def test_restart_between_flushes_is_noticed(visdom_server: Any, out: io.StringIO) -> None:
+    """A restart no request saw fail: the next append is refused and everything is re-sent."""
+    port, home = visdom_server.port, visdom_server.home
+    logger = VisdomLogger(ENV, "http://localhost", port, flush_interval=0.05, out=out)
+    restarted: servers.Server | None = None
+    try:
+        logger.start(INFO)
+        logger.images(digits(8))
+        feed = Feed(logger)
+        feed.epochs(1)
+        wait_until(lambda: delivered(logger))
+        requests = logger.stats().requests
+        visdom_server.stop()
+        restarted = servers.start(port, home)
+        assert logger.stats().requests == requests  # nothing was pending, so nothing was tried
+        feed.epochs(1)
+        logger.close(None)
+        assert_complete(port, feed)
+    finally:
+        if restarted is not None:
+            restarted.stop()
+
+
+def test_window_closed_in_the_browser_comes_back_whole(visdom_server: Any, out: io.StringIO) -> None:
+    from visdom import Visdom
+
+    with VisdomLogger(ENV, "http://localhost", visdom_server.port, flush_interval=0.05, out=out) as logger:
+        logger.start(INFO)
+        logger.images(digits(8))
+        feed = Feed(logger)
+        feed.epochs(2)
+        wait_until(lambda: delivered(logger))
+        Visdom(port=visdom_server.port, use_incoming_socket=False, raise_exceptions=True).close("train_loss", ENV)
+        feed.epochs(1)
+    assert_complete(visdom_server.port, feed)
+
+
+def test_no_server_warns_once_and_never_blocks(out: io.StringIO) -> None:
+    port = servers.free_port()
+    started = time.monotonic()
+    logger = VisdomLogger(ENV, "localhost", port, flush_interval=0.05, close_timeout=5, out=out)
+    logger.start(INFO)
+    logger.images(digits(8))
+    slowest = timed_feed(logger, epochs=3, pause=0.1)  # about a second: several retries
+    logger.close(None)
+    assert slowest < 0.05
+    assert time.monotonic() - started < 4
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2, lines
+    assert f"no dashboard server at http://localhost:{port}" in lines[0] and "`make visdom`" in lines[0]
+    assert lines[1].startswith("visdom: 0 of 14 events delivered")
+    assert "`python -m runner replay /tmp/runs/tiny-1`" in lines[1]
+    assert logger.stats().failures >= 3
+
+
+@pytest.fixture
+def hung_port() -> Iterator[int]:
+    """A port that accepts connections and never answers, like a wedged server."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(64)
+        yield s.getsockname()[1]
+
+
+def test_hung_server_bounds_close(hung_port: int, out: io.StringIO) -> None:
+    logger = VisdomLogger(ENV, "http://127.0.0.1", hung_port, close_timeout=1.0, out=out)
+    logger.start(INFO)
+    slowest = timed_feed(logger, epochs=2, pause=0.01)
+    started = time.monotonic()
+    logger.close(None)
+    assert slowest < 0.05  # a call that waited on the network would take seconds here
+    assert time.monotonic() - started < 1.5
+    assert "0 of 9 events delivered" in out.getvalue()
+    logger.close(None)  # a second close is a no-op
+    assert out.getvalue().count("events delivered") == 1
+
+
+def timed_feed(logger: VisdomLogger, epochs: int, pause: float) -> float:
+    """Feed events; the slowest single logger call, in seconds."""
+    slowest = 0.0
+    for epoch in range(1, epochs + 1):
+        for method, args in (("train_loss", (epoch, [2 * epoch, 2 * epoch + 1], [0.5, float("nan")])),
+                             ("evaluation", (epoch, 2 * epoch + 1, 0.4, 0.9)),
+                             ("predictions", (epoch, [1, 2], [1, 3]))):
+            t = time.perf_counter()
+            getattr(logger, method)(*args)
+            slowest = max(slowest, time.perf_counter() - t)
+            time.sleep(pause)
+    return slowest
+
+
+def test_server_and_port_default_to_the_environment(monkeypatch: pytest.MonkeyPatch, out: io.StringIO) -> None:
+    monkeypatch.setenv("VISDOM_SERVER", "127.0.0.2")
+    monkeypatch.setenv("VISDOM_PORT", "9")
+    with VisdomLogger("a/b", out=out, close_timeout=1) as logger:
+        assert (logger.env, logger.base) == ("a_b", "http://127.0.0.2:9")
+    monkeypatch.delenv("VISDOM_SERVER")
+    monkeypatch.delenv("VISDOM_PORT")
+    with VisdomLogger("a", out=out, close_timeout=1) as logger:
+        assert logger.base == "http://localhost:8097"
+
+
+def test_visdom_is_imported_only_when_a_logger_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    code = "import sys, dashboards.visdom_logger; print('visdom' in sys.modules)"
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+    monkeypatch.setitem(sys.modules, "visdom", None)  # as if it were not installed
+    with pytest.raises(ImportError, match="make install"):
+        VisdomLogger(ENV)
