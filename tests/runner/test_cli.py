@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, run_cli, tiny_spec
+from helpers import ROOT, run_cli, tiny_spec
 from runner.loggers import NullLogger, replay
 
 SUMMARY_KEYS = {"test_accuracy", "test_loss", "epochs", "steps", "train_seconds", "wall_seconds", "device",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_digits, write_idx
+from helpers import make_digits, write_idx
 from runner import data
 from runner.spec import DataSpec
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import ROOT, run_cli, tiny_spec
+from helpers import ROOT, run_cli, tiny_spec
 from runner import data, runs, train
 from runner.loggers import NullLogger
 from runner.spec import Experiment

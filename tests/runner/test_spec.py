@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 from runner import spec as specs
 
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.json"))

@@ -1,0 +1,58 @@
+"""A real experiment streamed to the real server, and `replay` filling a dashboard after the fact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import run_cli, tiny_spec
+from dashboards import server as servers
+
+pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
+
+
+def windows(port: int, env: str) -> dict[str, Any]:
+    from visdom import Visdom
+
+    viz = Visdom(server="http://localhost", port=port, use_incoming_socket=False, raise_exceptions=True)
+    return {win: json.loads(content) if isinstance(content, str) else content
+            for win, content in json.loads(viz.get_window_data(env=env)).items()}
+
+
+def assert_complete_dashboard(port: int, env: str, steps: int, epochs: int) -> None:
+    held = windows(port, env)
+    assert {"train_loss", "test", "images", "predictions", "spec"} <= held.keys(), held.keys()
+    (loss,) = held["train_loss"]["content"]["data"]
+    assert loss["x"] == list(range(1, steps + 1))  # every step exactly once
+    traces = held["test"]["content"]["data"]
+    assert [t["name"] for t in traces] == ["test loss", "test accuracy"]
+    assert all(t["x"] == list(range(1, epochs + 1)) for t in traces)
+    assert held["images"]["type"] == "image" and held["predictions"]["type"] == "text"
+
+
+def test_a_run_streams_every_point_to_the_dashboard(tmp_path: Path, tiny_mnist: Path,
+                                                    visdom_server: servers.Server) -> None:
+    out = tmp_path / "run"
+    result = run_cli(str(tiny_spec(tmp_path, tiny_mnist, train={"epochs": 3})), "--logger", "visdom",
+                     "--out", str(out), env={"VISDOM_PORT": str(visdom_server.port)})
+    assert result.returncode == 0, result.stderr
+    assert_complete_dashboard(visdom_server.port, "tiny", steps=36, epochs=3)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["visdom_env"] == "tiny"
+
+
+def test_a_run_without_a_server_finishes_and_replay_fills_the_dashboard(tmp_path: Path, tiny_mnist: Path) -> None:
+    port = servers.free_port()
+    out = tmp_path / "run"
+    result = run_cli(str(tiny_spec(tmp_path, tiny_mnist)), "--logger", "visdom", "--out", str(out),
+                     env={"VISDOM_PORT": str(port)})
+    assert result.returncode == 0, result.stderr
+    assert "make visdom" in result.stderr and "Traceback" not in result.stderr
+    assert (out / "summary.json").exists()
+    with servers.running(port=port, home=tmp_path / "visdom"):
+        replayed = run_cli("replay", str(out), env={"VISDOM_PORT": str(port)})
+        assert replayed.returncode == 0, replayed.stderr
+        assert_complete_dashboard(port, "tiny", steps=24, epochs=2)
