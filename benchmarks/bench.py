@@ -94,12 +94,12 @@ def runner_epoch(split: data.Split, logger: Logger, spec: Experiment = SPEC) -> 
     model, optimizer = make_model(spec)
     generator = torch.Generator().manual_seed(0)
     loss_fn = train.loss_function(spec.loss)
-    state = {"step": 0, "epoch": 0}
+    state = train.State(epoch=0)
 
     def epoch() -> None:
-        state["epoch"] += 1
-        state["step"], _ = train.train_one_epoch(model, optimizer, loss_fn, split, spec.data.batch_size, generator,
-                                                 state["epoch"], state["step"], spec.train.log_every, logger)
+        state.epoch, state.batch = state.epoch + 1, 0
+        train.train_one_epoch(model, optimizer, loss_fn, split, spec.data.batch_size, generator, state,
+                              spec.train.log_every, logger)
     return epoch
 
 
@@ -157,8 +157,7 @@ def main() -> int:
     requests = None
     if visdom_logger is not None:
         visdom_logger.close(None)
-        stats = visdom_logger.stats()
-        requests = stats.get("requests", 0) / (args.rounds + 1)
+        requests = visdom_logger.stats().requests / (args.rounds + 1)  # every epoch, warm-up included
         server.__exit__(None, None, None)
 
     steps = -(-len(dataset.train) // SPEC.data.batch_size)
@@ -215,7 +214,8 @@ def render(rows: list, requests: float | None, first_step: float, peak: float, s
     lines += ["", f"- Start of `python -m runner experiments/relu.json` to its first training step: {first_step:.2f} s "
                   f"(data already fetched); peak RSS of that process: {peak:,.0f} MB."]
     if requests is not None:
-        lines.append(f"- VisdomLogger: {requests:.1f} HTTP requests per epoch (300 steps, 1 evaluation-free epoch).")
+        lines.append(f"- VisdomLogger: {requests:.1f} HTTP requests per epoch of 300 steps (set-up included), "
+                     "against 600 for one synchronous `viz.line(update='append')` per step.")
     if scaling:
         lines += ["", "Scaling (runner with NullLogger, one epoch, median of 2):", "",
                   "| hidden | batch | s/epoch | samples/s |", "|---|---|---|---|"]
