@@ -9,7 +9,9 @@ alternation (round-robin) so machine drift hits all of them alike:
 Then: time from process start to first step and peak RSS of `python -m runner` as a user runs it,
 and a scaling table over batch size and hidden width.
 
-Usage: python benchmarks/bench.py [--rounds 3] [--no-seed] [--no-visdom] [--output docs/BENCHMARKS.md]
+On CUDA a `null+cuda_graphs` contender is added; `--compile` adds `null+compile`.
+
+Usage: python benchmarks/bench.py [--rounds 3] [--compile] [--no-seed] [--no-visdom] [--output docs/BENCHMARKS.md]
 """
 
 from __future__ import annotations
@@ -32,12 +34,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner import data, models, train  # noqa: E402
+from runner import data, models, steps, train  # noqa: E402
 from runner.loggers import Logger, NullLogger  # noqa: E402
 from runner.spec import Experiment  # noqa: E402
 
 SPEC = Experiment.model_validate(json.loads((ROOT / "experiments" / "relu.json").read_text()))
-DEVICE = train.pick_device("auto")
+DEVICE = train.pick_device(SPEC.train)
 
 
 def timed(device: torch.device, fn: Callable[[], object]) -> float:
@@ -93,14 +95,18 @@ def floor_epoch(split: data.Split, spec: Experiment = SPEC) -> Callable[[], obje
 def runner_epoch(split: data.Split, logger: Logger, spec: Experiment = SPEC) -> Callable[[], object]:
     model, optimizer = make_model(spec)
     generator = torch.Generator().manual_seed(0)
-    loss_fn = train.loss_function(spec.loss)
+    step = steps.make(model, optimizer, train.loss_function(spec.loss), DEVICE, compile=spec.train.compile,
+                      cuda_graphs=spec.train.cuda_graphs, batch_size=spec.data.batch_size)
     state = train.State(epoch=0)
 
     def epoch() -> None:
         state.epoch, state.batch = state.epoch + 1, 0
-        train.train_one_epoch(model, optimizer, loss_fn, split, spec.data.batch_size, generator, state,
-                              spec.train.log_every, logger)
+        train.train_one_epoch(step, split, spec.data.batch_size, generator, state, spec.train.log_every, logger)
     return epoch
+
+
+def with_train(**changes: object) -> Experiment:
+    return SPEC.model_copy(update={"train": SPEC.train.model_copy(update=changes)})
 
 
 def start_to_first_step() -> tuple[float, float]:
@@ -127,6 +133,7 @@ def main() -> int:
     parser.add_argument("--no-seed", action="store_true", help="skip the slow DataLoader loop")
     parser.add_argument("--no-visdom", action="store_true", help="skip the live-server contender")
     parser.add_argument("--no-scaling", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="add the runner with train.compile")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     args = parser.parse_args()
 
@@ -136,6 +143,10 @@ def main() -> int:
         contenders["seed"] = seed_epoch()
     contenders["floor"] = floor_epoch(dataset.train)
     contenders["null"] = runner_epoch(dataset.train, NullLogger())
+    if args.compile:
+        contenders["null+compile"] = runner_epoch(dataset.train, NullLogger(), with_train(compile=True))
+    if DEVICE.type == "cuda":
+        contenders["null+cuda_graphs"] = runner_epoch(dataset.train, NullLogger(), with_train(cuda_graphs=True))
     server = visdom_logger = None
     if not args.no_visdom:
         from dashboards import server as visdom_server

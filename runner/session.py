@@ -57,7 +57,7 @@ def execute(experiment: Experiment, loggers: list[Logger], should_stop: Any = la
     the loggers are closed in every case.
     """
     started = time.perf_counter()
-    device = train.pick_device(experiment.train.device)
+    device = train.pick_device(experiment.train)
     if dataset is None:
         dataset = data.load(experiment.data, device)  # before the run dir: bad data leaves nothing behind
     run_dir = resume_dir or runs.create(experiment, out)

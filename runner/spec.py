@@ -1,5 +1,6 @@
 """The experiment spec: frozen pydantic models, loading from JSON with `--set` overrides, and the
-one-paragraph error messages a person sees when a spec is wrong.
+one-paragraph error messages a person sees when a spec is wrong. A spec may declare a `sweep`
+(dotted keys to lists of values, and seeds); runner.sweep turns it into one spec per variant.
 
 Importing this module must stay cheap (no torch): `validate` and `schema` answer in well under a
 second because of it.
@@ -7,6 +8,7 @@ second because of it.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from pathlib import Path
@@ -90,12 +92,66 @@ class TrainSpec(Frozen):
     log_every: int = Field(20, gt=0, description="Steps between reads of the loss from the device: the losses of "
                                                  "every step are kept, but copied to the host in chunks this long.")
     samples: int = Field(16, ge=0, le=100, description="Test images shown with their predictions each epoch.")
+    compile: bool = Field(False, description="Run the forward pass through torch.compile (first steps pay the "
+                                             "compilation; needs a C++ compiler on CPU).")
+    cuda_graphs: bool = Field(False, description="Capture the whole training step as a CUDA graph and replay it: "
+                                                 "far less launch overhead for small models. CUDA only.")
 
 
 class VisdomSpec(Frozen):
     server: str | None = Field(None, description="Visdom server URL; null: $VISDOM_SERVER or http://localhost.")
     port: int | None = Field(None, gt=0, lt=65536, description="Visdom port; null: $VISDOM_PORT or 8097.")
     env: str | None = Field(None, pattern=NAME_PATTERN, description="Visdom env; null: the experiment name.")
+
+
+# Keys a sweep may not vary: they name the run and its dashboard, which the sweep names itself.
+UNSWEPT = ("name", "description", "sweep", "visdom")
+
+
+def sweepable_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
+    """Every dotted key of an experiment that a sweep may vary, e.g. model.activation, optim.lr, seed."""
+    model = model or Experiment
+    keys = []
+    for name, info in model.model_fields.items():
+        if not prefix and name in UNSWEPT:
+            continue
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            keys += sweepable_keys(info.annotation, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+def check_sweep(sweep: Any) -> dict[str, list[Any]]:
+    """A sweep declaration's own shape; whether each value suits its key is checked per variant."""
+    example = 'e.g. "sweep": {"model.activation": ["relu", "selu"], "seed": [0, 1, 2]}'
+    if not isinstance(sweep, dict):
+        raise ValueError(f"must map dotted keys to lists of values to try, {example}")
+    if not sweep:
+        raise ValueError(f"declares nothing to vary; {example}")
+    known = sweepable_keys()
+    for key, values in sweep.items():
+        if key not in known:
+            if key.split(".")[0] in UNSWEPT:
+                why = f"{key} cannot be swept: each variant gets its own name and dashboard env from the sweep"
+            elif any(k.startswith(key + ".") for k in known):
+                why = (f"{key} is a section, not a key; sweep one of its keys, such as "
+                       f"{next(k for k in known if k.startswith(key + '.'))}")
+            else:
+                close = difflib.get_close_matches(key, known, n=1)
+                why = (f"{key} is not a key of an experiment{f' (did you mean {close[0]}?)' if close else ''}; "
+                       "keys are dotted paths such as model.activation, optim.lr or seed")
+            raise ValueError(why)
+        if not isinstance(values, list):
+            raise ValueError(f"{key} must be a list of the values to try, e.g. [{json.dumps(values)}] "
+                             f"(got {json.dumps(values)[:60]})")
+        if not values:
+            raise ValueError(f"{key} lists no values; give at least one")
+        seen = [json.dumps(v, sort_keys=True) for v in values]
+        twice = next((v for i, v in enumerate(seen) if v in seen[:i]), None)
+        if twice is not None:
+            raise ValueError(f"{key} lists {twice} twice; each value makes one variant")
+    return sweep
 
 
 class Experiment(Frozen):
@@ -110,6 +166,15 @@ class Experiment(Frozen):
     optim: OptimSpec = Field(default_factory=OptimSpec, description="Optimiser.")
     train: TrainSpec = Field(default_factory=TrainSpec, description="Training loop.")
     visdom: VisdomSpec = Field(default_factory=VisdomSpec, description="Where the dashboard goes.")
+    sweep: dict[str, list[Any]] | None = Field(
+        None, description="Variants to compare: dotted keys mapped to lists of values, e.g. {\"model.activation\": "
+                          "[\"relu\", \"selu\"], \"seed\": [0, 1, 2]}. Every combination runs (a list of seeds "
+                          "repeats each one), each with its own run directory and dashboard env.")
+
+    @field_validator("sweep", mode="before")
+    @classmethod
+    def _sweep_shape(cls, sweep: Any) -> Any:
+        return sweep if sweep is None else check_sweep(sweep)
 
 
 def _describe(error: dict[str, Any], source: str) -> str:

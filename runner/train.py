@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runner import data, models
+from runner import data, models, steps
 from runner.loggers import Logger
-from runner.spec import Experiment, OptimSpec
+from runner.spec import Experiment, OptimSpec, TrainSpec
 
 LossFn = Callable[..., torch.Tensor]
 
@@ -55,8 +55,16 @@ class State:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def pick_device(name: str) -> torch.device:
-    """auto: cuda, then mps, then cpu; anything else must exist here."""
+def pick_device(spec: TrainSpec) -> torch.device:
+    """auto: cuda, then mps, then cpu; anything else must exist here, and suit the spec."""
+    device = _device(spec.device)
+    if spec.cuda_graphs and device.type != "cuda":
+        raise DeviceError(f"train.cuda_graphs needs a CUDA device, and this run is on {device}; "
+                          "set it to false or train.device to cuda.")
+    return device
+
+
+def _device(name: str) -> torch.device:
     has_mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
@@ -84,17 +92,16 @@ def loss_function(kind: str) -> LossFn:
     return mse
 
 
-def make_optimizer(spec: OptimSpec, parameters: Any) -> torch.optim.Optimizer:
-    if spec.name == "adam":
-        return torch.optim.Adam(parameters, lr=spec.lr, weight_decay=spec.weight_decay)
+def make_optimizer(spec: OptimSpec, parameters: Any, capturable: bool = False) -> torch.optim.Optimizer:
+    if spec.name == "adam":  # capturable: its step count lives on the device, as a CUDA graph needs
+        return torch.optim.Adam(parameters, lr=spec.lr, weight_decay=spec.weight_decay, capturable=capturable)
     return torch.optim.SGD(parameters, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
 
 
-def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, split: data.Split,
-                    batch_size: int, generator: torch.Generator, state: State, log_every: int, logger: Logger,
-                    should_stop: Callable[[], str | None] = lambda: None, lr_hint: str = "") -> str | None:
+def train_one_epoch(step: steps.Step, split: data.Split, batch_size: int, generator: torch.Generator, state: State,
+                    log_every: int, logger: Logger, should_stop: Callable[[], str | None] = lambda: None,
+                    lr_hint: str = "") -> str | None:
     """Steps over `split` from `state.batch` on, updating `state`; returns why it stopped early, if it did."""
-    model.train()
     pending: list[torch.Tensor] = []  # losses still on the device: no host sync per step
 
     def flush() -> None:
@@ -113,13 +120,9 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn:
     for i, (x, y) in enumerate(data.batches(split, batch_size, generator)):
         if i < state.batch:
             continue  # resuming mid-epoch: same order, skip what was done
-        loss = loss_fn(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        pending.append(step(x, y))
         state.step += 1
         state.batch += 1
-        pending.append(loss.detach())
         if len(pending) == log_every:
             flush()
         reason = should_stop()
@@ -166,7 +169,7 @@ def fit(spec: Experiment, dataset: data.Dataset, device: torch.device, logger: L
     torch.manual_seed(spec.seed)
     generator = torch.Generator().manual_seed(spec.seed)
     model = models.build(spec.model).to(device)
-    optimizer = make_optimizer(spec.optim, model.parameters())
+    optimizer = make_optimizer(spec.optim, model.parameters(), capturable=spec.train.cuda_graphs)
     state = State()
     if resume is not None:
         model.load_state_dict(resume["model"])
@@ -174,6 +177,8 @@ def fit(spec: Experiment, dataset: data.Dataset, device: torch.device, logger: L
         torch.set_rng_state(resume["torch_rng"])
         state = State(**resume["state"])
     loss_fn = loss_function(spec.loss)
+    step = steps.make(model, optimizer, loss_fn, device, compile=spec.train.compile,
+                      cuda_graphs=spec.train.cuda_graphs, batch_size=spec.data.batch_size)
     shown = min(spec.train.samples, len(dataset.test))
     if resume is None:
         logger.images(data.denormalise(dataset.test.x[:shown]).tolist())
@@ -191,8 +196,9 @@ def fit(spec: Experiment, dataset: data.Dataset, device: torch.device, logger: L
         _sync(device)
         started = time.perf_counter()
         try:
-            reason = train_one_epoch(model, optimizer, loss_fn, dataset.train, spec.data.batch_size, generator,
-                                     state, spec.train.log_every, logger, should_stop, lr_hint)
+            model.train()
+            reason = train_one_epoch(step, dataset.train, spec.data.batch_size, generator, state,
+                                     spec.train.log_every, logger, should_stop, lr_hint)
         finally:
             _sync(device)
             state.train_seconds += time.perf_counter() - started

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from runner import data, train
 from runner.loggers import NullLogger
-from runner.spec import Experiment
+from helpers import run_cli, tiny_spec
+from runner.spec import Experiment, TrainSpec
 
 CPU = torch.device("cpu")
 
@@ -115,8 +116,25 @@ def test_both_apis_follow_the_same_curve(tiny_mnist: Path) -> None:
 
 
 def test_unavailable_devices_are_refused_clearly() -> None:
-    assert train.pick_device("cpu") == CPU
-    assert train.pick_device("auto").type in ("cpu", "cuda", "mps")
+    assert train.pick_device(TrainSpec(device="cpu")) == CPU
+    assert train.pick_device(TrainSpec()).type in ("cpu", "cuda", "mps")
     if not torch.cuda.is_available():
         with pytest.raises(train.DeviceError, match="train.device is 'cuda:1'.*use auto or cpu"):
-            train.pick_device("cuda:1")
+            train.pick_device(TrainSpec(device="cuda:1"))
+        with pytest.raises(train.DeviceError, match="train.cuda_graphs needs a CUDA device"):
+            train.pick_device(TrainSpec(cuda_graphs=True))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for CUDA graphs where there is no CUDA")
+def test_cuda_graphs_without_cuda_is_refused_before_anything_is_written(tmp_path: Path, tiny_mnist: Path) -> None:
+    result = run_cli(str(tiny_spec(tmp_path, tiny_mnist)), "--set", "train.cuda_graphs=true", "--out",
+                     str(tmp_path / "run"))
+    assert result.returncode == 2 and "train.cuda_graphs needs a CUDA device" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
+
+
+def test_compiled_forward_learns_the_same_function(tiny_mnist: Path) -> None:
+    eager = fit(experiment(tiny_mnist, train__epochs=1))[1]
+    compiled = fit(experiment(tiny_mnist, train__epochs=1, train__compile=True))[1]
+    assert compiled["steps"] == eager["steps"]
+    assert compiled["test_loss"] == pytest.approx(eager["test_loss"], rel=1e-3)

@@ -1,0 +1,289 @@
+"""ComparisonBoard: one Visdom env comparing the runs of a sweep, live while they train or rebuilt
+from their journals (`python -m runner compare`), through the same Logger events either way.
+
+Windows of the env (its old windows are closed first):
+    train_loss      train loss vs step, each point the mean of SMOOTH consecutive steps
+    test_accuracy   test accuracy vs epoch
+    test_loss       test loss vs epoch
+    results         the results table, as the console prints it
+
+One trace per variant, named by its label (what differs). Runs sharing a label differ only in their
+seed: they are drawn as their mean, with a shaded band from their minimum to their maximum.
+
+Each chart is small (points per epoch, or per SMOOTH steps), so every send replaces a whole window:
+a background thread re-sends the windows that changed, at most every `flush_interval` seconds, and
+after a failure simply tries again, so the server ends up with the whole comparison once it answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import math
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence, TextIO
+from urllib.parse import quote
+
+import requests
+
+from runner.loggers import ClosingLogger, Info
+
+SMOOTH = 20  # steps per point of the train loss chart
+CONNECT_TIMEOUT, READ_TIMEOUT = 2.0, 10.0
+# Plotly's default colours, given explicitly so a seed band has its line's colour.
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf")
+CHARTS = {  # window id -> (title, x axis, y axis)
+    "train_loss": (f"train loss (mean of every {SMOOTH} steps)", "step", "loss"),
+    "test_accuracy": ("test accuracy", "epoch", "accuracy"),
+    "test_loss": ("test loss", "epoch", "loss"),
+}
+
+
+@dataclass
+class _Run:
+    """One run's curves: chart id -> {x: y}."""
+
+    name: str
+    label: str
+    points: dict[str, dict[float, float | None]] = field(default_factory=lambda: {w: {} for w in CHARTS})
+    block: list[tuple[int, float]] = field(default_factory=list)  # train steps not yet averaged
+
+
+class _RunLogger(ClosingLogger):
+    """The Logger of one run: its events become points on the board's charts."""
+
+    def __init__(self, board: "ComparisonBoard", run: _Run) -> None:
+        self._board, self._run = board, run
+
+    def start(self, info: Info) -> None:
+        pass
+
+    def images(self, pixels: Sequence[Sequence[Sequence[int]]]) -> None:
+        pass
+
+    def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
+        with self._board._lock:
+            for step, loss in zip(steps, losses):
+                self._run.block.append((step, loss))
+                if len(self._run.block) == SMOOTH:
+                    self._average()
+
+    def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
+        with self._board._lock:
+            self._run.points["test_accuracy"][epoch] = _finite(test_accuracy)
+            self._run.points["test_loss"][epoch] = _finite(test_loss)
+            self._board._changed("test_accuracy", "test_loss")
+
+    def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
+        pass
+
+    def close(self, summary: Info | None) -> None:
+        super().close(summary)
+        with self._board._lock:
+            if self._run.block:  # the last, shorter block
+                self._average()
+
+    def _average(self) -> None:
+        block = self._run.block
+        self._run.points["train_loss"][block[-1][0]] = _finite(sum(v for _, v in block) / len(block))
+        block.clear()
+        self._board._changed("train_loss")
+
+
+class ComparisonBoard:
+    """The comparison env on a Visdom server; never blocks or fails the runs it shows."""
+
+    def __init__(self, env: str, server: str | None = None, port: int | None = None, *,
+                 flush_interval: float = 0.5, close_timeout: float = 10.0, out: TextIO = sys.stderr) -> None:
+        server = server or os.environ.get("VISDOM_SERVER") or "http://localhost"
+        if "://" not in server:
+            server = "http://" + server
+        port = port or int(os.environ.get("VISDOM_PORT") or 8097)
+        self.env = env.replace("/", "_")
+        self.base = f"{server.rstrip('/')}:{port}"
+        self.url = f"{self.base}/env/{quote(self.env)}"
+        self._flush_interval, self._close_timeout, self._out = flush_interval, close_timeout, out
+        self._session = requests.Session()
+        username, password = os.environ.get("VISDOM_USERNAME"), os.environ.get("VISDOM_PASSWORD")
+        # As Visdom's client logs in (the server hashes the hash again); the session keeps the cookie.
+        self._login = (json.dumps({"username": username, "password": hashlib.sha256(password.encode()).hexdigest()})
+                       if username and password else None)
+        self._lock = threading.Lock()
+        self._runs: list[_Run] = []
+        self._table: tuple[list[str], list[list[str]]] = ([], [])
+        self._versions = {w: 0 for w in (*CHARTS, "results")}  # bumped on every change
+        self._sent = {w: 0 for w in self._versions}  # the version the server holds
+        self._env_ready = False
+        self._reachable: bool | None = None
+        self._deadline: float | None = None
+        self._closing = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="visdom-compare", daemon=True)
+        self._thread.start()
+
+    def run(self, name: str, label: str) -> ClosingLogger:
+        """A Logger for one run; runs with the same label are seeds of one variant."""
+        run = _Run(name, label)
+        with self._lock:
+            self._runs.append(run)
+        return _RunLogger(self, run)
+
+    def results(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        with self._lock:
+            self._table = (list(header), [list(r) for r in rows])
+            self._changed("results")
+
+    def __enter__(self) -> "ComparisonBoard":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Send what is left, for at most `close_timeout` seconds, and say where it is. Never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        self._deadline = time.monotonic() + self._close_timeout
+        self._closing.set()
+        self._thread.join(self._close_timeout)
+        with self._lock:
+            behind = [w for w in self._versions if self._sent[w] != self._versions[w]]
+        if behind or not self._reachable:
+            self._say(f"visdom: the comparison at {self.url} is incomplete; `python -m runner compare` on the "
+                      "sweep directory rebuilds it from the runs' journals")
+        else:
+            self._say(f"visdom: comparison at {self.url}")
+
+    def figures(self, *windows: str) -> dict[str, dict[str, Any]]:
+        """Charts (all unless named) as Plotly data and layout: what the server is sent."""
+        with self._lock:
+            groups: dict[str, list[_Run]] = {}
+            for run in self._runs:
+                groups.setdefault(run.label, []).append(run)
+            return {win: _figure(win, groups) for win in windows or CHARTS}
+
+    def _changed(self, *windows: str) -> None:  # under the lock
+        for w in windows:
+            self._versions[w] += 1
+
+    # ----- sender thread -----
+
+    def _loop(self) -> None:
+        delay = 0.0  # first round at once: a missing server is reported right away
+        while True:
+            closing = self._closing.wait(delay)
+            try:
+                self._flush()
+            except Exception as exc:  # noqa: BLE001 - whatever went wrong, the runs go on
+                self._failed(exc)
+                if closing:
+                    return
+                delay = min(2.0, max(2 * delay, self._flush_interval))
+                continue
+            if self._reachable is not True:
+                self._reachable = True
+                self._say(f"visdom: live comparison at {self.url}")
+            if closing:
+                return
+            delay = self._flush_interval
+
+    def _flush(self) -> None:
+        if not self._env_ready:  # a rerun under the same env starts from a clean page
+            if self._login is not None and self._request("", self._login).status_code == 400:
+                raise RuntimeError("the server refused the login of $VISDOM_USERNAME")  # other codes: no login
+            self._post({"eid": self.env}, f"env/{quote(self.env)}")
+            self._post({"eid": self.env, "win": None}, "close")
+            self._env_ready = True
+        for win in self._versions:
+            with self._lock:
+                version = self._versions[win]
+            if version in (0, self._sent[win]):  # nothing drawn yet, or nothing new
+                continue
+            if win == "results" and self._sent["train_loss"] <= 0:
+                continue  # the charts first: Visdom lays windows out in the order they appear
+            self._post(self._table_message() if win == "results" else self._chart_message(win), "events")
+            self._sent[win] = version
+
+    def _chart_message(self, win: str) -> dict[str, Any]:
+        figure = self.figures(win)[win]
+        return {"data": figure["data"], "layout": figure["layout"], "win": win, "eid": self.env,
+                "opts": {"title": CHARTS[win][0], "width": 600, "height": 460}}
+
+    def _table_message(self) -> dict[str, Any]:
+        with self._lock:
+            header, rows = self._table
+        pad = 'style="padding:3px 12px;text-align:left"'
+        cells = "".join(f"<th {pad}>{html.escape(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td {pad}>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+        text = f'<table style="border-collapse:collapse"><tr>{cells}</tr>{body}</table>'
+        return {"data": [{"content": text, "type": "text"}], "win": "results", "eid": self.env,
+                "opts": {"title": "results", "width": 900, "height": 90 + 26 * len(rows)}}
+
+    def _post(self, msg: dict[str, Any], endpoint: str) -> None:
+        r = self._request(endpoint, json.dumps(msg))
+        if r.status_code != 200:
+            raise RuntimeError(f"{endpoint} answered {r.status_code}")
+
+    def _request(self, endpoint: str, body: str) -> requests.Response:
+        read = READ_TIMEOUT
+        if self._deadline is not None:  # closing: a hung server must not hold close past its bound
+            read = max(0.05, min(read, self._deadline - time.monotonic()))
+        return self._session.post(f"{self.base}/{endpoint}", data=body, timeout=(min(CONNECT_TIMEOUT, read), read))
+
+    def _failed(self, exc: Exception) -> None:
+        self._env_ready = False
+        with self._lock:  # the server's state is unknown: everything goes again
+            self._sent = {w: -1 for w in self._versions}
+        if self._reachable is not False:
+            reason = str(exc) if isinstance(exc, RuntimeError) else type(exc).__name__
+            self._say(f"visdom: cannot update the comparison at {self.url} ({reason}); "
+                      "the runs go on and it is sent when the server answers.")
+        self._reachable = False
+
+    def _say(self, line: str) -> None:
+        print(line, file=self._out, flush=True)
+
+
+def _figure(win: str, groups: dict[str, list[_Run]]) -> dict[str, Any]:
+    title, xlabel, ylabel = CHARTS[win]
+    data: list[dict[str, Any]] = []
+    for i, (label, runs) in enumerate(groups.items()):
+        colour = COLOURS[i % len(COLOURS)]
+        xs = sorted({x for run in runs for x in run.points[win]})
+        columns = [[y for run in runs if (y := run.points[win].get(x)) is not None] for x in xs]
+        mode = "lines" if win == "train_loss" else "lines+markers"
+        line = {"type": "scatter", "mode": mode, "x": xs, "line": {"color": colour}, "legendgroup": label}
+        if len(runs) == 1:
+            data.append({**line, "name": label, "y": [c[0] if c else None for c in columns]})
+            continue
+        band = {"type": "scatter", "mode": "lines", "x": xs, "legendgroup": label, "showlegend": False,
+                "hoverinfo": "skip", "line": {"width": 0, "color": colour}}
+        data += [
+            {**band, "name": f"{label} min", "y": [min(c) if c else None for c in columns]},
+            {**band, "name": f"{label} max", "y": [max(c) if c else None for c in columns], "fill": "tonexty",
+             "fillcolor": _translucent(colour)},
+            {**line, "name": f"{label} (mean of {len(runs)} seeds)",
+             "y": [sum(c) / len(c) if c else None for c in columns]},
+        ]
+    layout = {"title": title, "showlegend": True, "xaxis": {"title": xlabel},
+              "yaxis": {"title": ylabel, **({"tickformat": ".1%"} if win == "test_accuracy" else {})},
+              "legend": {"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"},  # below: the plot keeps its width
+              "margin": {"l": 70, "r": 20, "t": 50, "b": 40}}
+    return {"data": data, "layout": layout}
+
+
+def _translucent(colour: str) -> str:
+    r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},0.2)"
+
+
+def _finite(v: float) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None

@@ -1,0 +1,476 @@
+"""Comparisons: specs with a `sweep` (or several specs) expanded into variants, each trained as an
+ordinary run inside one sweep directory, and the results gathered into one table; and the same
+comparison rebuilt from finished run directories.
+
+A variant is named after the values its own spec varies (`activations-activation_selu`: its run
+directory and dashboard env); its label, shown in legends and tables, names only what differs across
+the whole comparison, seed left out: runs that differ only in their seed are one group on the charts.
+
+Importing this module must stay cheap (no torch): `--dry-run` lists the variants at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import itertools
+import json
+import math
+import re
+import sys
+from collections import Counter
+import time
+import traceback
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+from runner import runs
+from runner import spec as specs
+from runner.loggers import Logger
+
+RESULTS_CSV, RESULTS_MD, PLAN = "results.csv", "results.md", "sweep.json"
+OK, FAILED, STOPPED, NOT_RUN, UNFINISHED = "ok", "failed", "stopped", "not run", "unfinished"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One run of a comparison: a valid experiment, or the reason its values do not make one."""
+
+    name: str  # run directory and dashboard env
+    source: str  # the spec file it came from
+    flat: dict[str, Any]  # its resolved spec as dotted keys: what labels are made of
+    experiment: specs.Experiment | None = None
+    error: str | None = None
+    base: str = ""  # the name of the spec it came from
+    label: str = ""  # what sets it apart in this comparison, seed left out
+
+    @property
+    def seed(self) -> Any:
+        return self.flat.get("seed")
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str  # names the sweep directory
+    env: str  # the comparison's dashboard env
+    server: str | None
+    port: int | None
+    variants: tuple[Variant, ...]
+
+
+@dataclass(frozen=True)
+class Result:
+    """One row of the results table."""
+
+    name: str
+    label: str
+    seed: Any
+    status: str
+    test_accuracy: float | None = None
+    best_test_accuracy: float | None = None
+    test_loss: float | None = None
+    train_seconds: float | None = None
+    error: str = ""
+    run_dir: str = ""
+
+    @classmethod
+    def of(cls, variant: Variant, status: str, summary: dict[str, Any] | None = None, error: str = "",
+           run_dir: Path | None = None) -> "Result":
+        numbers = {k: summary[k] for k in ("test_accuracy", "best_test_accuracy", "test_loss", "train_seconds")
+                   } if summary else {}
+        return cls(variant.name, variant.label, variant.seed, status, **numbers, error=error,
+                   run_dir=str(run_dir) if run_dir else "")
+
+
+class Board(Protocol):
+    """The live comparison on a dashboard (dashboards.compare.ComparisonBoard is the real one)."""
+
+    def run(self, name: str, label: str) -> Logger: ...
+
+    def results(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# ----- planning ----------------------------------------------------------------------------------
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"model": {"activation": "relu"}} -> {"model.activation": "relu"}; lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def show(value: Any) -> str:
+    """A value as people write it: bare words for strings, compact JSON otherwise."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def safe_name(text: str) -> str:
+    """`text` fitted to spec.NAME_PATTERN: other characters become '_', at most 100 of them."""
+    text = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.-") or "variant"
+    return text[:100]
+
+
+def _assign(tree: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value
+
+
+def expand(experiment: specs.Experiment, source: str) -> list[Variant]:
+    """One variant per combination of the sweep's values; the experiment itself when it has none."""
+    base = experiment.model_dump(mode="json")
+    sweep = base.pop("sweep") or {}
+    varied = [key for key, values in sweep.items() if len(values) > 1]
+    shorts = _short_keys(varied)
+    variants = []
+    for combination in itertools.product(*sweep.values()):
+        values = dict(zip(sweep, combination))
+        data = json.loads(json.dumps(base))
+        for key, value in values.items():
+            _assign(data, key, value)
+        parts = [f"{shorts[key]}={show(values[key])}" for key in varied]
+        suffix = "-".join(safe_name(part.replace("=", "_")) for part in parts)
+        data["name"] = safe_name(f"{experiment.name}-{suffix}") if suffix else experiment.name
+        if experiment.visdom.env and suffix:
+            data["visdom"]["env"] = safe_name(f"{experiment.visdom.env}-{suffix}")
+        where = f"{source}, variant {', '.join(parts)}" if parts else source
+        try:
+            variant = specs.parse(data, where)
+        except specs.SpecError as exc:
+            variants.append(Variant(data["name"], source, flatten(data), error=str(exc), base=experiment.name))
+        else:
+            variants.append(Variant(variant.name, source, flatten(variant.model_dump(mode="json")), variant,
+                                    base=experiment.name))
+    return variants
+
+
+def _short_keys(keys: Iterable[str]) -> dict[str, str]:
+    """model.activation -> activation, optim.name -> optim; the whole key where two would read the same."""
+    keys = list(keys)
+    leaves = [key.split(".")[-2] if key.endswith(".name") else key.rsplit(".", 1)[-1] for key in keys]
+    return {key: leaf if leaves.count(leaf) == 1 else key for key, leaf in zip(keys, leaves)}
+
+
+def label(variants: Sequence[Variant], fallback: str) -> list[Variant]:
+    """The variants with labels naming only what differs among them, seed aside.
+
+    A key whose values differ is named on every variant, except where one value is more common than
+    each other: then only the variants that depart from it name the key (three specs where one adds
+    momentum: `momentum=0.9` on that one alone). A variant that departs from nothing is called by its
+    spec's name; when nothing differs at all, every variant is called `fallback`.
+    """
+    order = {key: i for i, key in enumerate(specs.sweepable_keys())}
+    keys = sorted({k for v in variants for k in v.flat if k in order and k != "seed"}, key=order.__getitem__)
+    values = {k: [json.dumps(v.flat.get(k), sort_keys=True) for v in variants] for k in keys}
+    differing = [k for k in keys if len(set(values[k])) > 1]
+    shorts = _short_keys(differing)
+    usual = {}
+    for k in differing:
+        (first, n), *rest = Counter(values[k]).most_common()
+        usual[k] = first if n > rest[0][1] else None
+    labelled = []
+    for i, v in enumerate(variants):
+        parts = [f"{shorts[k]}={show(v.flat.get(k))}" for k in differing if values[k][i] != usual[k]]
+        labelled.append(replace(v, label=", ".join(parts) or (v.base if differing else fallback) or v.name))
+    # Different settings must never share a label: the charts merge runs by label (seeds of one variant).
+    settings: dict[str, set[str]] = {}
+    for v in labelled:
+        settings.setdefault(v.label, set()).add(json.dumps([v.flat.get(k) for k in differing]))
+    return [replace(v, label=f"{v.label} ({v.name})") if len(settings[v.label]) > 1 else v for v in labelled]
+
+
+def plan(experiments: Sequence[tuple[specs.Experiment, str]]) -> Plan:
+    """The comparison of these (experiment, source) pairs: every variant of each, uniquely named."""
+    variants: list[Variant] = []
+    taken: set[str] = set()
+    for experiment, source in experiments:
+        for variant in expand(experiment, source):
+            name, n = variant.name, 1
+            while name in taken:
+                n += 1
+                name = safe_name(f"{variant.name[:95]}-{n}")
+            taken.add(name)
+            if name != variant.name and variant.experiment is not None:
+                variant = replace(variant, name=name, experiment=variant.experiment.model_copy(update={"name": name}))
+            variants.append(replace(variant, name=name))
+    names = list(dict.fromkeys(experiment.name for experiment, _ in experiments))
+    name = names[0] if len(names) == 1 else safe_name("-vs-".join(names))
+    if len(name) > 60:
+        name = safe_name(f"{names[0]}-and-{len(names) - 1}-more")
+    first = experiments[0][0].visdom
+    env = first.env if len(experiments) == 1 and first.env else name
+    return Plan(name, env, first.server, first.port, tuple(label(variants, name)))
+
+
+def describe(plan: Plan) -> list[str]:
+    """The lines `--dry-run` prints: one per variant, invalid ones with the reason."""
+    width = max(len(v.name) for v in plan.variants)
+    lines = [f"{plan.name}: {len(plan.variants)} variant{'s' * (len(plan.variants) != 1)}, "
+             f"comparison env {plan.env}"]
+    seeds = _seeds_vary(plan.variants)
+    for v in plan.variants:
+        seed = f"  seed={show(v.seed)}" if seeds else ""
+        lines.append(f"  {v.name:<{width}}  {v.label}{seed}" + (f"\n    invalid: {v.error}" if v.error else ""))
+    return lines
+
+
+def _seeds_vary(items: Iterable[Variant | Result]) -> bool:
+    return len({json.dumps(item.seed) for item in items}) > 1
+
+
+# ----- running -----------------------------------------------------------------------------------
+
+def sweep_dir(name: str, out: Path | None, root: Path = Path("runs")) -> Path:
+    """A new, empty sweep directory: `out`, or runs/<name>-<timestamp>[-n]."""
+    if out is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out, n = root / f"{name}-{stamp}", 1
+        while out.exists():
+            n += 1
+            out = root / f"{name}-{stamp}-{n}"
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise runs.RunDirError(f"--out {out} already holds files; a sweep needs a new or empty directory.")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment], list[Logger]], board: Board | None,
+        should_stop: Callable[[], str | None] = lambda: None, say: Callable[[str], None] = print
+        ) -> tuple[list[Result], Exception | None]:
+    """Train every valid variant in turn, each in out/<variant name>; one failing does not stop the rest.
+
+    Returns the results in plan order and the train.Stopped that ended the sweep early, if one did.
+    The results table and plan are rewritten after each variant, so a killed sweep still leaves them.
+    """
+    from runner import data, session, train
+
+    results = [Result.of(v, NOT_RUN) if v.experiment else Result.of(v, FAILED, error=v.error or "")
+               for v in plan.variants]
+    cached: tuple[Any, Any] | None = None  # (data spec and device, dataset): variants share the tensors
+    stopped: Exception | None = None
+
+    def record() -> None:
+        write(out, plan, results)
+        if board is not None:
+            board.results(*rows(results))
+
+    record()
+    runnable = [i for i, v in enumerate(plan.variants) if v.experiment is not None]
+    seeds = _seeds_vary(plan.variants)
+    for n, i in enumerate(runnable, 1):
+        variant, experiment = plan.variants[i], plan.variants[i].experiment
+        assert experiment is not None
+        if should_stop():
+            break
+        say(f"\nvariant {n} of {len(runnable)}: {variant.name} ({variant.label}"
+            f"{f', seed={show(variant.seed)}' if seeds else ''})")
+        run_dir = out / variant.name
+        try:
+            device = train.pick_device(experiment.train)
+            key = (experiment.data, str(device))
+            if cached is None or cached[0] != key:
+                cached = None  # free the previous tensors before loading others
+                cached = (key, data.load(experiment.data, device))
+            with contextlib.ExitStack() as stack:
+                loggers = [*loggers_for(experiment), *([board.run(variant.name, variant.label)] if board else [])]
+                for logger in loggers:  # closed even when the run fails before it starts them
+                    if hasattr(logger, "__exit__"):
+                        stack.enter_context(logger)  # type: ignore[arg-type]
+                summary = session.execute(experiment, loggers, should_stop, out=run_dir, dataset=cached[1])
+            results[i] = Result.of(variant, OK, summary, run_dir=run_dir)
+        except train.Stopped as exc:
+            results[i] = Result.of(variant, STOPPED, error=str(exc), run_dir=run_dir)
+            stopped = exc
+        except Exception as exc:  # noqa: BLE001 - one variant's failure is a row in the table, not the end
+            known = (specs.SpecError, runs.RunDirError, data.DataError, train.DeviceError, train.Diverged)
+            if not isinstance(exc, known):
+                traceback.print_exc(file=sys.stderr)
+            message = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
+            say(f"variant {variant.name} failed: {message}")
+            results[i] = Result.of(variant, FAILED, error=message, run_dir=run_dir if run_dir.exists() else None)
+        record()
+        if stopped is not None:
+            break
+    return results, stopped
+
+
+# ----- the results table -------------------------------------------------------------------------
+
+def ranked(results: Iterable[Result]) -> list[Result]:
+    """Finished runs by final test accuracy, best first; the others after them, in plan order."""
+    results = list(results)
+    done = sorted((r for r in results if r.test_accuracy is not None), key=lambda r: -r.test_accuracy)  # type: ignore[operator]
+    return done + [r for r in results if r.test_accuracy is None]
+
+
+def brief(error: str) -> str:
+    """The gist of an error message for a table cell: its first sentence, without the file it names."""
+    error = re.sub(r"^.*?: invalid experiment: ", "invalid ", error)
+    return re.split(r"(?<=[^.\s]{2})\. ", error, maxsplit=1)[0].rstrip(".")
+
+
+def rows(results: Sequence[Result], detail: bool = True) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted cells of the table the console, results.md and the dashboard show; with
+    `detail` the status of a failure carries the gist of its error."""
+    seeds = _seeds_vary(results)
+    problems = any(r.status != OK for r in results)
+    header = ["variant", *(["seed"] if seeds else []), "final acc", "best acc", "final loss", "train s",
+              *(["status"] if problems else [])]
+
+    def number(value: float | None, spec: str) -> str:
+        return "" if value is None or not math.isfinite(value) else format(value, spec)
+
+    table = []
+    for r in ranked(results):
+        status = r.status + (f": {brief(r.error)}" if detail and r.error and r.status != OK else "")
+        table.append([r.label, *([show(r.seed)] if seeds else []), number(r.test_accuracy, ".2%"),
+                      number(r.best_test_accuracy, ".2%"), number(r.test_loss, ".4f"),
+                      number(r.train_seconds, ".1f"), *([status] if problems else [])])
+    return header, table
+
+
+def errors(results: Sequence[Result]) -> list[str]:
+    """The whole message of each failure, after the table."""
+    return [f"{r.label}{f' (seed {show(r.seed)})' if _seeds_vary(results) else ''}: {r.error}"
+            for r in ranked(results) if r.error and r.status != OK]
+
+
+def table(results: Sequence[Result], title: str) -> Any:
+    """The results as a rich Table, for the console; `errors` gives the messages to print under it."""
+    from rich.table import Table
+
+    header, cells = rows(results, detail=False)
+    t = Table(title=title, show_header=True)
+    for column in header:
+        t.add_column(column, justify="left" if column in ("variant", "status") else "right",
+                     no_wrap=column != "variant")
+    for row in cells:
+        t.add_row(*row)
+    return t
+
+
+def markdown(results: Sequence[Result], title: str) -> str:
+    header, cells = rows(results)
+
+    def line(row: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in row) + " |"
+
+    right = {"variant": ":--", "status": ":--"}
+    text = [f"# {title}", "", line(header), "| " + " | ".join(right.get(c, "--:") for c in header) + " |",
+            *(line(row) for row in cells)]
+    if errors(results):
+        text += ["", "## Errors", "", *(f"- {e}" for e in errors(results))]
+    return "\n".join(text) + "\n"
+
+
+def write(out: Path, plan: Plan, results: Sequence[Result], record_plan: bool = True) -> None:
+    """results.csv (every number in full), results.md (the table as shown) and, for a sweep directory,
+    sweep.json (its variants and where they ran, for `compare`)."""
+    fields = ["variant", "seed", "status", "test_accuracy", "best_test_accuracy", "test_loss", "train_seconds",
+              "name", "run_dir", "error"]
+    tmp = out / f"{RESULTS_CSV}.tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(fields)
+        for r in ranked(results):
+            writer.writerow([r.label, "" if r.seed is None else r.seed, r.status,
+                             *("" if v is None else repr(v) for v in (r.test_accuracy, r.best_test_accuracy,
+                                                                      r.test_loss, r.train_seconds)),
+                             r.name, r.run_dir, r.error])
+    tmp.replace(out / RESULTS_CSV)
+    tmp = out / f"{RESULTS_MD}.tmp"
+    tmp.write_text(markdown(results, f"{plan.name} results"), encoding="utf-8")
+    tmp.replace(out / RESULTS_MD)
+    if record_plan:
+        runs.write_json(out / PLAN, {
+            "name": plan.name, "env": plan.env,
+            "variants": [{"name": v.name, "base": v.base, "label": v.label, "source": v.source, "status": r.status,
+                          "error": r.error, "run_dir": Path(r.run_dir).name if r.run_dir else None, "flat": v.flat}
+                         for v, r in zip(plan.variants, results)]})
+
+
+# ----- comparing finished runs -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Gathered:
+    """Finished (or stopped) runs found on disk, as a plan, with the results they recorded."""
+
+    plan: Plan
+    results: list[Result]
+    journals: dict[str, Path] = field(default_factory=dict)  # variant name -> its metrics.jsonl
+
+
+def gather(paths: Sequence[Path], env: str | None = None) -> Gathered:
+    """Run directories, and sweep directories standing for all their runs, as one comparison.
+
+    Raises runs.RunDirError for a path that is neither.
+    """
+    entries: list[tuple[Variant, Path | None, dict[str, Any] | None]] = []
+    names: list[str] = []
+    for path in paths:
+        if (path / runs.JOURNAL).is_file():
+            entries.append(_from_run_dir(path, None))
+        elif path.is_dir() and (path / PLAN).is_file():
+            recorded = json.loads((path / PLAN).read_text())
+            names.append(recorded["name"])
+            env = env or (recorded["env"] if len(paths) == 1 else None)
+            for item in recorded["variants"]:
+                run_dir = path / item["run_dir"] if item["run_dir"] else None
+                if run_dir is not None and (run_dir / runs.JOURNAL).is_file():
+                    entries.append(_from_run_dir(run_dir, item))
+                else:  # never trained: an invalid value, or a sweep stopped before it
+                    variant = Variant(item["name"], item["source"], item["flat"], error=item["error"] or None,
+                                      base=item.get("base", ""))
+                    entries.append((variant, None, {"status": item["status"], "error": item["error"]}))
+        elif path.is_dir() and any((child / runs.JOURNAL).is_file() for child in path.iterdir()):
+            entries += [_from_run_dir(child, None) for child in sorted(path.iterdir())
+                        if (child / runs.JOURNAL).is_file()]
+        else:
+            raise runs.RunDirError(f"{path} is neither a run directory (with {runs.JOURNAL}) nor a sweep directory "
+                                   "holding them; runs are made by `python -m runner SPEC.json` under runs/.")
+    if not entries:
+        raise runs.RunDirError("nothing to compare: give run directories or sweep directories.")
+    name = names[0] if len(names) == 1 and len(paths) == 1 else "compare"
+    variants = label([variant for variant, _, _ in entries], name)
+    results = []
+    journals = {}
+    for variant, (_, run_dir, recorded) in zip(variants, entries):
+        if run_dir is not None:
+            journals[variant.name] = run_dir / runs.JOURNAL
+        summary = _read_summary(run_dir) if run_dir is not None else None
+        if summary is not None:
+            results.append(Result.of(variant, OK, summary, run_dir=run_dir))
+        else:
+            status = (recorded or {}).get("status")
+            if run_dir is not None and status not in (FAILED, STOPPED):
+                status = UNFINISHED  # a journal but no summary: killed, or still running
+            results.append(Result.of(variant, status or UNFINISHED, error=(recorded or {}).get("error") or "",
+                                     run_dir=run_dir))
+    return Gathered(Plan(name, env or name, None, None, tuple(variants)), results, journals)
+
+
+def _from_run_dir(run_dir: Path, recorded: dict[str, Any] | None) -> tuple[Variant, Path, dict[str, Any] | None]:
+    try:
+        resolved = json.loads((run_dir / runs.SPEC).read_text())
+        experiment = specs.parse(resolved, str(run_dir / runs.SPEC))
+    except (OSError, json.JSONDecodeError, specs.SpecError) as exc:
+        raise runs.RunDirError(f"{run_dir}: its {runs.SPEC} cannot be read ({exc}); is it a run directory of "
+                               "this runner?") from None
+    flat = flatten(experiment.model_dump(mode="json"))
+    base = recorded["base"] if recorded else re.sub(r"-seed_\d+$", "", experiment.name)
+    return Variant(experiment.name, str(run_dir), flat, experiment, base=base), run_dir, recorded
+
+
+def _read_summary(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / runs.SUMMARY).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None

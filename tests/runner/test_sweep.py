@@ -1,0 +1,175 @@
+"""Sweeps and comparisons: variants and their names, failures that stay alone, Ctrl-C, the results
+table against each run's summary, `--dry-run` and `compare` (console side; the dashboard side is in
+tests/dashboards/test_compare.py)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import ROOT, run_cli, tiny_spec
+from runner import spec as specs
+from runner import sweep
+from runner.__main__ import main
+
+GRID = {"model.activation": ["relu", "selu"], "optim.lr": [0.1, 0.05]}
+
+
+def results_csv(out: Path) -> list[dict[str, str]]:
+    with open(out / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_sweep_is_the_product_of_its_values_named_after_what_varies() -> None:
+    experiment = specs.parse({"name": "act", "model": {"hidden": [16, 8]},
+                              "sweep": {"model.activation": ["relu", "selu"], "model.hidden": [[16, 8]],
+                                        "optim.lr": [0.1, 1e-3], "seed": [0, 1]}}, "act.json")
+    plan = sweep.plan([(experiment, "act.json")])
+    assert len(plan.variants) == 8 and (plan.name, plan.env) == ("act", "act")
+    first = plan.variants[0]
+    # model.hidden has one value: it varies nothing, so it names nothing
+    assert first.name == "act-activation_relu-lr_0.1-seed_0"
+    assert first.label == "activation=relu, lr=0.1"  # the seed is left out: seeds of a variant share a label
+    assert {v.label for v in plan.variants} == {f"activation={a}, lr={lr}" for a in ("relu", "selu")
+                                                 for lr in ("0.1", "0.001")}
+    for v in plan.variants:
+        assert v.experiment is not None and v.experiment.sweep is None and v.experiment.name == v.name
+        assert re.fullmatch(specs.NAME_PATTERN, v.name)
+    assert [v.experiment.seed for v in plan.variants[:2]] == [0, 1]
+    assert plan.variants[-1].experiment.optim.lr == 1e-3 and plan.variants[-1].experiment.model.activation == "selu"
+
+
+def test_several_specs_are_one_comparison_labelled_by_what_differs() -> None:
+    paths = [ROOT / "experiments" / f"{name}.json" for name in ("relu", "adam", "momentum")]
+    plan = sweep.plan([(specs.load(p), str(p)) for p in paths])
+    assert plan.name == "relu-vs-adam-vs-momentum"
+    # Only what departs from the usual value is named; the one that departs from nothing keeps its name.
+    assert [v.label for v in plan.variants] == ["relu", "optim=adam, lr=0.001", "momentum=0.9"]
+    shipped = sweep.plan([(specs.load(ROOT / "experiments" / "activations.json"), "activations.json")])
+    assert [v.label for v in shipped.variants] == [f"activation={a}" for a in
+                                                   ("relu", "leaky_relu", "selu", "softplus")]
+    assert shipped.variants[2].name == "activations-activation_selu"
+
+
+@pytest.mark.parametrize("sweep_value, words", [
+    ({"model.actvation": ["relu"]}, ["sweep", "model.actvation", "did you mean model.activation"]),
+    ({"model.activation": []}, ["sweep", "model.activation", "no values"]),
+    ({"model.activation": "selu"}, ["sweep", "model.activation", "must be a list", '["selu"]']),
+    ({"optim": [{"lr": 0.1}]}, ["sweep", "optim is a section"]),
+    ({"name": ["a", "b"]}, ["sweep", "name cannot be swept"]),
+    ({"optim.lr": [0.1, 0.1]}, ["sweep", "optim.lr", "twice"]),
+    ([["model.activation", "relu"]], ["sweep", "must map dotted keys to lists"]),
+])
+def test_a_bad_sweep_declaration_is_one_paragraph_and_exit_2(tmp_path: Path, sweep_value: object,
+                                                             words: list[str]) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"name": "bad", "sweep": sweep_value}))
+    result = run_cli(str(path), "--dry-run")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    for word in words:
+        assert word in result.stderr
+
+
+def test_dry_run_lists_variants_and_trains_nothing_without_importing_torch(tmp_path: Path) -> None:
+    spec = tmp_path / "act.json"
+    spec.write_text(json.dumps({"name": "act", "sweep": {"model.activation": ["relu", "swish"],
+                                                         "optim.lr": [0.1, 0.05]}}))
+    out = tmp_path / "sweep"
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "runner", str(spec), "--dry-run",
+                             "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert not re.search(r"\|\s+torch\b", result.stderr), "--dry-run imported torch"
+    lines = result.stdout.splitlines()
+    assert lines[0] == "act: 4 variants, comparison env act"
+    assert [line.split()[0] for line in lines[1:] if not line.startswith("    ")] == [
+        "act-activation_relu-lr_0.1", "act-activation_relu-lr_0.05", "act-activation_swish-lr_0.1",
+        "act-activation_swish-lr_0.05"]
+    assert result.stdout.count("invalid: ") == 2 and "model.activation" in result.stdout
+    assert result.returncode == 2  # an invalid variant: a dry run says the sweep would not run cleanly
+    assert not out.exists()
+
+
+def test_a_failing_variant_fails_alone(tmp_path: Path, tiny_mnist: Path, capsys: pytest.CaptureFixture) -> None:
+    spec = tiny_spec(tmp_path, tiny_mnist, train={"epochs": 1}, sweep={
+        "model.activation": ["relu", "swish"], "optim.lr": [0.1, 1e6], "data.root": [str(tiny_mnist), "nowhere"]})
+    out = tmp_path / "sweep"
+    assert main([str(spec), "--logger", "null", "--out", str(out)]) == 1
+    rows = {(r["variant"]): r for r in results_csv(out)}
+    assert len(rows) == 8
+    # labels follow the order of the schema: data before model before optim
+    ok = rows[f"root={tiny_mnist}, activation=relu, lr=0.1"]
+    assert ok["status"] == "ok" and float(ok["test_accuracy"]) > 0.5
+    diverged = rows[f"root={tiny_mnist}, activation=relu, lr=1000000.0"]
+    assert diverged["status"] == "failed" and "became nan" in diverged["error"]
+    assert (out / diverged["name"] / "metrics.jsonl").exists()  # its journal up to the bad step is kept
+    no_data = rows["root=nowhere, activation=relu, lr=0.1"]
+    assert no_data["status"] == "failed" and "nowhere/MNIST/raw" in no_data["error"] and "missing" in no_data["error"]
+    invalid = [r for r in rows.values() if "swish" in r["variant"]]
+    assert len(invalid) == 4
+    for row in invalid:
+        assert row["status"] == "failed" and "model.activation" in row["error"] and "'relu'" in row["error"]
+    assert list(rows)[0] == ok["variant"]  # the table is sorted by final accuracy, failures last
+    shown = capsys.readouterr().out
+    assert "failed" in shown and "swish" in shown and "became nan" in shown
+    assert "## Errors" in (out / "results.md").read_text()
+
+
+def test_the_table_holds_each_runs_summary(tmp_path: Path, tiny_mnist: Path,
+                                           capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "sweep"
+    assert main([str(tiny_spec(tmp_path, tiny_mnist, sweep=GRID)), "--logger", "console", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    run_dirs = sorted(p for p in out.iterdir() if p.is_dir())
+    assert [p.name for p in run_dirs] == ["tiny-activation_relu-lr_0.05", "tiny-activation_relu-lr_0.1",
+                                          "tiny-activation_selu-lr_0.05", "tiny-activation_selu-lr_0.1"]
+    rows = results_csv(out)
+    markdown = (out / "results.md").read_text()
+    assert [float(r["test_accuracy"]) for r in rows] == sorted((float(r["test_accuracy"]) for r in rows),
+                                                                reverse=True)
+    for row in rows:
+        summary = json.loads((out / row["name"] / "summary.json").read_text())
+        assert row["status"] == "ok" and Path(row["run_dir"]) == out / row["name"]
+        for key in ("test_accuracy", "best_test_accuracy", "test_loss", "train_seconds"):
+            assert float(row[key]) == summary[key]
+        cells = [row["variant"], f"{summary['test_accuracy']:.2%}", f"{summary['best_test_accuracy']:.2%}",
+                 f"{summary['test_loss']:.4f}", f"{summary['train_seconds']:.1f}"]
+        assert "| " + " | ".join(cells) + " |" in markdown
+        assert all(cell in printed for cell in cells[1:4])
+    # `compare` on the sweep directory rebuilds the same table from the runs on disk
+    assert main(["compare", str(out), "--logger", "console", "--out", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "results.md").read_text() == markdown
+
+
+def test_ctrl_c_stops_the_sweep_after_checkpointing_the_current_variant(tmp_path: Path, tiny_mnist: Path) -> None:
+    spec = tiny_spec(tmp_path, tiny_mnist, train={"epochs": 200, "log_every": 1},
+                     sweep={"model.activation": ["relu", "selu", "tanh"]})
+    out = tmp_path / "sweep"
+    process = subprocess.Popen([sys.executable, "-m", "runner", str(spec), "--logger", "console", "--out", str(out)],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = out / "tiny-activation_relu" / "metrics.jsonl"
+    deadline = time.monotonic() + 60
+    while not (journal.exists() and journal.read_text().count('"train_loss"') >= 30):
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and f"--resume {out / 'tiny-activation_relu'}" in stderr
+    assert (journal.parent / "checkpoint.pt").exists() and not (journal.parent / "summary.json").exists()
+    assert [(r["variant"], r["status"]) for r in results_csv(out)] == [
+        ("activation=relu", "stopped"), ("activation=selu", "not run"), ("activation=tanh", "not run")]
+    assert not (out / "tiny-activation_selu").exists()
+    assert "stopped" in stdout  # the table is printed all the same
+
+
+def test_compare_refuses_what_is_not_a_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["compare", str(tmp_path), "--logger", "console"]) == 2
+    assert "is neither a run directory" in capsys.readouterr().err
