@@ -1,13 +1,19 @@
 """The Visdom server launcher: one local, offline Visdom server per (port, home), started detached.
 
-    python -m dashboards.server start|stop|status [--port N] [--home DIR]
+    python -m dashboards.server start|stop|status [--port N] [--home DIR] [--public]
 
 `start` installs Visdom's web assets from pinned npm tarballs if needed (`dashboards.assets`),
-so the server never reaches for a CDN, then runs `python -m visdom.server` bound to 127.0.0.1
-only, in its own session, and returns once the page and every script and stylesheet it references
-answer 200. Its files live in HOME: `visdom-N.pid`, `visdom-N.log` and `envs/` (the server's
--env_path). `stop` signals exactly the pid in the pid file. Tests and other code use `start`,
-`stop`, `status`, `free_port` and the `running` context manager.
+so the server never reaches for a CDN, then runs `python -m visdom.server` in its own session and
+returns once the page and every script and stylesheet it references answer 200. Its files live in
+HOME: `visdom-N.pid`, `visdom-N.log` and `envs/` (the server's -env_path). `stop` signals exactly
+the pid in the pid file. Tests and other code use `start`, `stop`, `status`, `free_port` and the
+`running` context manager.
+
+Security (docs/SECURITY.md): Visdom has no access control of its own by default; whoever reaches
+the port reads and rewrites every env. So the server listens on 127.0.0.1 only unless asked
+otherwise (`--public` or VISDOM_BIND=all, which prints a warning). When VISDOM_USERNAME and
+VISDOM_PASSWORD are both set, `start` turns on Visdom's login with them (no prompt), keeps the
+cookie-signing secret in HOME (mode 0600), and logs in to check readiness.
 
 This module imports neither torch nor visdom: the launcher answers in a fraction of a second and
 only the server process pays for those imports.
@@ -17,7 +23,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import http.cookiejar
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -26,10 +36,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 from urllib.parse import urljoin
 
 from dashboards import assets
@@ -38,6 +48,7 @@ from runner.fetch import CACHE
 DEFAULT_PORT = 8097
 DEFAULT_HOME = Path(".visdom")
 STOP_TIMEOUT = 10.0
+USERNAME_VAR, PASSWORD_VAR, BIND_VAR = "VISDOM_USERNAME", "VISDOM_PASSWORD", "VISDOM_BIND"
 
 
 class ServerError(Exception):
@@ -58,6 +69,42 @@ class AlreadyRunning(ServerError):
     def __init__(self, server: Server) -> None:
         super().__init__(f"the Visdom server is already running at {server.url} (pid {server.pid})")
         self.server = server
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The one Visdom login; the password never shows in a repr, a log or a command line."""
+
+    username: str
+    password: str = field(repr=False)
+
+    def login_body(self) -> bytes:
+        # What Visdom's own client posts: the server hashes this once more and compares.
+        return json.dumps({"username": self.username,
+                           "password": hashlib.sha256(self.password.encode()).hexdigest()}).encode()
+
+
+def credentials_from_env(environ: Mapping[str, str] | None = None) -> Credentials | None:
+    """VISDOM_USERNAME and VISDOM_PASSWORD: both set turns the login on, neither leaves it off."""
+    environ = os.environ if environ is None else environ
+    username, password = environ.get(USERNAME_VAR, ""), environ.get(PASSWORD_VAR, "")
+    if username and password:
+        return Credentials(username, password)
+    if username or password:
+        missing = PASSWORD_VAR if username else USERNAME_VAR
+        raise ServerError(f"{missing} is not set: set both {USERNAME_VAR} and {PASSWORD_VAR} to turn on "
+                          "the dashboard's login, or neither to run it without one.")
+    return None
+
+
+def public_from_env(environ: Mapping[str, str] | None = None) -> bool:
+    """VISDOM_BIND=all listens on every interface; unset or `local` keeps the server on 127.0.0.1."""
+    value = (os.environ if environ is None else environ).get(BIND_VAR, "").strip().lower()
+    if value in ("", "local", "localhost", "127.0.0.1"):
+        return False
+    if value in ("all", "0.0.0.0"):
+        return True
+    raise ServerError(f"{BIND_VAR}={value!r} is not understood: use `local` (the default) or `all`.")
 
 
 @dataclass(frozen=True)
@@ -114,6 +161,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cookie_secret_path(home: Path) -> Path:
+    """Where a login-enabled server of `home` keeps the secret that signs its cookies.
+
+    Visdom reads it from ~/.visdom/COOKIE_SECRET; the server runs with HOME=home, so each home has
+    its own and a restart of the same home keeps the browser's login valid.
+    """
+    return Path(home) / ".visdom" / "COOKIE_SECRET"
+
+
+def describe(server: Server) -> str:
+    """Who can reach the server and whether it asks for a login, from its command line."""
+    try:
+        argv = Path(f"/proc/{server.pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "binding unknown"
+    where = "127.0.0.1 only" if b"-bind_local" in argv else "EVERY network interface"
+    return f"listening on {where}, {'login required' if b'-enable_login' in argv else 'no login'}"
+
+
 def status(port: int, home: Path) -> Server | None:
     """The handle of this home's server on `port` if its pid file names a live visdom process."""
     pid = _read_pid(pid_path(port, home))
@@ -122,18 +188,20 @@ def status(port: int, home: Path) -> Server | None:
     return Server(port, Path(home).resolve(), pid)
 
 
-def start(port: int, home: Path, timeout: float = 60, cache: Path = CACHE) -> Server:
+def start(port: int, home: Path, timeout: float = 60, cache: Path = CACHE, *, public: bool = False,
+          credentials: Credentials | None = None) -> Server:
     """Start a server on 127.0.0.1:`port` and return once its page and assets answer 200.
 
-    Raises AlreadyRunning (with the running server's handle) when this home's server is already
-    up on the port, PortInUse when anything else holds it, StartFailed otherwise.
+    `public` listens on every interface instead; `credentials` turn on Visdom's login (readiness
+    then logs in). Raises AlreadyRunning (with the running server's handle) when this home's server
+    is already up on the port, PortInUse when anything else holds it, StartFailed otherwise.
     """
     deadline = time.monotonic() + timeout
     home = Path(home).resolve()
     home.mkdir(parents=True, exist_ok=True)
     existing = status(port, home)
     if existing is not None:
-        _wait_ready(existing, deadline, timeout)
+        _wait_ready(existing, deadline, timeout, credentials)
         raise AlreadyRunning(existing)
     pid_path(port, home).unlink(missing_ok=True)  # stale: its process is gone
     if not _port_free(port):
@@ -145,25 +213,47 @@ def start(port: int, home: Path, timeout: float = 60, cache: Path = CACHE) -> Se
         raise StartFailed(f"cannot install Visdom's web assets: {exc}") from None
 
     (home / "envs").mkdir(exist_ok=True)
-    command = [sys.executable, "-m", "visdom.server", "-port", str(port), "-bind_local",
+    command = [sys.executable, "-m", "visdom.server", "-port", str(port),
                "-env_path", str(home / "envs"),
                # INFO would add one access-log line per plotted point; warnings and errors stay.
                "-logging_level", "WARNING"]
+    if not public:
+        command.append("-bind_local")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if credentials is not None:
+        command.append("-enable_login")
+        env.update(_login_env(home, credentials))
     with open(log_path(port, home), "wb") as log:
         process = subprocess.Popen(
             command, cwd=home, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             # Own session: no terminal hang-up or Ctrl-C in the launching shell reaches it.
-            start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            start_new_session=True, env=env)
     _children[process.pid] = process
     _write_pid(pid_path(port, home), process.pid)
     server = Server(port, home, process.pid)
     try:
-        _wait_ready(server, deadline, timeout)
+        _wait_ready(server, deadline, timeout, credentials)
     except BaseException:
         server.stop()
         raise
     return server
+
+
+def _login_env(home: Path, credentials: Credentials) -> dict[str, str]:
+    """The environment that makes `visdom.server -enable_login` take its login without a prompt."""
+    secret = cookie_secret_path(home)
+    secret.parent.mkdir(mode=0o700, exist_ok=True)
+    if not secret.is_file():
+        # Created 0600 from the start: whoever reads it can forge a logged-in cookie.
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path("~/.config").expanduser())
+    return {"VISDOM_USE_ENV_CREDENTIALS": "1", USERNAME_VAR: credentials.username,
+            PASSWORD_VAR: credentials.password,
+            # Visdom keeps the secret under ~/.visdom: point ~ at this home, but leave the user's
+            # Visdom style settings (~/.config/visdom) where they are.
+            "HOME": str(home), "XDG_CONFIG_HOME": config}
 
 
 def stop(port: int, home: Path, timeout: float = STOP_TIMEOUT) -> bool:
@@ -178,22 +268,24 @@ def stop(port: int, home: Path, timeout: float = STOP_TIMEOUT) -> bool:
 
 
 @contextlib.contextmanager
-def running(port: int | None = None, home: Path | None = None,
-            timeout: float = 60) -> Iterator[Server]:
+def running(port: int | None = None, home: Path | None = None, timeout: float = 60, *,
+            public: bool = False, credentials: Credentials | None = None) -> Iterator[Server]:
     """A server for the duration of a block: a free port and a temporary home unless given."""
+    options = {"public": public, "credentials": credentials}
     with contextlib.ExitStack() as stack:
         if home is None:
             home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="visdom-")))
-        server = start(port, home, timeout) if port is not None else _start_anywhere(home, timeout)
+        server = (start(port, home, timeout, **options) if port is not None
+                  else _start_anywhere(home, timeout, **options))
         stack.callback(server.stop)  # runs before the temporary home is removed
         yield server
 
 
-def _start_anywhere(home: Path, timeout: float, attempts: int = 3) -> Server:
+def _start_anywhere(home: Path, timeout: float, attempts: int = 3, **options: object) -> Server:
     # A free port can be taken by another process before the server binds it: try another.
     for attempt in range(attempts):
         try:
-            return start(free_port(), home, timeout)
+            return start(free_port(), home, timeout, **options)  # type: ignore[arg-type]
         except PortInUse:
             if attempt == attempts - 1:
                 raise
@@ -299,6 +391,12 @@ def _log_tail(server: Server, lines: int = 20) -> str:
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+def _cookie_opener() -> urllib.request.OpenerDirector:
+    """Like `_opener`, and keeps the login cookie of a login-enabled server."""
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                       urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+
 class _PageRefs(HTMLParser):
     """Collects what a page makes the browser load: script src and link href."""
 
@@ -313,10 +411,12 @@ class _PageRefs(HTMLParser):
             self.refs.append(value)
 
 
-def _get(url: str, timeout: float = 5.0) -> tuple[int | str, bytes]:
-    """HTTP status and body, or the error's text when there was no HTTP answer."""
+def _get(url: str, timeout: float = 5.0, opener: urllib.request.OpenerDirector = _opener,
+         data: bytes | None = None) -> tuple[int | str, bytes]:
+    """HTTP status and body (of a POST when `data` is given), or the error's text when there was no
+    HTTP answer."""
     try:
-        with _opener.open(url, timeout=timeout) as response:
+        with opener.open(url, data=data, timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, b""
@@ -324,21 +424,36 @@ def _get(url: str, timeout: float = 5.0) -> tuple[int | str, bytes]:
         return str(getattr(exc, "reason", exc)), b""
 
 
-def probe(port: int) -> dict[str, int | str]:
-    """Status of the index page and of every script and stylesheet it references, by URL."""
+def probe(port: int, opener: urllib.request.OpenerDirector = _opener) -> dict[str, int | str]:
+    """Status of the index page and of every script and stylesheet it references, by URL.
+
+    Without a login cookie in `opener`, a login-enabled server's index page is its login page.
+    """
     index = f"http://127.0.0.1:{port}/"
-    code, body = _get(index)
+    code, body = _get(index, opener=opener)
     result: dict[str, int | str] = {index: code}
     if code == 200:
         parser = _PageRefs()
         parser.feed(body.decode("utf-8", "replace"))
         for ref in parser.refs:
             url = urljoin(index, ref)
-            result[url] = _get(url)[0]
+            result[url] = _get(url, opener=opener)[0]
     return result
 
 
-def _wait_ready(server: Server, deadline: float, timeout: float) -> None:
+def login(port: int, credentials: Credentials,
+          opener: urllib.request.OpenerDirector | None = None) -> tuple[int | str, urllib.request.OpenerDirector]:
+    """Log in as a browser does: 200 and an opener holding the cookie; 400 for wrong credentials.
+
+    A server without a login answers 500 (it has no credentials to compare with).
+    """
+    opener = opener or _cookie_opener()
+    code, _ = _get(f"http://127.0.0.1:{port}/", opener=opener, data=credentials.login_body())
+    return code, opener
+
+
+def _wait_ready(server: Server, deadline: float, timeout: float,
+                credentials: Credentials | None = None) -> None:
     index = f"http://127.0.0.1:{server.port}/"
     while True:
         if not _alive(server.pid):
@@ -350,14 +465,38 @@ def _wait_ready(server: Server, deadline: float, timeout: float) -> None:
             raise StartFailed(f"the Visdom server did not answer on {index} within {timeout:g} s; "
                               f"the end of {server.log_path}:\n{_log_tail(server)}")
         time.sleep(0.1)
+    opener = _opener
+    if credentials is not None:
+        code, with_cookie = login(server.port, credentials)
+        if code == 200:
+            opener = with_cookie  # so the probe below checks the dashboard page, not the login page
+        elif code == 400:
+            raise StartFailed(f"the Visdom server at {index} refuses the login of {credentials.username!r}; "
+                              f"it was started with other credentials: stop it and start it again.")
+        # otherwise a server started without a login (500): the probe below is all there is to do
     # Static files either exist or never will: one pass, no waiting.
-    broken = {url: code for url, code in probe(server.port).items() if code != 200}
+    broken = {url: code for url, code in probe(server.port, opener).items() if code != 200}
     if broken:
         listing = "\n".join(f"  {code}  {url}" for url, code in broken.items())
         raise StartFailed(f"the Visdom page at {index} references files that do not load:\n{listing}")
 
 
 # --- command line ----------------------------------------------------------------------------
+
+def public_warning(port: int, credentials: Credentials | None) -> str:
+    """What `start --public` prints: who can now reach the server, and the safer way."""
+    lines = [f"warning: the Visdom server listens on every network interface: anyone who can reach port {port} "
+             "of this machine can open the dashboard."]
+    if credentials is None:
+        lines.append(f"warning: there is no login: they can read, change and delete every env. Set "
+                     f"{USERNAME_VAR} and {PASSWORD_VAR} before starting it to require one.")
+    else:
+        lines.append("warning: the login travels over plain HTTP: on a network you do not trust, the "
+                     "password's hash and the session cookie can be read on the way and reused.")
+    lines.append(f"warning: to watch a remote run, prefer the default (127.0.0.1 only) and an SSH tunnel "
+                 f"from your machine: ssh -L {port}:localhost:{port} HOST, then open http://localhost:{port}")
+    return "\n".join(lines)
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -372,6 +511,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="directory for the pid file, log and envs (default: ./.visdom)")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds to wait for the server to answer (default: 60)")
+    parser.add_argument("--public", action="store_true",
+                        help=f"start: listen on every network interface, not only 127.0.0.1 (also "
+                             f"{BIND_VAR}=all). Anyone who reaches the port can use the dashboard; see "
+                             f"docs/SECURITY.md. Set {USERNAME_VAR} and {PASSWORD_VAR} to require a login.")
     args = parser.parse_args(argv)
     try:
         port = args.port if args.port is not None else default_port()
@@ -385,7 +528,8 @@ def main(argv: list[str] | None = None) -> int:
         if server is None:
             print(f"Visdom is not running on port {port} (home {args.home})")
             return 3
-        print(f"Visdom is running at {server.url} (pid {server.pid}, log {server.log_path})")
+        print(f"Visdom is running at {server.url} (pid {server.pid}, log {server.log_path}; "
+              f"{describe(server)})")
         return 0
 
     if args.command == "stop":
@@ -397,9 +541,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     try:
-        server = start(port, args.home, args.timeout)
+        public = args.public or public_from_env()
+        credentials = credentials_from_env()
+    except ServerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        server = start(port, args.home, args.timeout, public=public, credentials=credentials)
     except AlreadyRunning as exc:
-        print(f"Visdom is already running at {exc.server.url} (pid {exc.server.pid})")
+        print(f"Visdom is already running at {exc.server.url} (pid {exc.server.pid}; {describe(exc.server)})")
         return 0
     except PortInUse as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -408,7 +558,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     home = f" --home {args.home}" if args.home != DEFAULT_HOME else ""
-    print(f"Visdom is running at {server.url} (pid {server.pid}, log {server.log_path}); "
+    if public:
+        print(public_warning(port, credentials), file=sys.stderr)
+    print(f"Visdom is running at {server.url} (pid {server.pid}, log {server.log_path}; {describe(server)}); "
           f"stop it with: python -m dashboards.server stop --port {port}{home}")
     return 0
 

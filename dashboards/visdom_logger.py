@@ -12,6 +12,12 @@ line at close; the run's journal can rebuild the dashboard later (`python -m run
 Visdom's client only builds the messages here (`send=False`: plot layout, PNG encoding); the HTTP is
 ours, so we choose the timeouts, see status codes, and count requests.
 
+What reaches the server is bounded and inert (docs/SECURITY.md): every text pane is HTML-escaped, the
+env name is reduced to a safe file name, at most MAX_IMAGES images of at most MAX_IMAGE_SIDE pixels a
+side are sent, and the spec pane is cut at MAX_TEXT_CHARS. With VISDOM_USERNAME and VISDOM_PASSWORD
+set (or `username`/`password` given) the sender logs in first, keeps the session cookie, and logs in
+again after any failure (a restarted server may sign cookies with a new secret).
+
 Windows of the env (one env per run, its old windows cleared first):
     train_loss   line: loss per global step
     test         line: test loss and test accuracy per epoch, one chart with a legend
@@ -22,10 +28,12 @@ Windows of the env (one env per run, its old windows cleared first):
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -43,6 +51,10 @@ CONNECT_TIMEOUT = 2.0
 READ_TIMEOUT = 10.0
 MAX_RETRY_DELAY = 2.0  # while the server is away; a refused connection is cheap, so retry often
 IMAGES_PER_ROW = 8  # the image grid and the prediction table share this layout
+MAX_IMAGES = 100  # as many as a spec may ask for (train.samples); more are dropped
+MAX_IMAGE_SIDE = 64  # pixels; MNIST's are 28. Larger images are not sent at all
+MAX_TEXT_CHARS = 50_000  # the spec pane, before escaping
+MAX_ENV_CHARS = 100
 
 Message = tuple[dict[str, Any], str]  # (JSON body, endpoint), as visdom's client builds them
 
@@ -54,6 +66,7 @@ class DeliveryStats:
     requests: int  # HTTP requests sent, answered or not
     failures: int  # requests that failed
     flushes: int  # sender rounds that sent anything
+    logins: int = 0  # logins the server accepted
 
 
 @dataclass
@@ -81,11 +94,33 @@ class _Pane:
 class _Refused(Exception):
     """The server answered with an error status (e.g. 500 for a window or env it does not have)."""
 
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _LoginRefused(_Refused):
+    """The server turned our username and password down."""
+
+
+_UNSAFE_RUN = re.compile(r"(?:[^A-Za-z0-9_.-]|\.{2,})+")
+
+
+def safe_env(name: str) -> str:
+    """An env name that is also a safe file name: Visdom saves env E as `<env_path>/E.json`.
+
+    Runs of anything but letters, digits, '_', '-' and single dots ('/', '..', spaces, markup)
+    become one '_'; no leading dot or dash; at most MAX_ENV_CHARS. Names the spec accepts are kept.
+    """
+    safe = _UNSAFE_RUN.sub("_", name).lstrip("._-")[:MAX_ENV_CHARS]
+    return safe or "run"
+
 
 class VisdomLogger(ClosingLogger):
     """Live dashboard on a Visdom server; never blocks or stops training (see the module docstring)."""
 
     def __init__(self, env: str, server: str | None = None, port: int | None = None, *,
+                 username: str | None = None, password: str | None = None,
                  flush_interval: float = 0.25, close_timeout: float = 10.0, out: TextIO = sys.stderr) -> None:
         try:
             from visdom import Visdom
@@ -96,12 +131,22 @@ class VisdomLogger(ClosingLogger):
         if "://" not in server:
             server = "http://" + server
         port = port or int(os.environ.get("VISDOM_PORT") or DEFAULT_PORT)
-        self.env = env.replace("/", "_")  # the server files envs under this name anyway
+        self.env = safe_env(env)
         self.base = f"{server.rstrip('/')}:{port}"
         self.url = f"{self.base}/env/{quote(self.env)}"
         self._flush_interval = flush_interval
         self._close_timeout = close_timeout
         self._out = out
+        if self.env != env:
+            self._say(f"visdom: env {env!r} is shown as {self.env!r}")
+        self.username = username or os.environ.get("VISDOM_USERNAME") or None
+        password = password or os.environ.get("VISDOM_PASSWORD") or None
+        # What Visdom's client sends (the server hashes it again); the password itself is not kept.
+        self._login_body = (json.dumps({"username": self.username,
+                                        "password": hashlib.sha256(password.encode()).hexdigest()})
+                            if self.username and password else None)
+        if bool(self.username) != bool(password):
+            self._say("visdom: only one of VISDOM_USERNAME and VISDOM_PASSWORD is set; sending no login.")
         # send=False: no request, no socket; each plotting call just returns (message, endpoint).
         self._viz = Visdom(server=server, port=port, env=self.env, send=False, use_incoming_socket=False,
                            raise_exceptions=True)
@@ -122,6 +167,9 @@ class VisdomLogger(ClosingLogger):
 
         # Touched by the sender thread only (stats() reads the counters).
         self._env_ready = False  # the env exists and last run's windows are closed
+        self._logged_in = False  # the session holds a cookie the server accepted (or needs none)
+        self._logins = 0
+        self._login_noted = False
         self._reachable: bool | None = None  # None until the first answer or failure
         self._refusals = 0  # failed rounds in a row where the server answered with an error
         self._requests = 0
@@ -139,10 +187,14 @@ class VisdomLogger(ClosingLogger):
     def start(self, info: Info) -> None:
         self._run_dir = str(info.get("run_dir")) if info.get("run_dir") else None
         text = json.dumps(dict(info), indent=2, default=str)
+        if len(text) > MAX_TEXT_CHARS:
+            text = text[:MAX_TEXT_CHARS] + f"\n... (cut at {MAX_TEXT_CHARS} characters)"
         self._set(self._spec, f"<pre>{html.escape(text)}</pre>")
 
     def images(self, pixels: Sequence[Sequence[Sequence[int]]]) -> None:
-        self._set(self._images, pixels)  # turned into a PNG by the sender, off the training thread
+        if len(pixels):  # train.samples may be 0: nothing to show
+            # Turned into a PNG by the sender, off the training thread; checked for size there too.
+            self._set(self._images, pixels[:MAX_IMAGES])
 
     def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
         with self._lock:
@@ -156,7 +208,8 @@ class VisdomLogger(ClosingLogger):
             self._test.ys[1].append(_finite(test_accuracy))
 
     def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
-        self._set(self._predictions, (epoch, list(predicted), list(truth)))  # HTML made by the sender
+        # The table follows the image grid, so it is capped like it; HTML made by the sender.
+        self._set(self._predictions, (epoch, list(predicted[:MAX_IMAGES]), list(truth[:MAX_IMAGES])))
 
     def close(self, summary: Info | None) -> None:
         """Drain for at most `close_timeout` seconds, then report once. Never raises."""
@@ -176,7 +229,7 @@ class VisdomLogger(ClosingLogger):
         with self._lock:
             events = sum(len(p.xs) for p in self._plots) + sum(p.updates for p in self._panes)
             delivered = sum(p.sent for p in self._plots) + sum(p.sent for p in self._panes)
-        return DeliveryStats(events, delivered, self._requests, self._failures, self._flushes)
+        return DeliveryStats(events, delivered, self._requests, self._failures, self._flushes, self._logins)
 
     def _set(self, pane: _Pane, content: Any) -> None:
         with self._lock:
@@ -212,6 +265,8 @@ class VisdomLogger(ClosingLogger):
     def _flush(self) -> None:
         """Send the server what it lacks; raises at the first failure."""
         sent_any = False
+        if self._login_body is not None and not self._logged_in:
+            self._login()
         if not self._env_ready:
             # env/<name> creates the env if missing (closing windows of an unknown env is a 500);
             # closing every window makes a rerun under the same name start from a clean dashboard.
@@ -247,15 +302,28 @@ class VisdomLogger(ClosingLogger):
         self._flushes += sent_any
 
     def _post(self, msg: dict[str, Any], endpoint: str) -> str:
+        r = self._request(endpoint, json.dumps(msg))
+        if r.status_code != 200:
+            raise _Refused(f"{endpoint} answered {r.status_code}", r.status_code)
+        return r.text
+
+    def _request(self, endpoint: str, body: str) -> requests.Response:
         read = READ_TIMEOUT
         if self._deadline is not None:  # closing: a hung server must not hold close past its bound
             read = max(0.05, min(read, self._deadline - time.monotonic()))
         self._requests += 1
-        r = self._session.post(f"{self.base}/{endpoint}", data=json.dumps(msg),
-                               timeout=(min(CONNECT_TIMEOUT, read), read))
-        if r.status_code != 200:
-            raise _Refused(f"{endpoint} answered {r.status_code}")
-        return r.text
+        return self._session.post(f"{self.base}/{endpoint}", data=body, timeout=(min(CONNECT_TIMEOUT, read), read))
+
+    def _login(self) -> None:
+        """Log in as Visdom's client does; the session keeps the cookie for every later request."""
+        assert self._login_body is not None
+        r = self._request("", self._login_body)
+        if r.status_code == 400:
+            raise _LoginRefused(f"the login of {self.username!r} was refused", 400)
+        # 200: logged in. Anything else: a server without a login (it answers 500, having no
+        # credentials to compare with); the requests that follow show whether it wants one.
+        self._logins += r.status_code == 200
+        self._logged_in = True
 
     def _failed(self, exc: Exception) -> bool:
         """After any failure the server's state is unknown: every window is re-sent whole next time.
@@ -265,13 +333,23 @@ class VisdomLogger(ClosingLogger):
         with self._lock:
             for item in (*self._plots, *self._panes):
                 item.sent = 0
+        self._logged_in = False  # a restarted server may sign cookies with a new secret: log in again
+        if isinstance(exc, _LoginRefused):
+            self._refusals += 1
+            if not self._login_noted:
+                self._login_noted = True
+                self._note(f"visdom: the server at {self.base} refused the login of {self.username!r}; check "
+                           "VISDOM_USERNAME and VISDOM_PASSWORD. Training goes on without the dashboard.")
+            return False
         if not isinstance(exc, requests.RequestException):
             # The server answered but refused (a restart we did not see, a window closed in the
             # browser): re-sending mends that silently. Only a refusal that persists is news.
             self._refusals += 1
             if self._refusals == 2:
-                self._note(f"visdom: the server at {self.base} refuses updates ({exc}); training goes on, "
-                          "its log may say why.")
+                hint = "its log may say why"
+                if getattr(exc, "status", 0) == 400 and self._login_body is None:
+                    hint = "it may require a login: set VISDOM_USERNAME and VISDOM_PASSWORD"
+                self._note(f"visdom: the server at {self.base} refuses updates ({exc}); training goes on, {hint}.")
             return False
         if self._reachable is None:
             self._note(f"visdom: no dashboard server at {self.base} ({_reason(exc)}); start one with "
@@ -326,9 +404,18 @@ class VisdomLogger(ClosingLogger):
     def _image_message(self, pixels: Sequence[Sequence[Sequence[int]]]) -> Message:
         import numpy as np
 
-        # uint8 0..255, white digits on black as in MNIST; doubled in size so the digits are legible.
-        a = np.asarray(pixels, dtype=np.float32)[:, None] / 255.0
-        a = a.repeat(2, axis=2).repeat(2, axis=3)
+        # Sizes first, before numpy allocates anything for them.
+        side = max((len(row) for image in pixels for row in (image, *image)), default=0)
+        if side > MAX_IMAGE_SIDE:
+            raise ValueError(f"images up to {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels are sent, these have "
+                             f"a side of {side}")
+        # uint8 0..255, white digits on black as in MNIST; doubled in size so small digits are legible.
+        a = np.asarray(pixels, dtype=np.float32)
+        if a.ndim != 3:
+            raise ValueError(f"expected N images of H x W pixels, got an array of shape {a.shape}")
+        a = np.clip(a, 0, 255)[:, None] / 255.0
+        if side <= 32:
+            a = a.repeat(2, axis=2).repeat(2, axis=3)
         # Visdom sizes the pane to the image exactly and its frame then clips the edges: leave room.
         cell = a.shape[-1] + 2 * 2  # the grid pads each image by 2
         columns, rows = min(IMAGES_PER_ROW, len(a)), -(-len(a) // IMAGES_PER_ROW)

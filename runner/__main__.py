@@ -204,9 +204,9 @@ def replay(run_dir: Path, kind: str) -> int:
     from runner import runs
 
     journal = run_dir / runs.JOURNAL
-    if not journal.is_file():
-        raise UsageError(f"{run_dir} is not a run directory: it has no {runs.JOURNAL}. Run directories are "
-                         "made by `python -m runner SPEC.json` under runs/.")
+    if not journal.is_file() or not (run_dir / runs.SPEC).is_file():
+        raise UsageError(f"{run_dir} is not a run directory: it needs {runs.JOURNAL} and {runs.SPEC}. Run "
+                         "directories are made by `python -m runner SPEC.json` under runs/.")
     experiment = specs.parse(json.loads((run_dir / runs.SPEC).read_text()), str(run_dir / runs.SPEC))
     from runner.loggers import replay as replay_journal
 

@@ -11,6 +11,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -18,7 +19,8 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from dashboards import server as servers
-from dashboards.visdom_logger import VisdomLogger
+from dashboards.visdom_logger import READ_TIMEOUT, VisdomLogger
+from helpers import tiny_spec
 
 # The test's own Visdom client (used to read back) warns through a deprecated logging call.
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
@@ -234,6 +236,81 @@ def test_hung_server_bounds_close(hung_port: int, out: io.StringIO) -> None:
     assert "0 of 9 events delivered" in out.getvalue()
     logger.close(None)  # a second close is a no-op
     assert out.getvalue().count("events delivered") == 1
+
+
+class HungServer:
+    """A TCP server on 127.0.0.1 that accepts every connection, reads what it is sent and never
+    answers: a wedged process, not a refused port. Lives at most `lifetime` seconds."""
+
+    def __init__(self, lifetime: float = 60.0) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        self._end = time.monotonic() + lifetime
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="hung-server", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set() and time.monotonic() < self._end:
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            conn.setblocking(False)
+            self.connections.append(conn)  # held open, never answered
+            for c in self.connections:  # drain, so a sender never blocks on a full buffer
+                try:
+                    c.recv(65536)
+                except (BlockingIOError, OSError):
+                    pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for conn in (*self.connections, self._listener):
+            conn.close()
+
+
+@pytest.fixture
+def hung_server() -> Iterator[HungServer]:
+    server = HungServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+class TimedClose(VisdomLogger):
+    close_seconds = 0.0
+
+    def close(self, summary: Any) -> None:
+        started = time.perf_counter()
+        super().close(summary)
+        self.close_seconds = max(self.close_seconds, time.perf_counter() - started)
+
+
+def test_real_training_is_not_held_up_by_a_hung_server(tmp_path: Path, tiny_mnist: Path,
+                                                      hung_server: HungServer) -> None:
+    from runner import runs, session, spec
+
+    experiment = spec.load(tiny_spec(tmp_path, tiny_mnist, train={"epochs": 3, "log_every": 1}))
+    out = io.StringIO()
+    logger = TimedClose(ENV, "http://127.0.0.1", hung_server.port, close_timeout=2, out=out)
+    started = time.monotonic()
+    summary = session.execute(experiment, [logger], out=tmp_path / "run")
+    elapsed = time.monotonic() - started
+
+    assert summary["steps"] == 36 and (tmp_path / "run" / "summary.json").exists()
+    assert hung_server.connections  # the sender did reach it, and waited on it
+    # One request to the hung server waits READ_TIMEOUT for an answer: a logger that sent from the
+    # training thread would take at least that long to train.
+    assert summary["train_seconds"] < READ_TIMEOUT / 2
+    assert logger.close_seconds < 2 + 0.5  # close_timeout, and no longer
+    assert elapsed < READ_TIMEOUT
+    assert "0 of " in out.getvalue() and "python -m runner replay" in out.getvalue()
+    assert (tmp_path / "run" / runs.JOURNAL).stat().st_size > 0  # what was not delivered is on disk
 
 
 def timed_feed(logger: VisdomLogger, epochs: int, pause: float) -> float:
