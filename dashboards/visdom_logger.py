@@ -50,6 +50,11 @@ DEFAULT_PORT = 8097
 CONNECT_TIMEOUT = 2.0
 READ_TIMEOUT = 10.0
 MAX_RETRY_DELAY = 2.0  # while the server is away; a refused connection is cheap, so retry often
+# Visdom's server diffs the whole window on every append (deepcopy + jsonpatch), so an append costs
+# it time in proportion to the points already there, and the server usually shares the machine's
+# cores with training. After a flush that took d seconds the sender waits at least PACE * d, which
+# keeps the server's share of one core under 1 / PACE however long the curve grows.
+PACE = 20
 IMAGES_PER_ROW = 8  # the image grid and the prediction table share this layout
 MAX_IMAGES = 100  # as many as a spec may ask for (train.samples); more are dropped
 MAX_IMAGE_SIDE = 64  # pixels; MNIST's are 28. Larger images are not sent at all
@@ -244,6 +249,7 @@ class VisdomLogger(ClosingLogger):
             closing = self._closing.wait(delay)
             if closing and self._deadline is not None and time.monotonic() >= self._deadline:
                 return
+            started = time.monotonic()
             try:
                 self._flush()
             except Exception as exc:  # noqa: BLE001 - whatever went wrong, training goes on
@@ -260,7 +266,7 @@ class VisdomLogger(ClosingLogger):
                 self._found()
             if closing:
                 return
-            delay = self._flush_interval
+            delay = max(self._flush_interval, PACE * (time.monotonic() - started))
 
     def _flush(self) -> None:
         """Send the server what it lacks; raises at the first failure."""
