@@ -224,6 +224,10 @@ def render(rows: list, requests: float | None, first_step: float, peak: float, s
                      f"{'' if seed is None else f'{seed:.1f}x'} |")
     lines += ["", f"- Start of `python -m runner experiments/relu.json` to its first training step: {first_step:.2f} s "
                   f"(data already fetched); peak RSS of that process: {peak:,.0f} MB."]
+    by_name = {row[0]: row[1] for row in rows}
+    if "visdom" in by_name:
+        lines.append(f"- Streaming every step to the live dashboard: visdom / null = "
+                     f"{by_name['visdom'] / by_name['null']:.3f} (medians).")
     if requests is not None:
         lines.append(f"- VisdomLogger: {requests:.1f} HTTP requests per epoch of 300 steps (set-up included), "
                      "against 600 for one synchronous `viz.line(update='append')` per step.")

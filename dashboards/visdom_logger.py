@@ -53,8 +53,8 @@ MAX_RETRY_DELAY = 2.0  # while the server is away; a refused connection is cheap
 # Visdom's server diffs the whole window on every append (deepcopy + jsonpatch), so an append costs
 # it time in proportion to the points already there, and the server usually shares the machine's
 # cores with training. After a flush that took d seconds the sender waits at least PACE * d, which
-# keeps the server's share of one core under 1 / PACE however long the curve grows.
-PACE = 20
+# keeps the server's share of one core near 1 / PACE (2%) however long the curve grows.
+PACE = 50
 IMAGES_PER_ROW = 8  # the image grid and the prediction table share this layout
 MAX_IMAGES = 100  # as many as a spec may ask for (train.samples); more are dropped
 MAX_IMAGE_SIDE = 64  # pixels; MNIST's are 28. Larger images are not sent at all
