@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from dashboard_helpers import windows
 from dashboards import server as servers
 from dashboards.compare import SMOOTH, ComparisonBoard
 from helpers import run_cli, tiny_spec
@@ -18,13 +19,6 @@ from helpers import run_cli, tiny_spec
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
 
 CHARTS = ("train_loss", "test_accuracy", "test_loss")
-
-
-def windows(port: int, env: str) -> dict[str, Any]:
-    from visdom import Visdom
-
-    viz = Visdom(server="http://localhost", port=port, use_incoming_socket=False, raise_exceptions=True)
-    return json.loads(viz.get_window_data(env=env))
 
 
 def traces(window: dict[str, Any]) -> list[tuple[str, list[Any], list[Any]]]:

@@ -8,18 +8,11 @@ from typing import Any
 
 import pytest
 
+from dashboard_helpers import windows
 from helpers import run_cli, tiny_spec
 from dashboards import server as servers
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
-
-
-def windows(port: int, env: str) -> dict[str, Any]:
-    from visdom import Visdom
-
-    viz = Visdom(server="http://localhost", port=port, use_incoming_socket=False, raise_exceptions=True)
-    return {win: json.loads(content) if isinstance(content, str) else content
-            for win, content in json.loads(viz.get_window_data(env=env)).items()}
 
 
 def assert_complete_dashboard(port: int, env: str, steps: int, epochs: int) -> None:

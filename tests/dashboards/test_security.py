@@ -24,6 +24,7 @@ import requests
 
 from dashboards import server as servers
 from dashboards.server import Credentials
+from dashboard_helpers import delivered, wait_until, windows
 from dashboards.visdom_logger import MAX_ENV_CHARS, MAX_IMAGES, MAX_TEXT_CHARS, VisdomLogger, safe_env
 from helpers import tiny_spec
 
@@ -41,26 +42,6 @@ def launcher(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     base = {k: v for k, v in os.environ.items() if k not in ("VISDOM_USERNAME", "VISDOM_PASSWORD", "VISDOM_BIND")}
     return subprocess.run([sys.executable, "-m", "dashboards.server", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env={**base, **(env or {})})
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.02)
-
-
-def delivered(logger: VisdomLogger) -> bool:
-    s = logger.stats()
-    return s.events > 0 and s.delivered == s.events
-
-
-def windows(port: int, env: str, credentials: Credentials | None = None) -> dict[str, Any]:
-    from visdom import Visdom
-
-    login = {"username": credentials.username, "password": credentials.password} if credentials else {}
-    viz = Visdom(server="http://localhost", port=port, use_incoming_socket=False, raise_exceptions=True, **login)
-    return json.loads(viz.get_window_data(env=env))
 
 
 def digits(n: int, side: int = 28) -> list[list[list[int]]]:
@@ -166,7 +147,7 @@ def test_logger_logs_in_and_again_after_a_restart(tmp_path: Path, out: io.String
         logger.train_loss(1, [2, 3], [0.3, 0.2])
         wait_until(lambda: delivered(logger))
         logger.close(None)
-        held = windows(port, "secured", ALICE)
+        held = windows(port, "secured", ALICE.username, ALICE.password)
         assert held["train_loss"]["content"]["data"][0]["x"] == [0, 1, 2, 3]
         assert logger.stats().logins == 2
     finally:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from dashboards import server as servers
+from dashboard_helpers import delivered, wait_until, windows
 from dashboards.visdom_logger import READ_TIMEOUT, VisdomLogger
 from helpers import tiny_spec
 
@@ -56,46 +57,27 @@ class Feed:
             self.logger.predictions(self.epoch, [(t + (k % 3 == 0)) % 10 for k, t in enumerate(truth)], truth)
 
 
-def read_env(port: int) -> dict[str, Any]:
-    from visdom import Visdom
-
-    viz = Visdom(server="http://localhost", port=port, use_incoming_socket=False, raise_exceptions=True)
-    return json.loads(viz.get_window_data(env=ENV))
-
-
 def traces(window: dict[str, Any]) -> dict[str, tuple[list, list]]:
     return {t["name"]: (t["x"], t["y"]) for t in window["content"]["data"]}
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.02)
-
-
-def delivered(logger: VisdomLogger) -> bool:
-    s = logger.stats()
-    return s.events > 0 and s.delivered == s.events
-
-
 def assert_complete(port: int, feed: Feed) -> None:
     """Every point exactly once, in order; every pane present and showing the last epoch."""
-    windows = read_env(port)
-    assert set(windows) == {"train_loss", "test", "images", "predictions", "spec"}
-    (xs, ys), = traces(windows["train_loss"]).values()
+    held = windows(port, ENV)
+    assert set(held) == {"train_loss", "test", "images", "predictions", "spec"}
+    (xs, ys), = traces(held["train_loss"]).values()
     assert xs == list(range(feed.step))
     assert ys == pytest.approx([1 / (s + 1) for s in xs])
-    test = traces(windows["test"])
+    test = traces(held["test"])
     assert list(test) == ["test loss", "test accuracy"]
     epochs = list(range(1, feed.epoch + 1))
     assert test["test loss"] == (epochs, pytest.approx([1 / e for e in epochs]))
     assert test["test accuracy"] == (epochs, pytest.approx([0.5 + e / 100 for e in epochs]))
-    assert windows["images"]["type"] == "image"
-    assert windows["images"]["content"]["src"].startswith("data:image/png;base64,")
-    assert windows["predictions"]["type"] == "text"
-    assert f"epoch {feed.epoch}</b>: 10 of 16 right" in windows["predictions"]["content"]
-    assert windows["spec"]["type"] == "text"
+    assert held["images"]["type"] == "image"
+    assert held["images"]["content"]["src"].startswith("data:image/png;base64,")
+    assert held["predictions"]["type"] == "text"
+    assert f"epoch {feed.epoch}</b>: 10 of 16 right" in held["predictions"]["content"]
+    assert held["spec"]["type"] == "text"
 
 
 @pytest.fixture
@@ -117,12 +99,12 @@ def test_server_holds_every_event_and_text_is_escaped(visdom_server: Any, out: i
         logger.close({"test_accuracy": 0.53})
 
     assert_complete(visdom_server.port, feed)  # also: the stale window is gone
-    windows = read_env(visdom_server.port)
-    spec = windows["spec"]["content"]
+    held = windows(visdom_server.port, ENV)
+    spec = held["spec"]["content"]
     assert "<script>" not in spec and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in spec
     assert "&lt;b&gt;relu&lt;/b&gt;" in spec
-    assert windows["predictions"]["content"].count("&#10007;") == 1 + 6  # the legend, then 6 wrong
-    assert windows["train_loss"]["title"] == "train loss"
+    assert held["predictions"]["content"].count("&#10007;") == 1 + 6  # the legend, then 6 wrong
+    assert held["train_loss"]["title"] == "train loss"
 
     stats = logger.stats()
     assert stats.events == stats.delivered == 300 + 3 + 1 + 3 + 1  # points, pane updates

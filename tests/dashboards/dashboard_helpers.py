@@ -1,0 +1,30 @@
+"""Helpers for tests that read back what the real Visdom server holds."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable
+
+from dashboards.visdom_logger import VisdomLogger
+
+
+def windows(port: int, env: str, username: str | None = None, password: str | None = None) -> dict[str, Any]:
+    """Every window of `env` on the server at `port`, as Visdom's own client reads them."""
+    from visdom import Visdom
+
+    login = {"username": username, "password": password} if username else {}
+    viz = Visdom(server="http://localhost", port=port, use_incoming_socket=False, raise_exceptions=True, **login)
+    return json.loads(viz.get_window_data(env=env))
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)
+
+
+def delivered(logger: VisdomLogger) -> bool:
+    s = logger.stats()
+    return s.events > 0 and s.delivered == s.events
