@@ -187,20 +187,25 @@ def label(variants: Sequence[Variant], fallback: str) -> list[Variant]:
     return [replace(v, label=f"{v.label} ({v.name})") if len(settings[v.label]) > 1 else v for v in labelled]
 
 
+def unique(variants: Sequence[Variant]) -> list[Variant]:
+    """The variants, a name taken twice getting -2, -3, ... (its run directory and env follow)."""
+    named: list[Variant] = []
+    taken: set[str] = set()
+    for variant in variants:
+        name, n = variant.name, 1
+        while name in taken:
+            n += 1
+            name = safe_name(f"{variant.name[:95]}-{n}")
+        taken.add(name)
+        if name != variant.name and variant.experiment is not None:
+            variant = replace(variant, experiment=variant.experiment.model_copy(update={"name": name}))
+        named.append(replace(variant, name=name))
+    return named
+
+
 def plan(experiments: Sequence[tuple[specs.Experiment, str]]) -> Plan:
     """The comparison of these (experiment, source) pairs: every variant of each, uniquely named."""
-    variants: list[Variant] = []
-    taken: set[str] = set()
-    for experiment, source in experiments:
-        for variant in expand(experiment, source):
-            name, n = variant.name, 1
-            while name in taken:
-                n += 1
-                name = safe_name(f"{variant.name[:95]}-{n}")
-            taken.add(name)
-            if name != variant.name and variant.experiment is not None:
-                variant = replace(variant, name=name, experiment=variant.experiment.model_copy(update={"name": name}))
-            variants.append(replace(variant, name=name))
+    variants = unique([variant for experiment, source in experiments for variant in expand(experiment, source)])
     names = list(dict.fromkeys(experiment.name for experiment, _ in experiments))
     name = names[0] if len(names) == 1 else safe_name("-vs-".join(names))
     if len(name) > 60:
@@ -419,7 +424,12 @@ def gather(paths: Sequence[Path], env: str | None = None) -> Gathered:
         if (path / runs.JOURNAL).is_file():
             entries.append(_from_run_dir(path, None))
         elif path.is_dir() and (path / PLAN).is_file():
-            recorded = json.loads((path / PLAN).read_text())
+            try:
+                recorded = json.loads((path / PLAN).read_text())
+                recorded["name"], recorded["env"], recorded["variants"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise runs.RunDirError(f"{path / PLAN} cannot be read ({type(exc).__name__}: {exc}); it is damaged "
+                                       "or not a sweep record of this runner.") from None
             names.append(recorded["name"])
             env = env or (recorded["env"] if len(paths) == 1 else None)
             for item in recorded["variants"]:
@@ -439,7 +449,7 @@ def gather(paths: Sequence[Path], env: str | None = None) -> Gathered:
     if not entries:
         raise runs.RunDirError("nothing to compare: give run directories or sweep directories.")
     name = names[0] if len(names) == 1 and len(paths) == 1 else "compare"
-    variants = label([variant for variant, _, _ in entries], name)
+    variants = label(unique([variant for variant, _, _ in entries]), name)
     results = []
     journals = {}
     for variant, (_, run_dir, recorded) in zip(variants, entries):

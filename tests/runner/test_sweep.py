@@ -173,3 +173,14 @@ def test_ctrl_c_stops_the_sweep_after_checkpointing_the_current_variant(tmp_path
 def test_compare_refuses_what_is_not_a_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["compare", str(tmp_path), "--logger", "console"]) == 2
     assert "is neither a run directory" in capsys.readouterr().err
+
+
+def test_compare_keeps_two_sweeps_of_the_same_spec_apart(tmp_path: Path, tiny_mnist: Path) -> None:
+    spec = tiny_spec(tmp_path, tiny_mnist, train={"epochs": 1}, sweep={"model.activation": ["relu", "selu"]})
+    for out, seed in (("a", 0), ("b", 1)):
+        assert main([str(spec), "--logger", "null", "--set", f"seed={seed}", "--out", str(tmp_path / out)]) == 0
+    gathered = sweep.gather([tmp_path / "a", tmp_path / "b"])
+    assert len(gathered.plan.variants) == 4
+    assert len(set(gathered.journals.values())) == 4  # each variant replays its own journal
+    assert {str(r.run_dir) for r in gathered.results} == {str(tmp_path / d / n) for d in "ab"
+                                                     for n in ("tiny-activation_relu", "tiny-activation_selu")}
