@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     with session.StopOnSignal() as stop:
         try:
-            session.execute(experiment, make_loggers(args.logger, experiment), stop, out=args.out,
+            session.execute(experiment, lambda: make_loggers(args.logger, experiment), stop, out=args.out,
                             resume_dir=args.resume, resume=resume)
         except train.Stopped as stopped:
             print(f"{stopped}; checkpoint saved. Continue with: python -m runner --resume {stopped.run_dir}",

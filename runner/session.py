@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -48,10 +48,14 @@ class StopOnSignal:
         return None if self.signal is None else signal.Signals(self.signal).name
 
 
-def execute(experiment: Experiment, loggers: list[Logger], should_stop: Any = lambda: None, *,
+def execute(experiment: Experiment, make_loggers: Callable[[], Sequence[Logger]],
+            should_stop: Callable[[], str | None] = lambda: None, *,
             out: Path | None = None, resume_dir: Path | None = None, resume: dict[str, Any] | None = None,
             dataset: data.Dataset | None = None) -> dict[str, Any]:
     """Train `experiment` (or continue `resume_dir` from `resume`) and return its summary.
+
+    The loggers are made only once the data is loaded and the run directory exists, so input that
+    fails those checks leaves no dashboard touched and no sender thread behind.
 
     Raises train.Stopped (with `.run_dir` set; a checkpoint is saved) and train.Diverged as `fit` does;
     the loggers are closed in every case.
@@ -61,6 +65,7 @@ def execute(experiment: Experiment, loggers: list[Logger], should_stop: Any = la
     if dataset is None:
         dataset = data.load(experiment.data, device)  # before the run dir: bad data leaves nothing behind
     run_dir = resume_dir or runs.create(experiment, out)
+    loggers = list(make_loggers())
     visdom_env = next((logger.env for logger in loggers if hasattr(logger, "env")), None)
     journal = JsonlLogger(run_dir / runs.JOURNAL, keep=resume["journal_bytes"] if resume else 0)
 

@@ -11,7 +11,6 @@ Importing this module must stay cheap (no torch): `--dry-run` lists the variants
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import itertools
 import json
@@ -284,12 +283,10 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment], list[Lo
             if cached is None or cached[0] != key:
                 cached = None  # free the previous tensors before loading others
                 cached = (key, data.load(experiment.data, device))
-            with contextlib.ExitStack() as stack:
-                loggers = [*loggers_for(experiment), *([board.run(variant.name, variant.label)] if board else [])]
-                for logger in loggers:  # closed even when the run fails before it starts them
-                    if hasattr(logger, "__exit__"):
-                        stack.enter_context(logger)  # type: ignore[arg-type]
-                summary = session.execute(experiment, loggers, should_stop, out=run_dir, dataset=cached[1])
+            def loggers() -> list[Logger]:
+                return [*loggers_for(experiment), *([board.run(variant.name, variant.label)] if board else [])]
+
+            summary = session.execute(experiment, loggers, should_stop, out=run_dir, dataset=cached[1])
             results[i] = Result.of(variant, OK, summary, run_dir=run_dir)
         except train.Stopped as exc:
             results[i] = Result.of(variant, STOPPED, error=str(exc), run_dir=run_dir)

@@ -49,3 +49,16 @@ def test_a_run_without_a_server_finishes_and_replay_fills_the_dashboard(tmp_path
         replayed = run_cli("replay", str(out), env={"VISDOM_PORT": str(port)})
         assert replayed.returncode == 0, replayed.stderr
         assert_complete_dashboard(port, "tiny", steps=24, epochs=2)
+
+
+def test_a_run_refused_for_bad_data_leaves_the_last_dashboard_alone(tmp_path: Path, tiny_mnist: Path,
+                                                                    visdom_server: servers.Server) -> None:
+    env = {"VISDOM_PORT": str(visdom_server.port)}
+    spec = str(tiny_spec(tmp_path, tiny_mnist))
+    assert run_cli(spec, "--logger", "visdom", "--out", str(tmp_path / "good"), env=env).returncode == 0
+    refused = run_cli(spec, "--logger", "visdom", "--set", f"data.root={tmp_path / 'nowhere'}",
+                      "--out", str(tmp_path / "bad"), env=env)
+    assert refused.returncode == 2 and "make data" in refused.stderr
+    assert "live dashboard" not in refused.stderr  # no logger was made, so nothing was sent or cleared
+    assert_complete_dashboard(visdom_server.port, "tiny", steps=24, epochs=2)
+    assert not (tmp_path / "bad").exists()

@@ -215,7 +215,7 @@ def test_every_text_of_a_real_run_is_escaped(tmp_path: Path, tiny_mnist: Path, v
 
     experiment = spec.load(tiny_spec(tmp_path, tiny_mnist, description=f"shows {MARKUP} & more"))
     logger = VisdomLogger(f"{MARKUP}/..", "http://localhost", visdom_server.port, flush_interval=0.05, out=out)
-    summary = session.execute(experiment, [logger], out=tmp_path / "run")
+    summary = session.execute(experiment, lambda: [logger], out=tmp_path / "run")
 
     env = logger.env
     assert summary["visdom_env"] == env and NAME.match(env)

@@ -281,7 +281,7 @@ def test_real_training_is_not_held_up_by_a_hung_server(tmp_path: Path, tiny_mnis
     out = io.StringIO()
     logger = TimedClose(ENV, "http://127.0.0.1", hung_server.port, close_timeout=2, out=out)
     started = time.monotonic()
-    summary = session.execute(experiment, [logger], out=tmp_path / "run")
+    summary = session.execute(experiment, lambda: [logger], out=tmp_path / "run")
     elapsed = time.monotonic() - started
 
     assert summary["steps"] == 36 and (tmp_path / "run" / "summary.json").exists()
