@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
 import signal
 import sys
@@ -27,6 +28,18 @@ VARIANTS_FAILED, USAGE_ERROR, DIVERGED = 1, 2, 3
 
 class UsageError(Exception):
     """Bad input from the command line; the message is shown as is."""
+
+
+def check_visdom_environment(kind: str) -> None:
+    """Refuse a bad VISDOM_PORT / VISDOM_SERVER up front, before anything is trained or written."""
+    if kind != "visdom":
+        return
+    port, server = os.environ.get("VISDOM_PORT"), os.environ.get("VISDOM_SERVER")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise UsageError(f"VISDOM_PORT is {port!r}; it must be a port number from 1 to 65535 (default 8097).")
+    if server and not re.fullmatch(r"https?://[A-Za-z0-9.\-]+|https?://\[[0-9A-Fa-f:.]+\]", server):
+        raise UsageError(f"VISDOM_SERVER is {server!r}; it must be a URL such as http://localhost or "
+                         "http://10.0.0.5, without port or path (the port comes from VISDOM_PORT).")
 
 
 def make_loggers(kind: str, experiment: specs.Experiment) -> list[Logger]:
@@ -78,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             from runner import runs
 
             runs.check_new(args.out)
+    check_visdom_environment(args.logger)
     from runner import session, train
 
     with session.StopOnSignal() as stop:
@@ -99,6 +113,7 @@ def run_sweep(args: argparse.Namespace, experiments: list[tuple[specs.Experiment
     from runner import sweep
 
     plan = sweep.plan(experiments)
+    check_visdom_environment(args.logger)
     if args.dry_run:
         print("\n".join(sweep.describe(plan)))
         return USAGE_ERROR if any(v.error for v in plan.variants) else 0
@@ -153,6 +168,7 @@ def compare(argv: Sequence[str]) -> int:
     if a.env is not None and not re.fullmatch(specs.NAME_PATTERN, a.env):
         raise UsageError(f"--env {a.env!r}: use letters, digits, '_', '.', '-' (up to 100, starting with a "
                          "letter or digit).")
+    check_visdom_environment(a.logger)
     from runner import sweep
     from runner.loggers import replay as replay_journal
 
@@ -207,11 +223,19 @@ def replay(run_dir: Path, kind: str) -> int:
     if not journal.is_file() or not (run_dir / runs.SPEC).is_file():
         raise UsageError(f"{run_dir} is not a run directory: it needs {runs.JOURNAL} and {runs.SPEC}. Run "
                          "directories are made by `python -m runner SPEC.json` under runs/.")
-    experiment = specs.parse(json.loads((run_dir / runs.SPEC).read_text()), str(run_dir / runs.SPEC))
+    try:
+        experiment = specs.parse(json.loads((run_dir / runs.SPEC).read_text()), str(run_dir / runs.SPEC))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{run_dir / runs.SPEC} cannot be read ({exc}); is {run_dir} a run directory?") from None
+    check_visdom_environment(kind)
+    from runner.loggers import JournalError
     from runner.loggers import replay as replay_journal
 
     with FanOut(*make_loggers(kind, experiment)) as logger:
-        events = replay_journal(journal, logger)
+        try:
+            events = replay_journal(journal, logger)
+        except JournalError as exc:
+            raise UsageError(str(exc)) from None
     print(f"replayed {events} events from {journal}")
     return 0
 

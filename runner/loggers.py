@@ -168,9 +168,16 @@ class JsonlLogger(ClosingLogger):
             self._fd = -1
 
 
+class JournalError(Exception):
+    """A journal line that is not an event of this runner; the message names the line."""
+
+
+EVENTS = {"start", "images", "train_loss", "evaluation", "predictions", "close"}
+
+
 def replay(path: Path, logger: Logger, limit: int | None = None) -> int:
     """Feed a journal's events (of its first `limit` bytes) to `logger`, train steps regrouped per
-    epoch; returns the number of events read."""
+    epoch; returns the number of events read. Only a torn last line is skipped silently."""
     events = 0
     run: tuple[int, list[int], list[float]] | None = None  # consecutive train steps of one epoch
 
@@ -181,16 +188,23 @@ def replay(path: Path, logger: Logger, limit: int | None = None) -> int:
             run = None
 
     with open(path, "rb") as f:
-        for line in f.read(limit).splitlines(keepends=True):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
+        lines = f.read(limit).splitlines(keepends=True)
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except ValueError:  # not JSON, or not UTF-8
+            if number == len(lines) and not line.endswith(b"\n"):
                 break  # a torn last line from a killed process: everything before it stands
-            if not line.endswith(b"\n"):
-                break
-            events += 1
-            event = record.pop("event")
-            record.pop("t", None)
+            raise JournalError(f"{path}, line {number}: not a JSON line; the journal is damaged there.") from None
+        if not line.endswith(b"\n"):
+            break
+        if not isinstance(record, dict) or record.get("event") not in EVENTS:
+            raise JournalError(f"{path}, line {number}: not an event of this runner (events are "
+                               f"{', '.join(sorted(EVENTS))}).")
+        events += 1
+        event = record.pop("event")
+        record.pop("t", None)
+        try:
             if event == "train_loss":
                 if run is None or run[0] != record["epoch"]:
                     flush_run()
@@ -200,5 +214,7 @@ def replay(path: Path, logger: Logger, limit: int | None = None) -> int:
                 continue
             flush_run()
             getattr(logger, event)(**record)
+        except (KeyError, TypeError) as exc:
+            raise JournalError(f"{path}, line {number}: its {event} event lacks a field it needs ({exc}).") from None
     flush_run()
     return events

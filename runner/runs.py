@@ -24,7 +24,10 @@ def create(spec: Experiment, out: Path | None, root: Path = Path("runs")) -> Pat
             n += 1
             out = root / f"{spec.name}-{stamp}-{n}"
     check_new(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"cannot make the run directory {out}: {exc.strerror}; choose another --out.") from None
     write_json(out / SPEC, spec.model_dump(mode="json"))
     return out
 
@@ -40,6 +43,7 @@ def write_json(path: Path, data: Any) -> None:
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
+CHECKPOINT_KEYS = {"format", "model", "optimizer", "torch_rng", "state", "journal_bytes"}
 
 
 class RunDirError(Exception):
@@ -62,7 +66,8 @@ def load_checkpoint(run_dir: Path) -> tuple[Experiment, dict[str, Any]]:
     from runner.spec import parse
 
     if not run_dir.is_dir():
-        raise RunDirError(f"--resume {run_dir}: no such directory; give a run directory under runs/.")
+        what = "a file, not a directory" if run_dir.exists() else "no such directory"
+        raise RunDirError(f"--resume {run_dir}: {what}; give a run directory under runs/.")
     if not (run_dir / SPEC).is_file() or not (run_dir / JOURNAL).is_file():
         raise RunDirError(f"--resume {run_dir}: not a run directory (it has no {SPEC} and {JOURNAL}).")
     if (run_dir / SUMMARY).is_file():
@@ -72,7 +77,8 @@ def load_checkpoint(run_dir: Path) -> tuple[Experiment, dict[str, Any]]:
         raise RunDirError(f"--resume {run_dir}: the run stopped before its first checkpoint; nothing to resume, "
                           "start it again.")
     try:
-        payload = torch.load(run_dir / CHECKPOINT, weights_only=True)
+        # map_location: a checkpoint written on a GPU resumes on any machine; fit moves it back.
+        payload = torch.load(run_dir / CHECKPOINT, weights_only=True, map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
         raise RunDirError(f"--resume {run_dir}: {CHECKPOINT} cannot be read ({type(exc).__name__}); "
                           "it is damaged or not a checkpoint of this runner.") from None
@@ -80,7 +86,13 @@ def load_checkpoint(run_dir: Path) -> tuple[Experiment, dict[str, Any]]:
         found = payload.get("format") if isinstance(payload, dict) else None
         raise RunDirError(f"--resume {run_dir}: {CHECKPOINT} has format {found!r}, this runner reads format "
                           f"{CHECKPOINT_FORMAT}; resume it with the version that wrote it, or start again.")
-    spec = parse(json.loads((run_dir / SPEC).read_text()), str(run_dir / SPEC))
+    if not CHECKPOINT_KEYS <= payload.keys():
+        raise RunDirError(f"--resume {run_dir}: {CHECKPOINT} lacks {sorted(CHECKPOINT_KEYS - payload.keys())}; it is "
+                          "damaged or not a checkpoint of this runner.")
+    try:
+        spec = parse(json.loads((run_dir / SPEC).read_text()), str(run_dir / SPEC))
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"--resume {run_dir}: {SPEC} cannot be read ({exc}).") from None
     return spec, payload
 
 

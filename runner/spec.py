@@ -27,7 +27,7 @@ class SpecError(Exception):
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class DataSpec(Frozen):
@@ -157,7 +157,7 @@ def check_sweep(sweep: Any) -> dict[str, list[Any]]:
 class Experiment(Frozen):
     name: str = Field(..., pattern=NAME_PATTERN, description="Names the run directory and the dashboard env.")
     description: str = Field("", description="What the experiment shows, in a sentence or two.")
-    seed: int = Field(0, ge=0, description="Seeds init and batch order; same seed on CPU, same result.")
+    seed: int = Field(0, ge=0, lt=2**63, description="Seeds init and batch order; same seed on CPU, same result.")
     data: DataSpec = Field(default_factory=DataSpec, description="Dataset and batching.")
     model: ModelSpec = Field(default_factory=ModelSpec, description="The network.")
     loss: Literal["cross_entropy", "mse"] = Field(
@@ -190,7 +190,9 @@ def _describe(error: dict[str, Any], source: str) -> str:
         message = f"must be {valid.get(str(error['loc'][-1]), 'of the form ' + error['ctx']['pattern'])}"
     got = error.get("input")
     shown = "" if error["type"] in ("missing",) or isinstance(got, dict) else f" (got {json.dumps(got)[:60]})"
-    return f"{key}: {message[:1].lower()}{message[1:]}{shown}"
+    if error["type"] != "value_error":  # pydantic's own sentences start "Input should ..."
+        message = message[:1].lower() + message[1:]
+    return f"{key}: {message}{shown}"
 
 
 def parse(data: Any, source: str) -> Experiment:

@@ -6,6 +6,7 @@ device tensor (never read on the host here: the loop copies losses in chunks).
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import torch
@@ -37,20 +38,29 @@ class GraphedStep:
 
     WARMUP = 3
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, batch_size: int) -> None:
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, batch_size: int,
+                 device: torch.device) -> None:
         self.model, self.optimizer, self.loss_fn, self.batch_size = model, optimizer, loss_fn, batch_size
+        self.device = device
         self.graph: torch.cuda.CUDAGraph | None = None
         self.warm = 0
 
     def _eager(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
+        stream = torch.cuda.Stream(self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream), warnings.catch_warnings():
+            # Adam made capturable for the graph warns when it steps outside one; that is intended here.
+            warnings.filterwarnings("ignore", message=".*capturable.*")
             loss = eager(self.model, self.optimizer, self.loss_fn, zero_to_none=self.graph is None)(x, y)
-        torch.cuda.current_stream().wait_stream(stream)
+        torch.cuda.current_stream(self.device).wait_stream(stream)
         return loss
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # Streams and the capture default to the current device: make it this run's (cuda:N too).
+        with torch.cuda.device(self.device):
+            return self._step(x, y)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if len(x) != self.batch_size or (self.graph is None and self.warm < self.WARMUP):
             self.warm += 1
             return self._eager(x, y)
@@ -73,5 +83,5 @@ def make(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, de
          compile: bool, cuda_graphs: bool, batch_size: int) -> Step:
     """The step a spec's train.compile / train.cuda_graphs ask for."""
     if cuda_graphs:
-        return GraphedStep(model, optimizer, loss_fn, batch_size)
+        return GraphedStep(model, optimizer, loss_fn, batch_size, device)
     return eager(torch.compile(model) if compile else model, optimizer, loss_fn)

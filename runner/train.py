@@ -20,7 +20,7 @@ from runner import data, models, steps
 from runner.loggers import Logger
 from runner.spec import Experiment, OptimSpec, TrainSpec
 
-LossFn = Callable[..., torch.Tensor]
+LossFn = steps.LossFn
 
 
 class DeviceError(Exception):
@@ -153,8 +153,11 @@ def evaluate(model: nn.Module, loss_fn: LossFn, split: data.Split, batch_size: i
 
 
 def _sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so wall-clock timings mean what they say."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def fit(spec: Experiment, dataset: data.Dataset, device: torch.device, logger: Logger, *,

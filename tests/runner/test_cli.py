@@ -87,6 +87,36 @@ def test_replay_of_something_that_is_not_a_run(tmp_path: Path) -> None:
     assert result.returncode == 2 and "is not a run directory" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("damage, words", [
+    ("spec.json", "spec.json cannot be read"),
+    ("garbage line", "line 3: not a JSON line"),
+    ("unknown event", "line 3: not an event of this runner"),
+    ("event without fields", "line 3: its evaluation event lacks a field"),
+])
+def test_replay_of_a_damaged_run_names_the_damage(tmp_path: Path, tiny_mnist: Path, damage: str, words: str) -> None:
+    out = tmp_path / "run"
+    assert run_cli(str(tiny_spec(tmp_path, tiny_mnist)), "--logger", "null", "--out", str(out)).returncode == 0
+    journal = out / "metrics.jsonl"
+    lines = journal.read_text().splitlines(keepends=True)
+    bad = {"garbage line": "\x00not json\n", "unknown event": '["train_loss", 1]\n',
+           "event without fields": '{"event": "evaluation", "epoch": 1}\n'}
+    if damage == "spec.json":
+        (out / "spec.json").write_text("{")
+    else:
+        journal.write_text("".join(lines[:2]) + bad[damage] + "".join(lines[2:]))
+    result = run_cli("replay", str(out), "--logger", "console")
+    assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("variable, value", [("VISDOM_PORT", "abc"), ("VISDOM_PORT", "70000"),
+                                             ("VISDOM_SERVER", "http://[bad")])
+def test_a_bad_dashboard_address_is_refused_before_training(tmp_path: Path, tiny_mnist: Path, variable: str,
+                                                            value: str) -> None:
+    result = run_cli(str(tiny_spec(tmp_path, tiny_mnist)), "--out", str(tmp_path / "run"), env={variable: value})
+    assert result.returncode == 2 and variable in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_real_mnist_one_epoch_smoke(tmp_path: Path, real_mnist: Path) -> None:
     out = tmp_path / "run"
     result = run_cli("experiments/relu.json", "--logger", "null", "--set", "train.epochs=1",

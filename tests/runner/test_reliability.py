@@ -151,25 +151,36 @@ def finished_run(tmp_path: Path, tiny_mnist: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("case", ["missing", "not a run", "finished", "no checkpoint", "other format",
-                                  "damaged checkpoint", "spec with resume", "out holds a run"])
+@pytest.mark.parametrize("case", ["missing", "a file", "not a run", "finished", "no checkpoint", "other format",
+                                  "damaged checkpoint", "checkpoint without its keys", "spec with resume",
+                                  "out holds a run", "out is a file"])
 def test_unusable_run_directories_are_refused_and_left_alone(case: str, tmp_path: Path, tiny_mnist: Path) -> None:
     run = finished_run(tmp_path, tiny_mnist)
     args = ["--resume", str(run)]
-    words = {"missing": "no such directory", "not a run": "not a run directory", "finished": "already finished",
+    words = {"missing": "no such directory", "a file": "a file, not a directory",
+             "not a run": "not a run directory", "finished": "already finished",
+             "checkpoint without its keys": "lacks ['journal_bytes'", "out is a file": "cannot make the run directory",
              "no checkpoint": "before its first checkpoint", "other format": "has format 99",
              "damaged checkpoint": "cannot be read", "spec with resume": "give no SPEC",
              "out holds a run": "already holds a run"}[case]
     if case == "missing":
         args = ["--resume", str(tmp_path / "nope")]
+    elif case == "a file":
+        args = ["--resume", str(run / "summary.json")]
+    elif case == "out is a file":
+        args = [str(tiny_spec(tmp_path, tiny_mnist)), "--out", str(run / "summary.json" / "x")]
     elif case == "not a run":
         args = ["--resume", str(tmp_path)]
-    elif case != "finished":
+    elif case not in ("finished", "a file", "out is a file"):
         (run / "summary.json").unlink()
     if case == "no checkpoint":
         (run / "checkpoint.pt").unlink()
     elif case == "other format":
         torch.save({"format": 99}, run / "checkpoint.pt")
+    elif case == "checkpoint without its keys":
+        payload = torch.load(run / "checkpoint.pt", weights_only=True)
+        del payload["journal_bytes"]
+        torch.save(payload, run / "checkpoint.pt")
     elif case == "damaged checkpoint":
         (run / "checkpoint.pt").write_bytes(b"not a checkpoint")
     elif case == "spec with resume":

@@ -94,6 +94,8 @@ BAD_INPUTS = {
     "--set bad value": ('{"name": "x"}', ["--set", "optim.lr=-1"], ["optim.lr", "--set"]),
     "--set unknown key": ('{"name": "x"}', ["--set", "optim.betas=[0.9]"], ["optim.betas", "not a known key"]),
     "--set into a value": ('{"name": "x", "seed": 3}', ["--set", "seed.x=1"], ["seed", "not a section"]),
+    "infinite lr": ('{"name": "x"}', ["--set", "optim.lr=Infinity"], ["optim.lr", "finite"]),
+    "huge seed": ('{"name": "x"}', ["--set", "seed=99999999999999999999999"], ["seed", "less than"]),
     "unknown logger": ('{"name": "x"}', ["--logger", "tensorboard"], ["--logger", "visdom"]),
 }
 
