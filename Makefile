@@ -38,5 +38,6 @@ test: data
 bench: data
 	$(PYTHON) benchmarks/bench.py
 
-clean:
+# Stops the server first: its pid file lives in .visdom.
+clean: visdom-stop
 	rm -rf runs .visdom

@@ -150,10 +150,6 @@ def log_path(port: int, home: Path) -> Path:
     return Path(home) / f"visdom-{port}.log"
 
 
-def default_port() -> int:
-    return int(os.environ.get("VISDOM_PORT") or DEFAULT_PORT)
-
-
 def free_port() -> int:
     """A port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -498,6 +494,13 @@ def public_warning(port: int, credentials: Credentials | None) -> str:
     return "\n".join(lines)
 
 
+def port_number(text: str) -> int:
+    """argparse type: a TCP port a server can listen on."""
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number from 1 to 65535")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dashboards.server", description=__doc__,
@@ -505,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog="exit status: 0 ok, 1 failed, 2 port taken by another program; "
                "status: 0 running, 3 not running")
     parser.add_argument("command", choices=["start", "stop", "status"])
-    parser.add_argument("--port", type=int, default=None,
+    parser.add_argument("--port", type=port_number, default=None,
                         help=f"port (default: $VISDOM_PORT or {DEFAULT_PORT})")
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME,
                         help="directory for the pid file, log and envs (default: ./.visdom)")
@@ -517,11 +520,13 @@ def main(argv: list[str] | None = None) -> int:
                              f"docs/SECURITY.md. Set {USERNAME_VAR} and {PASSWORD_VAR} to require a login.")
     args = parser.parse_args(argv)
     try:
-        port = args.port if args.port is not None else default_port()
-    except ValueError:
-        print(f"error: VISDOM_PORT={os.environ.get('VISDOM_PORT')!r} is not a port number",
-              file=sys.stderr)
-        return 1
+        port = args.port if args.port is not None else port_number(os.environ.get("VISDOM_PORT") or str(DEFAULT_PORT))
+    except argparse.ArgumentTypeError as exc:
+        print(f"error: VISDOM_PORT: {exc}", file=sys.stderr)
+        return 2
+    if args.home.exists() and not args.home.is_dir():
+        print(f"error: --home {args.home} is a file; the server's home must be a directory.", file=sys.stderr)
+        return 2
 
     if args.command == "status":
         server = status(port, args.home)

@@ -98,6 +98,12 @@ class TrainSpec(Frozen):
                                                  "far less launch overhead for small models. CUDA only.")
 
 
+    @model_validator(mode="after")
+    def _one_way_to_speed_up(self) -> "TrainSpec":
+        if self.compile and self.cuda_graphs:
+            raise ValueError("compile and cuda_graphs are alternatives; set one of them")
+        return self
+
 class VisdomSpec(Frozen):
     server: str | None = Field(None, description="Visdom server URL; null: $VISDOM_SERVER or http://localhost.")
     port: int | None = Field(None, gt=0, lt=65536, description="Visdom port; null: $VISDOM_PORT or 8097.")

@@ -357,3 +357,14 @@ def test_unreachable_registry_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("error: could not download") and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, words", [
+    (["start", "--port", "99999"], "not a port number from 1 to 65535"),
+    (["start", "--port", "0"], "not a port number from 1 to 65535"),
+    (["status", "--home", "README.md"], "is a file"),
+])
+def test_bad_launcher_arguments_are_one_line_and_exit_2(args: list[str], words: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "dashboards.server", *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr

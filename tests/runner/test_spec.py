@@ -96,6 +96,8 @@ BAD_INPUTS = {
     "--set into a value": ('{"name": "x", "seed": 3}', ["--set", "seed.x=1"], ["seed", "not a section"]),
     "infinite lr": ('{"name": "x"}', ["--set", "optim.lr=Infinity"], ["optim.lr", "finite"]),
     "huge seed": ('{"name": "x"}', ["--set", "seed=99999999999999999999999"], ["seed", "less than"]),
+    "compile with cuda graphs": ('{"name": "x", "train": {"compile": true, "cuda_graphs": true}}', [],
+                                 ["train", "alternatives"]),
     "unknown logger": ('{"name": "x"}', ["--logger", "tensorboard"], ["--logger", "visdom"]),
 }
 
