@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 import requests
 
+from dashboards.visdom_logger import safe_env
 from runner.loggers import ClosingLogger, Info
 
 SMOOTH = 20  # steps per point of the train loss chart
@@ -105,7 +106,7 @@ class ComparisonBoard:
         if "://" not in server:
             server = "http://" + server
         port = port or int(os.environ.get("VISDOM_PORT") or 8097)
-        self.env = env.replace("/", "_")
+        self.env = safe_env(env)
         self.base = f"{server.rstrip('/')}:{port}"
         self.url = f"{self.base}/env/{quote(self.env)}"
         self._flush_interval, self._close_timeout, self._out = flush_interval, close_timeout, out

@@ -4,6 +4,7 @@ batched by index with a seeded permutation (no per-sample transforms in the hot 
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,6 @@ from typing import Iterator
 
 import torch
 
-from runner.fetch import sha256
 from runner.spec import DataSpec
 
 # The tutorial's Normalize constants: the training set's pixel mean and std.
@@ -54,7 +54,7 @@ def read_idx(path: Path, magic: int, expected_sha256: str | None = None) -> torc
         raise DataError(f"{path} is missing; {hint}.") from None
     except OSError as exc:
         raise DataError(f"{path} cannot be read ({exc.strerror}); {hint}.") from None
-    if expected_sha256 is not None and sha256(path) != expected_sha256:
+    if expected_sha256 is not None and hashlib.sha256(blob).hexdigest() != expected_sha256:
         raise DataError(f"{path} does not match MNIST's published sha256 (damaged or a different file); {hint}.")
     dims = magic & 0xFF
     header = 4 + 4 * dims
