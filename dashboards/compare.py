@@ -207,8 +207,8 @@ class ComparisonBoard:
                 version = self._versions[win]
             if version in (0, self._sent[win]):  # nothing drawn yet, or nothing new
                 continue
-            if win == "results" and self._sent["train_loss"] <= 0:
-                continue  # the charts first: Visdom lays windows out in the order they appear
+            if win == "results" and self._versions["train_loss"] > self._sent["train_loss"]:
+                continue  # the charts first (Visdom lays windows out in the order they appear), if any
             self._post(self._table_message() if win == "results" else self._chart_message(win), "events")
             self._sent[win] = version
 

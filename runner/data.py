@@ -97,16 +97,18 @@ def load(spec: DataSpec, device: torch.device) -> Dataset:
                    test=_split(raw, "t10k", spec.test_limit, spec.verify, device))
 
 
-def batches(split: Split, batch_size: int, generator: torch.Generator | None = None) -> Iterator[
+def batches(split: Split, batch_size: int, generator: torch.Generator | None = None, skip: int = 0) -> Iterator[
         tuple[torch.Tensor, torch.Tensor]]:
-    """Mini-batches by index: a seeded permutation when a generator is given, in order otherwise."""
+    """Mini-batches by index, from batch `skip` on: a seeded permutation when a generator is given,
+    in order otherwise."""
     n = len(split)
+    starts = range(skip * batch_size, n, batch_size)
     if generator is None:
-        for start in range(0, n, batch_size):
+        for start in starts:
             yield split.x[start:start + batch_size], split.y[start:start + batch_size]
         return
     # Drawn on the CPU so the same seed gives the same order on every device; one copy per epoch.
     order = torch.randperm(n, generator=generator).to(split.x.device)
-    for start in range(0, n, batch_size):
+    for start in starts:
         index = order[start:start + batch_size]
         yield split.x[index], split.y[index]

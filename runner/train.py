@@ -117,9 +117,8 @@ def train_one_epoch(step: steps.Step, split: data.Split, batch_size: int, genera
         state.loss_sum += sum(losses)
         state.loss_count += len(losses)
 
-    for i, (x, y) in enumerate(data.batches(split, batch_size, generator)):
-        if i < state.batch:
-            continue  # resuming mid-epoch: same order, skip what was done
+    # Resuming mid-epoch: the same order, from the first batch not yet done.
+    for x, y in data.batches(split, batch_size, generator, skip=state.batch):
         pending.append(step(x, y))
         state.step += 1
         state.batch += 1
