@@ -113,3 +113,12 @@ def test_no_server_costs_one_warning_and_never_blocks() -> None:
     said = out.getvalue()
     assert said.count("cannot update the comparison") == 1 and "is incomplete" in said
     assert [t["y"] for t in board.figures()["train_loss"]["data"]] == [[1.0, 1.0, 1.0]]
+
+
+def test_a_sweep_where_every_variant_fails_still_shows_its_table(tmp_path: Path, tiny_mnist: Path,
+                                                                 visdom_server: servers.Server) -> None:
+    spec = tiny_spec(tmp_path, tiny_mnist, sweep={"data.root": [str(tmp_path / "a"), str(tmp_path / "b")]})
+    result = run_cli(str(spec), "--out", str(tmp_path / "sweep"), env={"VISDOM_PORT": str(visdom_server.port)})
+    assert result.returncode == 1, result.stderr
+    held = windows(visdom_server.port, "tiny")
+    assert "results" in held and held["results"]["content"].count("failed") == 2
