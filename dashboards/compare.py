@@ -17,11 +17,8 @@ after a failure simply tries again, so the server ends up with the whole compari
 
 from __future__ import annotations
 
-import hashlib
 import html
-import json
 import math
-import os
 import sys
 import threading
 import time
@@ -29,13 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence, TextIO
 from urllib.parse import quote
 
-import requests
-
+from dashboards.connection import Connection
 from dashboards.visdom_logger import safe_env
 from runner.loggers import ClosingLogger, Info
 
 SMOOTH = 20  # steps per point of the train loss chart
-CONNECT_TIMEOUT, READ_TIMEOUT = 2.0, 10.0
 # Plotly's default colours, given explicitly so a seed band has its line's colour.
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
@@ -102,19 +97,12 @@ class ComparisonBoard:
 
     def __init__(self, env: str, server: str | None = None, port: int | None = None, *,
                  flush_interval: float = 0.5, close_timeout: float = 10.0, out: TextIO = sys.stderr) -> None:
-        server = server or os.environ.get("VISDOM_SERVER") or "http://localhost"
-        if "://" not in server:
-            server = "http://" + server
-        port = port or int(os.environ.get("VISDOM_PORT") or 8097)
+        # Credentials come from VISDOM_USERNAME and VISDOM_PASSWORD only.
+        self._conn = Connection(server, port)
         self.env = safe_env(env)
-        self.base = f"{server.rstrip('/')}:{port}"
+        self.base = self._conn.base
         self.url = f"{self.base}/env/{quote(self.env)}"
         self._flush_interval, self._close_timeout, self._out = flush_interval, close_timeout, out
-        self._session = requests.Session()
-        username, password = os.environ.get("VISDOM_USERNAME"), os.environ.get("VISDOM_PASSWORD")
-        # As Visdom's client logs in (the server hashes the hash again); the session keeps the cookie.
-        self._login = (json.dumps({"username": username, "password": hashlib.sha256(password.encode()).hexdigest()})
-                       if username and password else None)
         self._lock = threading.Lock()
         self._runs: list[_Run] = []
         self._table: tuple[list[str], list[list[str]]] = ([], [])
@@ -122,7 +110,6 @@ class ComparisonBoard:
         self._sent = {w: 0 for w in self._versions}  # the version the server holds
         self._env_ready = False
         self._reachable: bool | None = None
-        self._deadline: float | None = None
         self._closing = threading.Event()
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="visdom-compare", daemon=True)
@@ -151,7 +138,7 @@ class ComparisonBoard:
         if self._closed:
             return
         self._closed = True
-        self._deadline = time.monotonic() + self._close_timeout
+        self._conn.deadline = time.monotonic() + self._close_timeout
         self._closing.set()
         self._thread.join(self._close_timeout)
         with self._lock:
@@ -177,6 +164,12 @@ class ComparisonBoard:
     # ----- sender thread -----
 
     def _loop(self) -> None:
+        try:
+            self._send_until_closed()
+        finally:
+            self._conn.close()
+
+    def _send_until_closed(self) -> None:
         delay = 0.0  # first round at once: a missing server is reported right away
         while True:
             closing = self._closing.wait(delay)
@@ -197,10 +190,10 @@ class ComparisonBoard:
 
     def _flush(self) -> None:
         if not self._env_ready:  # a rerun under the same env starts from a clean page
-            if self._login is not None and self._request("", self._login).status_code == 400:
-                raise RuntimeError("the server refused the login of $VISDOM_USERNAME")  # other codes: no login
-            self._post({"eid": self.env}, f"env/{quote(self.env)}")
-            self._post({"eid": self.env, "win": None}, "close")
+            if self._conn.login_body is not None:
+                self._conn.login()  # raises if refused; the session keeps the cookie
+            self._conn.post({"eid": self.env}, f"env/{quote(self.env)}")
+            self._conn.post({"eid": self.env, "win": None}, "close")
             self._env_ready = True
         for win in self._versions:
             with self._lock:
@@ -209,7 +202,7 @@ class ComparisonBoard:
                 continue
             if win == "results" and self._versions["train_loss"] > self._sent["train_loss"]:
                 continue  # the charts first (Visdom lays windows out in the order they appear), if any
-            self._post(self._table_message() if win == "results" else self._chart_message(win), "events")
+            self._conn.post(self._table_message() if win == "results" else self._chart_message(win), "events")
             self._sent[win] = version
 
     def _chart_message(self, win: str) -> dict[str, Any]:
@@ -226,17 +219,6 @@ class ComparisonBoard:
         text = f'<table style="border-collapse:collapse"><tr>{cells}</tr>{body}</table>'
         return {"data": [{"content": text, "type": "text"}], "win": "results", "eid": self.env,
                 "opts": {"title": "results", "width": 900, "height": 90 + 26 * len(rows)}}
-
-    def _post(self, msg: dict[str, Any], endpoint: str) -> None:
-        r = self._request(endpoint, json.dumps(msg))
-        if r.status_code != 200:
-            raise RuntimeError(f"{endpoint} answered {r.status_code}")
-
-    def _request(self, endpoint: str, body: str) -> requests.Response:
-        read = READ_TIMEOUT
-        if self._deadline is not None:  # closing: a hung server must not hold close past its bound
-            read = max(0.05, min(read, self._deadline - time.monotonic()))
-        return self._session.post(f"{self.base}/{endpoint}", data=body, timeout=(min(CONNECT_TIMEOUT, read), read))
 
     def _failed(self, exc: Exception) -> None:
         self._env_ready = False

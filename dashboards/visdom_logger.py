@@ -10,7 +10,7 @@ each window holds every point exactly once. A server that never answers costs on
 line at close; the run's journal can rebuild the dashboard later (`python -m runner replay RUN_DIR`).
 
 Visdom's client only builds the messages here (`send=False`: plot layout, PNG encoding); the HTTP is
-ours, so we choose the timeouts, see status codes, and count requests.
+ours (dashboards.connection), so we choose the timeouts, see status codes, and count requests.
 
 What reaches the server is bounded and inert (docs/SECURITY.md): every text pane is HTML-escaped, the
 env name is reduced to a safe file name, at most MAX_IMAGES images of at most MAX_IMAGE_SIDE pixels a
@@ -28,11 +28,9 @@ Windows of the env (one env per run, its old windows cleared first):
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import math
-import os
 import re
 import sys
 import threading
@@ -43,12 +41,10 @@ from urllib.parse import quote
 
 import requests
 
+# READ_TIMEOUT is re-exported: a request's longest wait is part of what this logger promises.
+from dashboards.connection import READ_TIMEOUT, Connection, LoginRefused  # noqa: F401
 from runner.loggers import ClosingLogger, Info
 
-DEFAULT_SERVER = "http://localhost"
-DEFAULT_PORT = 8097
-CONNECT_TIMEOUT = 2.0
-READ_TIMEOUT = 10.0
 MAX_RETRY_DELAY = 2.0  # while the server is away; a refused connection is cheap, so retry often
 # Visdom's server diffs the whole window on every append (deepcopy + jsonpatch), so an append costs
 # it time in proportion to the points already there, and the server usually shares the machine's
@@ -96,18 +92,6 @@ class _Pane:
     sent: int = 0  # `updates` as of the last successful send
 
 
-class _Refused(Exception):
-    """The server answered with an error status (e.g. 500 for a window or env it does not have)."""
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class _LoginRefused(_Refused):
-    """The server turned our username and password down."""
-
-
 _UNSAFE_RUN = re.compile(r"(?:[^A-Za-z0-9_.-]|\.{2,})+")
 
 
@@ -132,30 +116,21 @@ class VisdomLogger(ClosingLogger):
         except ImportError as exc:
             raise ImportError(f"the Visdom dashboard needs the visdom package ({exc}); run `make install`, "
                               "or pick another logger with `--logger console`") from exc
-        server = server or os.environ.get("VISDOM_SERVER") or DEFAULT_SERVER
-        if "://" not in server:
-            server = "http://" + server
-        port = port or int(os.environ.get("VISDOM_PORT") or DEFAULT_PORT)
+        self._conn = Connection(server, port, username=username, password=password)
         self.env = safe_env(env)
-        self.base = f"{server.rstrip('/')}:{port}"
+        self.base = self._conn.base
         self.url = f"{self.base}/env/{quote(self.env)}"
         self._flush_interval = flush_interval
         self._close_timeout = close_timeout
         self._out = out
         if self.env != env:
             self._say(f"visdom: env {env!r} is shown as {self.env!r}")
-        self.username = username or os.environ.get("VISDOM_USERNAME") or None
-        password = password or os.environ.get("VISDOM_PASSWORD") or None
-        # What Visdom's client sends (the server hashes it again); the password itself is not kept.
-        self._login_body = (json.dumps({"username": self.username,
-                                        "password": hashlib.sha256(password.encode()).hexdigest()})
-                            if self.username and password else None)
-        if bool(self.username) != bool(password):
+        self.username = self._conn.username
+        if self._conn.half_login:
             self._say("visdom: only one of VISDOM_USERNAME and VISDOM_PASSWORD is set; sending no login.")
         # send=False: no request, no socket; each plotting call just returns (message, endpoint).
-        self._viz = Visdom(server=server, port=port, env=self.env, send=False, use_incoming_socket=False,
-                           raise_exceptions=True)
-        self._session = requests.Session()
+        self._viz = Visdom(server=self._conn.server, port=self._conn.port, env=self.env, send=False,
+                           use_incoming_socket=False, raise_exceptions=True)
 
         self._lock = threading.Lock()
         self._plots = [
@@ -177,10 +152,8 @@ class VisdomLogger(ClosingLogger):
         self._login_noted = False
         self._reachable: bool | None = None  # None until the first answer or failure
         self._refusals = 0  # failed rounds in a row where the server answered with an error
-        self._requests = 0
         self._failures = 0
         self._flushes = 0
-        self._deadline: float | None = None  # set by close: no request may outlive it
         self._reported = False  # close has printed its line: a late sender stays silent
 
         self._closing = threading.Event()
@@ -222,7 +195,7 @@ class VisdomLogger(ClosingLogger):
             return
         super().close(summary)
         try:
-            self._deadline = time.monotonic() + self._close_timeout
+            self._conn.deadline = time.monotonic() + self._close_timeout
             self._closing.set()
             self._thread.join(self._close_timeout)
             self._reported = True
@@ -234,7 +207,7 @@ class VisdomLogger(ClosingLogger):
         with self._lock:
             events = sum(len(p.xs) for p in self._plots) + sum(p.updates for p in self._panes)
             delivered = sum(p.sent for p in self._plots) + sum(p.sent for p in self._panes)
-        return DeliveryStats(events, delivered, self._requests, self._failures, self._flushes, self._logins)
+        return DeliveryStats(events, delivered, self._conn.requests, self._failures, self._flushes, self._logins)
 
     def _set(self, pane: _Pane, content: Any) -> None:
         with self._lock:
@@ -244,10 +217,16 @@ class VisdomLogger(ClosingLogger):
     # ----- sender thread -----
 
     def _run(self) -> None:
+        try:
+            self._send_until_closed()
+        finally:
+            self._conn.close()
+
+    def _send_until_closed(self) -> None:
         delay = 0.0  # first round at once: a missing server is reported right away
         while True:
             closing = self._closing.wait(delay)
-            if closing and self._deadline is not None and time.monotonic() >= self._deadline:
+            if closing and self._conn.deadline is not None and time.monotonic() >= self._conn.deadline:
                 return
             started = time.monotonic()
             try:
@@ -271,13 +250,14 @@ class VisdomLogger(ClosingLogger):
     def _flush(self) -> None:
         """Send the server what it lacks; raises at the first failure."""
         sent_any = False
-        if self._login_body is not None and not self._logged_in:
-            self._login()
+        if self._conn.login_body is not None and not self._logged_in:
+            self._logins += self._conn.login()
+            self._logged_in = True
         if not self._env_ready:
             # env/<name> creates the env if missing (closing windows of an unknown env is a 500);
             # closing every window makes a rerun under the same name start from a clean dashboard.
-            self._post({"eid": self.env}, f"env/{quote(self.env)}")
-            self._post({"eid": self.env, "win": None}, "close")
+            self._conn.post({"eid": self.env}, f"env/{quote(self.env)}")
+            self._conn.post({"eid": self.env, "win": None}, "close")
             self._env_ready = sent_any = True
         for plot in self._plots:
             with self._lock:
@@ -285,7 +265,7 @@ class VisdomLogger(ClosingLogger):
                 xs, ys = plot.xs[start:n], [trace[start:n] for trace in plot.ys]
             if n == start:
                 continue
-            self._post(*(self._append_message(plot, xs, ys) if start else self._plot_message(plot, xs, ys)))
+            self._conn.post(*(self._append_message(plot, xs, ys) if start else self._plot_message(plot, xs, ys)))
             with self._lock:
                 plot.sent = n
             sent_any = True
@@ -301,35 +281,11 @@ class VisdomLogger(ClosingLogger):
                 with self._lock:
                     pane.sent = updates
                 continue
-            self._post(*message)
+            self._conn.post(*message)
             with self._lock:
                 pane.sent = updates
             sent_any = True
         self._flushes += sent_any
-
-    def _post(self, msg: dict[str, Any], endpoint: str) -> str:
-        r = self._request(endpoint, json.dumps(msg))
-        if r.status_code != 200:
-            raise _Refused(f"{endpoint} answered {r.status_code}", r.status_code)
-        return r.text
-
-    def _request(self, endpoint: str, body: str) -> requests.Response:
-        read = READ_TIMEOUT
-        if self._deadline is not None:  # closing: a hung server must not hold close past its bound
-            read = max(0.05, min(read, self._deadline - time.monotonic()))
-        self._requests += 1
-        return self._session.post(f"{self.base}/{endpoint}", data=body, timeout=(min(CONNECT_TIMEOUT, read), read))
-
-    def _login(self) -> None:
-        """Log in as Visdom's client does; the session keeps the cookie for every later request."""
-        assert self._login_body is not None
-        r = self._request("", self._login_body)
-        if r.status_code == 400:
-            raise _LoginRefused(f"the login of {self.username!r} was refused", 400)
-        # 200: logged in. Anything else: a server without a login (it answers 500, having no
-        # credentials to compare with); the requests that follow show whether it wants one.
-        self._logins += r.status_code == 200
-        self._logged_in = True
 
     def _failed(self, exc: Exception) -> bool:
         """After any failure the server's state is unknown: every window is re-sent whole next time.
@@ -340,7 +296,7 @@ class VisdomLogger(ClosingLogger):
             for item in (*self._plots, *self._panes):
                 item.sent = 0
         self._logged_in = False  # a restarted server may sign cookies with a new secret: log in again
-        if isinstance(exc, _LoginRefused):
+        if isinstance(exc, LoginRefused):
             self._refusals += 1
             if not self._login_noted:
                 self._login_noted = True
@@ -353,7 +309,7 @@ class VisdomLogger(ClosingLogger):
             self._refusals += 1
             if self._refusals == 2:
                 hint = "its log may say why"
-                if getattr(exc, "status", 0) == 400 and self._login_body is None:
+                if getattr(exc, "status", 0) == 400 and self._conn.login_body is None:
                     hint = "it may require a login: set VISDOM_USERNAME and VISDOM_PASSWORD"
                 self._note(f"visdom: the server at {self.base} refuses updates ({exc}); training goes on, {hint}.")
             return False
