@@ -7,7 +7,9 @@ SPEC ?= experiments/relu.json
 VISDOM_PORT ?= 8097
 export VISDOM_PORT
 
-.PHONY: install data visdom visdom-stop run test bench clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install data browser visdom visdom-stop run test bench clean
 
 install: $(VENV)/.installed
 
@@ -32,7 +34,12 @@ visdom-stop: install
 run: data visdom
 	$(PYTHON) -m runner $(SPEC) --logger visdom
 
-test: data
+# The browser test drives Debian's Chromium; Playwright's own browser download needs the internet.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium >/dev/null; }
+
+test: data browser
 	$(PYTHON) -m pytest
 
 bench: data
