@@ -3,56 +3,17 @@ image folder of PNGs in colour and in grey, Fashion-MNIST's layout, and the real
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import make_digits, run_cli, write_idx
+from helpers import make_digits, run_cli, write_idx, write_own_idx, write_png_folder
 from runner import data
 from runner.spec import DataSpec
 
 CPU = torch.device("cpu")
-COLOURS = {"red": (230, 20, 20), "green": (20, 200, 40), "blue": (30, 40, 220)}
-
-
-def write_own_idx(root: Path, shape: tuple[int, ...], classes: int, gz: bool = False) -> dict[str, torch.Tensor]:
-    """train/t10k images of `shape` (H, W or C, H, W) and labels 0..classes-1, as IDX files in `root`."""
-    g = torch.Generator().manual_seed(0)
-    written = {}
-    kind = "idx3" if len(shape) == 2 else "idx4"
-    for prefix, n in (("train", 60), ("t10k", 30)):
-        images = torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)
-        labels = torch.arange(n) % classes
-        for name, array in ((f"{prefix}-images-{kind}-ubyte", images), (f"{prefix}-labels-idx1-ubyte", labels)):
-            write_idx(root / name, array)
-            if gz:
-                path = root / name
-                path.with_name(name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
-                path.unlink()
-        written[prefix] = images
-    return written
-
-
-def write_png_folder(root: Path, side: tuple[int, int] = (12, 10), grey: bool = False, per_class: int = 6) -> Path:
-    """root/{train,test}/<colour>/*.png: each class a flat colour plus noise, so it can be learnt."""
-    from torchvision.io import write_png
-
-    g = torch.Generator().manual_seed(1)
-    for split, n in (("train", per_class), ("test", per_class // 2)):
-        for name, rgb in COLOURS.items():
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(n):
-                image = torch.tensor(rgb, dtype=torch.int16).view(3, 1, 1).expand(3, *side).clone()
-                image += torch.randint(-20, 20, (3, *side), generator=g, dtype=torch.int16)
-                image = image.clamp(0, 255).to(torch.uint8)
-                write_png(image[:1] if grey else image, str(folder / f"{i}.png"))
-    return root
-
-
 @pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
 def test_own_idx_files_give_shape_and_classes_from_the_files(tmp_path: Path, gz: bool) -> None:
     written = write_own_idx(tmp_path, (16, 16), classes=3, gz=gz)
@@ -95,11 +56,11 @@ def test_image_folder_in_grey(tmp_path: Path) -> None:
 
 
 def test_image_folder_refuses_images_of_another_size_naming_one(tmp_path: Path) -> None:
-    from torchvision.io import write_png
+    from PIL import Image
 
     root = write_png_folder(tmp_path / "pngs")
     odd = root / "test" / "green" / "odd.png"
-    write_png(torch.zeros(3, 20, 20, dtype=torch.uint8), str(odd))
+    Image.new("RGB", (20, 20)).save(odd)
     with pytest.raises(data.DataError) as error:
         data.load(DataSpec(dataset="image_folder", root=str(root)), CPU)
     assert str(odd) in str(error.value) and "20x20" in str(error.value) and "one size" in str(error.value)
