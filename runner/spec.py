@@ -107,7 +107,10 @@ class TrainSpec(Frozen):
 class VisdomSpec(Frozen):
     server: str | None = Field(None, description="Visdom server URL; null: $VISDOM_SERVER or http://localhost.")
     port: int | None = Field(None, gt=0, lt=65536, description="Visdom port; null: $VISDOM_PORT or 8097.")
-    env: str | None = Field(None, pattern=NAME_PATTERN, description="Visdom env; null: the experiment name.")
+    env: str | None = Field(None, pattern=NAME_PATTERN, description="Visdom env; null: one env per run, named "
+                            "after its run directory and grouped under the experiment (e.g. relu_20261125-171800).")
+    smoothing: float = Field(0.6, ge=0, lt=1, description="Weight of the smoothed train-loss trace (a debiased "
+                             "exponential moving average, as TensorBoard's); 0 turns it off.")
 
 
 # Keys a sweep may not vary: they name the run and its dashboard, which the sweep names itself.

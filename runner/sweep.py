@@ -30,6 +30,7 @@ from runner.loggers import Logger
 
 RESULTS_CSV, RESULTS_MD, PLAN = "results.csv", "results.md", "sweep.json"
 OK, FAILED, STOPPED, NOT_RUN, UNFINISHED = "ok", "failed", "stopped", "not run", "unfinished"
+OK_STATUS = "finished"  # what summary.json's status says of a run that finished
 
 
 @dataclass(frozen=True)
@@ -246,7 +247,7 @@ def sweep_dir(name: str, out: Path | None, root: Path = Path("runs")) -> Path:
     return out
 
 
-def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment], list[Logger]], board: Board | None,
+def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment, Path], list[Logger]], board: Board | None,
         should_stop: Callable[[], str | None] = lambda: None, say: Callable[[str], None] = print
         ) -> tuple[list[Result], Exception | None]:
     """Train every valid variant in turn, each in out/<variant name>; one failing does not stop the rest.
@@ -283,8 +284,8 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment], list[Lo
             if cached is None or cached[0] != key:
                 cached = None  # free the previous tensors before loading others
                 cached = (key, data.load(experiment.data, device))
-            def loggers() -> list[Logger]:
-                return [*loggers_for(experiment), *([board.run(variant.name, variant.label)] if board else [])]
+            def loggers(run_dir: Path) -> list[Logger]:
+                return [*loggers_for(experiment, run_dir), *([board.run(variant.name, variant.label)] if board else [])]
 
             summary = session.execute(experiment, loggers, should_stop, out=run_dir, dataset=cached[1])
             results[i] = Result.of(variant, OK, summary, run_dir=run_dir)
@@ -453,7 +454,10 @@ def gather(paths: Sequence[Path], env: str | None = None) -> Gathered:
         if run_dir is not None:
             journals[variant.name] = run_dir / runs.JOURNAL
         summary = _read_summary(run_dir) if run_dir is not None else None
-        if summary is not None:
+        if summary is not None and summary.get("status", OK_STATUS) != OK_STATUS:
+            results.append(Result.of(variant, FAILED, error=str(summary.get("error") or summary.get("status")),
+                                     run_dir=run_dir))
+        elif summary is not None:
             results.append(Result.of(variant, OK, summary, run_dir=run_dir))
         else:
             status = (recorded or {}).get("status")
@@ -478,6 +482,7 @@ def _from_run_dir(run_dir: Path, recorded: dict[str, Any] | None) -> tuple[Varia
 
 def _read_summary(run_dir: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((run_dir / runs.SUMMARY).read_text())
+        summary = json.loads((run_dir / runs.SUMMARY).read_text())
+        return summary if isinstance(summary, dict) else None
     except (OSError, json.JSONDecodeError):
         return None
