@@ -80,16 +80,21 @@ def logging_cost(loggers: Sequence[Logger], train_thread_seconds: float, train_s
 
 
 def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+    """The first line of an error's message; the error's type leads it unless it is one of ours."""
+    from runner import limits
+
+    text = (str(exc).strip().splitlines() or [""])[0]
+    if isinstance(exc, (train.Diverged, train.Stopped, limits.LimitError)) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def check_limits(experiment: Experiment, device: torch.device, train_size: int, out: Path | None) -> None:
+def check_limits(experiment: Experiment, device: torch.device, info: Any, train_size: int, out: Path | None) -> None:
     """Refuse, before anything is allocated or written, a run this machine cannot hold; warn about
     one that would take hours."""
     from runner import limits, models
 
-    count = limits.parameter_count(lambda: models.build(experiment.model))
+    count = limits.parameter_count(lambda: models.build(experiment.model, info))
     steps_per_epoch = -(-train_size // experiment.data.batch_size)
     if count is not None:  # else the allocation itself is watched (execute)
         limits.check_memory(count, device)
@@ -122,7 +127,7 @@ def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logg
     if dataset is None:
         dataset = data.load(experiment.data, device)  # before the run dir: bad data leaves nothing behind
     if resume is None:
-        check_limits(experiment, device, len(dataset.train), out)
+        check_limits(experiment, device, dataset.info, len(dataset.train), out)
     new_dir = resume_dir is None and (out is None or not out.exists())
     run_dir = resume_dir or runs.create(experiment, out)
     loggers = list(make_loggers(run_dir))
@@ -148,7 +153,8 @@ def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logg
         if resume is None:
             timed.start({"name": experiment.name, "spec": experiment.model_dump(mode="json"),
                          "device": str(device), "run_dir": str(run_dir), "torch_version": torch.__version__,
-                         "visdom_env": visdom_env, "train_size": len(dataset.train), "test_size": len(dataset.test),
+                         "visdom_env": visdom_env, "dataset": dataset.info.describe(),
+                         "train_size": len(dataset.train), "test_size": len(dataset.test),
                          "steps_per_epoch": -(-len(dataset.train) // experiment.data.batch_size)})
         else:  # the dashboard and console first get what the journal already holds
             replay_journal(journal.path, FanOut(*loggers), limit=resume["journal_bytes"])
