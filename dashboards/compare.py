@@ -2,7 +2,9 @@
 from their journals (`python -m runner compare`), through the same Logger events either way.
 
 Windows of the env (its old windows are closed first):
-    train_loss      train loss vs step, each point the mean of SMOOTH consecutive steps
+    train_loss      train loss vs step, a point every SMOOTH steps: the run's smoothed loss there (the
+                    debiased moving average the run's own dashboard draws, weight `visdom.smoothing`),
+                    or the mean of those SMOOTH steps when the run turns smoothing off
     test_accuracy   test accuracy vs epoch
     test_loss       test loss vs epoch
     results         the results table, as the console prints it
@@ -26,13 +28,14 @@ from typing import Any, Sequence, TextIO
 from dashboards.sender import Say, Sender
 from dashboards.sender import finite as _finite
 from runner.loggers import ClosingLogger, Info
+from runner.smoothing import Ema
 
 SMOOTH = 20  # steps per point of the train loss chart
 # Plotly's default colours, given explicitly so a seed band has its line's colour.
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
 CHARTS = {  # window id -> (title, x axis, y axis)
-    "train_loss": (f"train loss (mean of every {SMOOTH} steps)", "step", "loss"),
+    "train_loss": (f"train loss (smoothed, a point every {SMOOTH} steps)", "step", "loss"),
     "test_accuracy": ("test accuracy", "epoch", "accuracy"),
     "test_loss": ("test loss", "epoch", "loss"),
 }
@@ -46,6 +49,7 @@ class _Run:
     label: str
     points: dict[str, dict[float, float | None]] = field(default_factory=lambda: {w: {} for w in CHARTS})
     block: list[tuple[int, float]] = field(default_factory=list)  # train steps not yet averaged
+    ema: Ema | None = None  # the run's smoothing, once its start event says which
 
 
 class _RunLogger(ClosingLogger):
@@ -55,15 +59,16 @@ class _RunLogger(ClosingLogger):
         self._board, self._run = board, run
 
     def start(self, info: Info) -> None:
-        pass
-
-    def images(self, pixels: Sequence[Sequence[Sequence[int]]]) -> None:
-        pass
+        weight = ((info.get("spec") or {}).get("visdom") or {}).get("smoothing", 0.6)
+        if isinstance(weight, (int, float)) and 0 < weight < 1:
+            self._run.ema = Ema(float(weight))
 
     def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
         with self._board._lock:
-            for step, loss in zip(steps, losses):
-                self._run.block.append((step, loss))
+            ema = self._run.ema
+            smoothed = ema.extend([_finite(v) for v in losses]) if ema is not None else losses
+            for step, loss in zip(steps, smoothed):
+                self._run.block.append((step, float("nan") if loss is None else loss))
                 if len(self._run.block) == SMOOTH:
                     self._average()
 
@@ -73,9 +78,6 @@ class _RunLogger(ClosingLogger):
             self._run.points["test_loss"][epoch] = _finite(test_loss)
             self._board._changed("test_accuracy", "test_loss")
 
-    def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
-        pass
-
     def close(self, summary: Info | None) -> None:
         super().close(summary)
         with self._board._lock:
@@ -84,7 +86,8 @@ class _RunLogger(ClosingLogger):
 
     def _average(self) -> None:
         block = self._run.block
-        self._run.points["train_loss"][block[-1][0]] = _finite(sum(v for _, v in block) / len(block))
+        value = block[-1][1] if self._run.ema is not None else sum(v for _, v in block) / len(block)
+        self._run.points["train_loss"][block[-1][0]] = _finite(value)
         block.clear()
         self._board._changed("train_loss")
 
@@ -113,8 +116,11 @@ class ComparisonBoard(Sender):
         return _RunLogger(self, run)
 
     def results(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        header, rows = list(header), [list(r) for r in rows]
+        if "status" not in header:  # the console leaves it out when every run is ok; the board always shows it
+            header, rows = [*header, "status"], [[*r, "ok"] for r in rows]
         with self._lock:
-            self._table = (list(header), [list(r) for r in rows])
+            self._table = (header, rows)
             self._changed("results")
         self.save()
 
