@@ -9,7 +9,7 @@ export VISDOM_PORT
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install data browser visdom visdom-stop run test bench clean
+.PHONY: install data browser visdom visdom-stop visdom-prune run test bench clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,11 @@ visdom: install
 
 visdom-stop: install
 	$(PYTHON) -m dashboards.server stop --port $(VISDOM_PORT)
+
+# Deletes the saved envs (runs' dashboards) not written for DAYS days.
+DAYS ?= 30
+visdom-prune: install
+	$(PYTHON) -m dashboards.server prune --older-than $(DAYS) --port $(VISDOM_PORT)
 
 run: data visdom
 	$(PYTHON) -m runner $(SPEC) --logger visdom

@@ -2,7 +2,9 @@
 from their journals (`python -m runner compare`), through the same Logger events either way.
 
 Windows of the env (its old windows are closed first):
-    train_loss      train loss vs step, each point the mean of SMOOTH consecutive steps
+    train_loss      train loss vs step, a point every SMOOTH steps: the run's smoothed loss there (the
+                    debiased moving average the run's own dashboard draws, weight `visdom.smoothing`),
+                    or the mean of those SMOOTH steps when the run turns smoothing off
     test_accuracy   test accuracy vs epoch
     test_loss       test loss vs epoch
     results         the results table, as the console prints it
@@ -11,31 +13,29 @@ One trace per variant, named by its label (what differs). Runs sharing a label d
 seed: they are drawn as their mean, with a shaded band from their minimum to their maximum.
 
 Each chart is small (points per epoch, or per SMOOTH steps), so every send replaces a whole window:
-a background thread re-sends the windows that changed, at most every `flush_interval` seconds, and
-after a failure simply tries again, so the server ends up with the whole comparison once it answers.
+the sender thread (dashboards.sender, shared with the run dashboard) re-sends the windows that
+changed, at most every `flush_interval` seconds, and after a failure sends them all again, so the
+server ends up with the whole comparison once it answers. The env is saved to the server's env
+folder whenever the results table changes and at close.
 """
 
 from __future__ import annotations
 
 import html
-import math
-import sys
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence, TextIO
-from urllib.parse import quote
 
-from dashboards.connection import Connection
-from dashboards.visdom_logger import safe_env
+from dashboards.sender import Say, Sender
+from dashboards.sender import finite as _finite
 from runner.loggers import ClosingLogger, Info
+from runner.smoothing import Ema
 
 SMOOTH = 20  # steps per point of the train loss chart
 # Plotly's default colours, given explicitly so a seed band has its line's colour.
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
 CHARTS = {  # window id -> (title, x axis, y axis)
-    "train_loss": (f"train loss (mean of every {SMOOTH} steps)", "step", "loss"),
+    "train_loss": (f"train loss (smoothed, a point every {SMOOTH} steps)", "step", "loss"),
     "test_accuracy": ("test accuracy", "epoch", "accuracy"),
     "test_loss": ("test loss", "epoch", "loss"),
 }
@@ -49,6 +49,7 @@ class _Run:
     label: str
     points: dict[str, dict[float, float | None]] = field(default_factory=lambda: {w: {} for w in CHARTS})
     block: list[tuple[int, float]] = field(default_factory=list)  # train steps not yet averaged
+    ema: Ema | None = None  # the run's smoothing, once its start event says which
 
 
 class _RunLogger(ClosingLogger):
@@ -58,15 +59,16 @@ class _RunLogger(ClosingLogger):
         self._board, self._run = board, run
 
     def start(self, info: Info) -> None:
-        pass
-
-    def images(self, pixels: Sequence[Sequence[Sequence[int]]]) -> None:
-        pass
+        weight = ((info.get("spec") or {}).get("visdom") or {}).get("smoothing", 0.6)
+        if isinstance(weight, (int, float)) and 0 < weight < 1:
+            self._run.ema = Ema(float(weight))
 
     def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
         with self._board._lock:
-            for step, loss in zip(steps, losses):
-                self._run.block.append((step, loss))
+            ema = self._run.ema
+            smoothed = ema.extend([_finite(v) for v in losses]) if ema is not None else losses
+            for step, loss in zip(steps, smoothed):
+                self._run.block.append((step, float("nan") if loss is None else loss))
                 if len(self._run.block) == SMOOTH:
                     self._average()
 
@@ -76,9 +78,6 @@ class _RunLogger(ClosingLogger):
             self._run.points["test_loss"][epoch] = _finite(test_loss)
             self._board._changed("test_accuracy", "test_loss")
 
-    def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
-        pass
-
     def close(self, summary: Info | None) -> None:
         super().close(summary)
         with self._board._lock:
@@ -87,33 +86,27 @@ class _RunLogger(ClosingLogger):
 
     def _average(self) -> None:
         block = self._run.block
-        self._run.points["train_loss"][block[-1][0]] = _finite(sum(v for _, v in block) / len(block))
+        value = block[-1][1] if self._run.ema is not None else sum(v for _, v in block) / len(block)
+        self._run.points["train_loss"][block[-1][0]] = _finite(value)
         block.clear()
         self._board._changed("train_loss")
 
 
-class ComparisonBoard:
+class ComparisonBoard(Sender):
     """The comparison env on a Visdom server; never blocks or fails the runs it shows."""
 
+    what = "comparison"
+
     def __init__(self, env: str, server: str | None = None, port: int | None = None, *,
-                 flush_interval: float = 0.5, close_timeout: float = 10.0, out: TextIO = sys.stderr) -> None:
+                 flush_interval: float = 0.5, close_timeout: float = 10.0, out: TextIO | Say | None = None) -> None:
         # Credentials come from VISDOM_USERNAME and VISDOM_PASSWORD only.
-        self._conn = Connection(server, port)
-        self.env = safe_env(env)
-        self.base = self._conn.base
-        self.url = f"{self.base}/env/{quote(self.env)}"
-        self._flush_interval, self._close_timeout, self._out = flush_interval, close_timeout, out
-        self._lock = threading.Lock()
         self._runs: list[_Run] = []
         self._table: tuple[list[str], list[list[str]]] = ([], [])
         self._versions = {w: 0 for w in (*CHARTS, "results")}  # bumped on every change
         self._sent = {w: 0 for w in self._versions}  # the version the server holds
-        self._env_ready = False
-        self._reachable: bool | None = None
-        self._closing = threading.Event()
-        self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="visdom-compare", daemon=True)
-        self._thread.start()
+        super().__init__(env, server, port, flush_interval=flush_interval, close_timeout=close_timeout, pace=1,
+                         out=out, thread_name="visdom-compare")
+        self._start_sender()
 
     def run(self, name: str, label: str) -> ClosingLogger:
         """A Logger for one run; runs with the same label are seeds of one variant."""
@@ -123,9 +116,13 @@ class ComparisonBoard:
         return _RunLogger(self, run)
 
     def results(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        header, rows = list(header), [list(r) for r in rows]
+        if "status" not in header:  # the console leaves it out when every run is ok; the board always shows it
+            header, rows = [*header, "status"], [[*r, "ok"] for r in rows]
         with self._lock:
-            self._table = (list(header), [list(r) for r in rows])
+            self._table = (header, rows)
             self._changed("results")
+        self.save()
 
     def __enter__(self) -> "ComparisonBoard":
         return self
@@ -135,12 +132,9 @@ class ComparisonBoard:
 
     def close(self) -> None:
         """Send what is left, for at most `close_timeout` seconds, and say where it is. Never raises."""
-        if self._closed:
+        if self._sender_closed:
             return
-        self._closed = True
-        self._conn.deadline = time.monotonic() + self._close_timeout
-        self._closing.set()
-        self._thread.join(self._close_timeout)
+        self._close_sender()
         with self._lock:
             behind = [w for w in self._versions if self._sent[w] != self._versions[w]]
         if behind or not self._reachable:
@@ -163,38 +157,8 @@ class ComparisonBoard:
 
     # ----- sender thread -----
 
-    def _loop(self) -> None:
-        try:
-            self._send_until_closed()
-        finally:
-            self._conn.close()
-
-    def _send_until_closed(self) -> None:
-        delay = 0.0  # first round at once: a missing server is reported right away
-        while True:
-            closing = self._closing.wait(delay)
-            try:
-                self._flush()
-            except Exception as exc:  # noqa: BLE001 - whatever went wrong, the runs go on
-                self._failed(exc)
-                if closing:
-                    return
-                delay = min(2.0, max(2 * delay, self._flush_interval))
-                continue
-            if self._reachable is not True:
-                self._reachable = True
-                self._say(f"visdom: live comparison at {self.url}")
-            if closing:
-                return
-            delay = self._flush_interval
-
-    def _flush(self) -> None:
-        if not self._env_ready:  # a rerun under the same env starts from a clean page
-            if self._conn.login_body is not None:
-                self._conn.login()  # raises if refused; the session keeps the cookie
-            self._conn.post({"eid": self.env}, f"env/{quote(self.env)}")
-            self._conn.post({"eid": self.env, "win": None}, "close")
-            self._env_ready = True
+    def _send_changes(self) -> bool:
+        sent_any = False
         for win in self._versions:
             with self._lock:
                 version = self._versions[win]
@@ -202,8 +166,13 @@ class ComparisonBoard:
                 continue
             if win == "results" and self._versions["train_loss"] > self._sent["train_loss"]:
                 continue  # the charts first (Visdom lays windows out in the order they appear), if any
-            self._conn.post(self._table_message() if win == "results" else self._chart_message(win), "events")
+            self._post(self._table_message() if win == "results" else self._chart_message(win), "events")
             self._sent[win] = version
+            sent_any = True
+        return sent_any
+
+    def _resend_all(self) -> None:  # under the lock
+        self._sent = {w: -1 for w in self._versions}
 
     def _chart_message(self, win: str) -> dict[str, Any]:
         figure = self.figures(win)[win]
@@ -219,19 +188,6 @@ class ComparisonBoard:
         text = f'<table style="border-collapse:collapse"><tr>{cells}</tr>{body}</table>'
         return {"data": [{"content": text, "type": "text"}], "win": "results", "eid": self.env,
                 "opts": {"title": "results", "width": 900, "height": 90 + 26 * len(rows)}}
-
-    def _failed(self, exc: Exception) -> None:
-        self._env_ready = False
-        with self._lock:  # the server's state is unknown: everything goes again
-            self._sent = {w: -1 for w in self._versions}
-        if self._reachable is not False:
-            reason = str(exc) if isinstance(exc, RuntimeError) else type(exc).__name__
-            self._say(f"visdom: cannot update the comparison at {self.url} ({reason}); "
-                      "the runs go on and it is sent when the server answers.")
-        self._reachable = False
-
-    def _say(self, line: str) -> None:
-        print(line, file=self._out, flush=True)
 
 
 def _figure(win: str, groups: dict[str, list[_Run]]) -> dict[str, Any]:
@@ -265,8 +221,3 @@ def _figure(win: str, groups: dict[str, list[_Run]]) -> dict[str, Any]:
 def _translucent(colour: str) -> str:
     r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
     return f"rgba({r},{g},{b},0.2)"
-
-
-def _finite(v: float) -> float | None:
-    v = float(v)
-    return v if math.isfinite(v) else None

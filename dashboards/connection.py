@@ -56,6 +56,7 @@ class Connection:
                            if self.username and password else None)
         self.deadline: float | None = None  # set by the closing sender: no request may outlive it
         self.requests = 0  # sent, answered or not
+        self.bytes = 0  # of the bodies sent
         self._session = requests.Session()
 
     def request(self, endpoint: str, body: str) -> requests.Response:
@@ -63,8 +64,10 @@ class Connection:
         read = READ_TIMEOUT
         if self.deadline is not None:  # closing: a hung server must not hold close past its bound
             read = max(0.05, min(read, self.deadline - time.monotonic()))
+        data = body.encode()
         self.requests += 1
-        return self._session.post(f"{self.base}/{endpoint}", data=body, timeout=(min(CONNECT_TIMEOUT, read), read))
+        self.bytes += len(data)
+        return self._session.post(f"{self.base}/{endpoint}", data=data, timeout=(min(CONNECT_TIMEOUT, read), read))
 
     def post(self, msg: dict[str, Any], endpoint: str) -> str:
         """Send one message as JSON; raises Refused unless the server answers 200."""

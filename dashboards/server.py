@@ -1,12 +1,17 @@
 """The Visdom server launcher: one local, offline Visdom server per (port, home), started detached.
 
     python -m dashboards.server start|stop|status [--port N] [--home DIR] [--public]
+    python -m dashboards.server prune --older-than DAYS [--dry-run] [--port N] [--home DIR]
 
 `start` installs Visdom's web assets from pinned npm tarballs if needed (`dashboards.assets`),
 so the server never reaches for a CDN, then runs `python -m visdom.server` in its own session and
 returns once the page and every script and stylesheet it references answer 200. Its files live in
-HOME: `visdom-N.pid`, `visdom-N.log` and `envs/` (the server's -env_path). `stop` signals exactly
-the pid in the pid file. Tests and other code use `start`, `stop`, `status`, `free_port` and the
+HOME: `visdom-N.pid`, `visdom-N.log` and `envs/` (the server's -env_path, where the runners save
+every env, one `<env>.json` each). Visdom 0.2.4 loads saved envs lazily (it reads a file when its
+env is first opened; `-eager_data_loading` would read them all at start), so a restart is quick and
+the server's memory grows with the envs people look at, not with all that were ever saved.
+`prune --older-than DAYS` deletes the saved envs not written for that many days (through the
+server when it runs, so they leave its list too). `stop` signals exactly the pid in the pid file. Tests and other code use `start`, `stop`, `status`, `free_port` and the
 `running` context manager.
 
 Security (docs/SECURITY.md): Visdom has no access control of its own by default; whoever reaches
@@ -479,6 +484,32 @@ def _wait_ready(server: Server, deadline: float, timeout: float,
 
 # --- command line ----------------------------------------------------------------------------
 
+def prune(port: int, home: Path, older_than_days: float, dry_run: bool = False,
+          credentials: Credentials | None = None, now: float | None = None) -> list[str]:
+    """Delete the saved envs of `home` last written more than `older_than_days` ago; their names.
+
+    Visdom's own `main` env is kept. When this home's server runs, each env is deleted through it
+    (its `delete_env` call), so it also leaves the server's memory and env list.
+    """
+    folder = Path(home) / "envs"
+    cutoff = (time.time() if now is None else now) - older_than_days * 86400
+    old = sorted(path for path in folder.glob("*.json") if path.stem != "main" and path.stat().st_mtime < cutoff)
+    if dry_run or not old:
+        return [path.stem for path in old]
+    server = status(port, home)
+    opener = _opener
+    if server is not None and credentials is not None:
+        _, opener = login(port, credentials)
+    for path in old:
+        if server is not None:
+            code, _ = _get(f"http://127.0.0.1:{port}/delete_env", opener=opener,
+                           data=json.dumps({"eid": path.stem}).encode())
+            if code == 200:
+                continue
+        path.unlink(missing_ok=True)  # no server, or it did not know the env: the file is all there is
+    return [path.stem for path in old]
+
+
 def public_warning(port: int, credentials: Credentials | None) -> str:
     """What `start --public` prints: who can now reach the server, and the safer way."""
     lines = [f"warning: the Visdom server listens on every network interface: anyone who can reach port {port} "
@@ -507,7 +538,10 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="exit status: 0 ok, 1 failed, 2 port taken by another program; "
                "status: 0 running, 3 not running")
-    parser.add_argument("command", choices=["start", "stop", "status"])
+    parser.add_argument("command", choices=["start", "stop", "status", "prune"])
+    parser.add_argument("--older-than", type=float, metavar="DAYS",
+                        help="prune: delete saved envs not written for this many days")
+    parser.add_argument("--dry-run", action="store_true", help="prune: list what would be deleted, delete nothing")
     parser.add_argument("--port", type=port_number, default=None,
                         help=f"port (default: $VISDOM_PORT or {DEFAULT_PORT})")
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME,
@@ -527,6 +561,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.home.exists() and not args.home.is_dir():
         print(f"error: --home {args.home} is a file; the server's home must be a directory.", file=sys.stderr)
         return 2
+
+    if args.command == "prune":
+        if args.older_than is None or args.older_than < 0:
+            print("error: prune needs --older-than DAYS (a number >= 0), e.g. --older-than 30", file=sys.stderr)
+            return 2
+        try:
+            credentials = credentials_from_env()
+        except ServerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        names = prune(port, args.home, args.older_than, args.dry_run, credentials)
+        verb = "would delete" if args.dry_run else "deleted"
+        print(f"{verb} {len(names)} env(s) older than {args.older_than:g} days from {args.home / 'envs'}"
+              + "".join(f"\n  {name}" for name in names))
+        return 0
 
     if args.command == "status":
         server = status(port, args.home)
@@ -554,7 +603,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server = start(port, args.home, args.timeout, public=public, credentials=credentials)
     except AlreadyRunning as exc:
-        print(f"Visdom is already running at {exc.server.url} (pid {exc.server.pid}; {describe(exc.server)})")
+        print(f"Visdom is already running at {exc.server.url} (pid {exc.server.pid}; {describe(exc.server)}); "
+              f"envs are kept in {exc.server.home / 'envs'}")
         return 0
     except PortInUse as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -567,6 +617,8 @@ def main(argv: list[str] | None = None) -> int:
         print(public_warning(port, credentials), file=sys.stderr)
     print(f"Visdom is running at {server.url} (pid {server.pid}, log {server.log_path}; {describe(server)}); "
           f"stop it with: python -m dashboards.server stop --port {port}{home}")
+    print(f"envs are kept in {server.home / 'envs'} (each run's env is saved there and loaded again, lazily, after "
+          f"a restart); remove old ones with: python -m dashboards.server prune --older-than DAYS{home}")
     return 0
 
 

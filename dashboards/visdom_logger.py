@@ -1,8 +1,10 @@
 """VisdomLogger: a run's live Visdom dashboard, sent from a background thread.
 
-The Logger methods only record events in memory (under a lock) and return; a sender thread wakes
-every `flush_interval` seconds and sends each window's new points as ONE append request, so a
-training step never waits on HTTP and the request count does not grow with the step count.
+The Logger methods only record events in memory (under a lock) and return; the sender thread
+(dashboards.sender: pacing, backoff, login, env creation, saving) sends each window's new points as
+ONE append request, so a training step never waits on HTTP and the request count does not grow with
+the step count. The env is saved to the server's env folder at each epoch end and at close, so a
+restarted server shows the run again.
 
 Every window's full history stays in memory. After any failure (server down, restarted, a window
 closed in the browser) every window is re-sent whole, replacing what the server holds, so in the end
@@ -19,7 +21,10 @@ set (or `username`/`password` given) the sender logs in first, keeps the session
 again after any failure (a restarted server may sign cookies with a new secret).
 
 Windows of the env (one env per run, its old windows cleared first):
-    train_loss   line: loss per global step
+    run          status (running, finished, failed, stopped, diverged), progress, speed, device, run
+                 directory, logging cost; refreshed every RUN_PANE_EVERY seconds while running. It
+                 also carries the run's lease: who writes this env, and when it last said so
+    train_loss   line: loss per global step, and its debiased moving average (`visdom.smoothing`)
     test         line: test loss and test accuracy per epoch, one chart with a legend
     metric_NAME  line per other metric the loop reports, e.g. metric_lr: the learning rate per step
     images       the fixed test batch as a grid of images, grey or colour
@@ -31,32 +36,26 @@ from __future__ import annotations
 
 import html
 import json
-import math
+import os
 import re
-import sys
-import threading
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, TextIO
-from urllib.parse import quote
-
-import requests
 
 # READ_TIMEOUT is re-exported: a request's longest wait is part of what this logger promises.
-from dashboards.connection import READ_TIMEOUT, Connection, LoginRefused  # noqa: F401
+from dashboards.connection import READ_TIMEOUT, Connection, Refused  # noqa: F401
+from dashboards.names import MAX_ENV_CHARS, safe_env  # noqa: F401 - safe_env: imported from here elsewhere
+from dashboards.sender import PACE, Say, Sender, finite
 from runner.loggers import BaseLogger, Info, Pixels
+from runner.smoothing import Ema
 
-MAX_RETRY_DELAY = 2.0  # while the server is away; a refused connection is cheap, so retry often
-# Visdom's server diffs the whole window on every append (deepcopy + jsonpatch), so an append costs
-# it time in proportion to the points already there, and the server usually shares the machine's
-# cores with training. After a flush that took d seconds the sender waits at least PACE * d, which
-# keeps the server's share of one core near 1 / PACE (2%) however long the curve grows.
-PACE = 50
 IMAGES_PER_ROW = 8  # the image grid and the prediction table share this layout
 MAX_IMAGES = 100  # as many as a spec may ask for (train.samples); more are dropped
 MAX_IMAGE_SIDE = 64  # pixels; MNIST's are 28. Larger images are not sent at all
 MAX_TEXT_CHARS = 50_000  # the spec pane, before escaping
-MAX_ENV_CHARS = 100
+RUN_PANE_EVERY = 5.0  # seconds between refreshes of the run pane while the run goes
+LEASE_SECONDS = 60.0  # a run pane that says "running" and is younger than this marks a live run
 
 Message = tuple[dict[str, Any], str]  # (JSON body, endpoint), as visdom's client builds them
 
@@ -93,82 +92,98 @@ class _Pane:
     sent: int = 0  # `updates` as of the last successful send
 
 
-_UNSAFE_RUN = re.compile(r"(?:[^A-Za-z0-9_.-]|\.{2,})+")
+@dataclass
+class Progress:
+    """What the run pane shows; written by the training thread, read by the sender under the lock."""
+
+    name: str = ""
+    device: str = ""
+    run_dir: str = ""
+    epochs: int = 0
+    steps_per_epoch: int = 0
+    batch_size: int = 0
+    epoch: int = 0  # the last epoch seen in an event
+    step: int = 0  # the last global step seen
+    status: str = "running"  # running, finished, failed, stopped, diverged
+    detail: str = ""  # the error, or how the run stopped
+    resume: str = ""  # the command that continues a stopped run
+    cost: str = ""  # "logging cost 0.4% of training"
+    started: float = field(default_factory=time.monotonic)
+    rate_since: tuple[float, int] | None = None  # (time, step) the speed is measured from
+    rate: float | None = None  # steps per second
+    ended: float | None = None
 
 
-def safe_env(name: str) -> str:
-    """An env name that is also a safe file name: Visdom saves env E as `<env_path>/E.json`.
-
-    Runs of anything but letters, digits, '_', '-' and single dots ('/', '..', spaces, markup)
-    become one '_'; no leading dot or dash; at most MAX_ENV_CHARS. Names the spec accepts are kept.
-    """
-    safe = _UNSAFE_RUN.sub("_", name).lstrip("._-")[:MAX_ENV_CHARS]
-    return safe or "run"
+def lease(conn: Connection, env: str) -> dict[str, Any] | None:
+    """The lease in `env`'s run pane if a live run holds it (status running, recent), else None."""
+    try:
+        window = json.loads(conn.post({"eid": env, "win": "run"}, "win_data"))
+    except (Refused, ValueError):  # no such env or window
+        return None
+    found = re.search(r"<!--lease (\{.*?\})-->", str(window.get("content", "")) if isinstance(window, dict) else "")
+    if not found:
+        return None
+    try:
+        held = json.loads(html.unescape(found.group(1)))
+        fresh = time.time() - float(held["beat"]) < LEASE_SECONDS
+    except (ValueError, KeyError, TypeError):
+        return None
+    return held if held.get("status") == "running" and fresh else None
 
 
 METRIC_TITLES = {"lr": "learning rate"}
 
 
-class VisdomLogger(BaseLogger):
+class VisdomLogger(Sender, BaseLogger):
     """Live dashboard on a Visdom server; never blocks or stops training (see the module docstring)."""
 
     def __init__(self, env: str, server: str | None = None, port: int | None = None, *,
-                 username: str | None = None, password: str | None = None,
-                 flush_interval: float = 0.25, close_timeout: float = 10.0, out: TextIO = sys.stderr) -> None:
+                 username: str | None = None, password: str | None = None, smoothing: float = 0.6,
+                 flush_interval: float = 0.25, close_timeout: float = 10.0, out: TextIO | Say | None = None
+                 ) -> None:
         try:
             from visdom import Visdom
         except ImportError as exc:
             raise ImportError(f"the Visdom dashboard needs the visdom package ({exc}); run `make install`, "
                               "or pick another logger with `--logger console`") from exc
-        self._conn = Connection(server, port, username=username, password=password)
-        self.env = safe_env(env)
-        self.base = self._conn.base
-        self.url = f"{self.base}/env/{quote(self.env)}"
-        self._flush_interval = flush_interval
-        self._close_timeout = close_timeout
-        self._out = out
-        if self.env != env:
-            self._say(f"visdom: env {env!r} is shown as {self.env!r}")
-        self.username = self._conn.username
-        if self._conn.half_login:
-            self._say("visdom: only one of VISDOM_USERNAME and VISDOM_PASSWORD is set; sending no login.")
-        # send=False: no request, no socket; each plotting call just returns (message, endpoint).
-        self._viz = Visdom(server=self._conn.server, port=self._conn.port, env=self.env, send=False,
-                           use_incoming_socket=False, raise_exceptions=True)
-
-        self._lock = threading.Lock()
         self._plots = [
-            _Plot("train_loss", {"title": "train loss", "xlabel": "step", "ylabel": "loss"}, ys=[[]]),
+            _Plot("train_loss", {"title": "train loss", "xlabel": "step", "ylabel": "loss",
+                                 **({"legend": ["train loss", f"smoothed ({smoothing:g})"]} if smoothing else {})},
+                  ys=[[], []] if smoothing else [[]]),
             _Plot("test", {"title": "test", "xlabel": "epoch", "legend": ["test loss", "test accuracy"]},
                   ys=[[], []]),
         ]
         self._loss, self._test = self._plots
+        self._ema = Ema(smoothing) if smoothing else None
+        self._progress = Progress()
+        self._run_pane = _Pane("run", self._run_message)
         self._images = _Pane("images", self._image_message)
         self._predictions = _Pane("predictions", self._predictions_message)
         self._spec = _Pane("spec", self._spec_message)
         self._panes = [self._images, self._predictions, self._spec]
         self._run_dir: str | None = None
         self._classes: list[str] | None = None  # class names by label, from the start info
-
-        # Touched by the sender thread only (stats() reads the counters).
-        self._env_ready = False  # the env exists and last run's windows are closed
-        self._logged_in = False  # the session holds a cookie the server accepted (or needs none)
-        self._logins = 0
-        self._login_noted = False
-        self._reachable: bool | None = None  # None until the first answer or failure
-        self._refusals = 0  # failed rounds in a row where the server answered with an error
-        self._failures = 0
-        self._flushes = 0
-        self._reported = False  # close has printed its line: a late sender stays silent
-
-        self._closing = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="visdom-sender", daemon=True)
-        self._thread.start()
+        self._run_pane_sent_at = 0.0
+        self._host, self._pid = socket.gethostname(), os.getpid()
+        super().__init__(env, server, port, username=username, password=password, flush_interval=flush_interval,
+                         close_timeout=close_timeout, pace=PACE, out=out, thread_name="visdom-sender")
+        # send=False: no request, no socket; each plotting call just returns (message, endpoint).
+        self._viz = Visdom(server=self._conn.server, port=self._conn.port, env=self.env, send=False,
+                           use_incoming_socket=False, raise_exceptions=True)
+        self._start_sender()
 
     # ----- Logger methods: training thread, memory only -----
 
     def start(self, info: Info) -> None:
         self._run_dir = str(info.get("run_dir")) if info.get("run_dir") else None
+        spec = info.get("spec") or {}
+        with self._lock:
+            p = self._progress
+            p.name, p.device, p.run_dir = str(info.get("name", "")), str(info.get("device", "")), self._run_dir or ""
+            p.epochs = int(spec.get("train", {}).get("epochs", 0) or 0)
+            p.batch_size = int(spec.get("data", {}).get("batch_size", 0) or 0)
+            p.steps_per_epoch = int(info.get("steps_per_epoch", 0) or 0)
+            self._run_pane.updates += 1
         classes = (info.get("dataset") or {}).get("classes")
         self._classes = [str(c) for c in classes] if isinstance(classes, list) else None
         text = json.dumps(dict(info), indent=2, default=str)
@@ -182,9 +197,14 @@ class VisdomLogger(BaseLogger):
             self._set(self._images, pixels[:MAX_IMAGES])
 
     def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
+        values = [finite(v) for v in losses]
         with self._lock:
             self._loss.xs.extend(steps)
-            self._loss.ys[0].extend(_finite(v) for v in losses)
+            self._loss.ys[0].extend(values)
+            if self._ema is not None:
+                self._loss.ys[1].extend(self._ema.extend(values))
+            if steps:
+                self._advance(epoch, steps[-1])
 
     def metrics(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
         with self._lock:
@@ -197,28 +217,32 @@ class VisdomLogger(BaseLogger):
                                  ys=[[]])
                     self._plots.append(plot)
                 plot.xs.append(step)
-                plot.ys[0].append(_finite(value))
+                plot.ys[0].append(finite(value))
 
     def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
         with self._lock:
             self._test.xs.append(epoch)
-            self._test.ys[0].append(_finite(test_loss))
-            self._test.ys[1].append(_finite(test_accuracy))
+            self._test.ys[0].append(finite(test_loss))
+            self._test.ys[1].append(finite(test_accuracy))
+            self._advance(epoch, step)
+            self._progress.rate_since = (time.monotonic(), step)  # the test pass is not training speed
+            self._run_pane.updates += 1
+        self.save()  # each epoch's end is kept on the server's disk
 
     def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
         # The table follows the image grid, so it is capped like it; HTML made by the sender.
         self._set(self._predictions, (epoch, list(predicted[:MAX_IMAGES]), list(truth[:MAX_IMAGES]), self._classes))
 
     def close(self, summary: Info | None) -> None:
-        """Drain for at most `close_timeout` seconds, then report once. Never raises."""
+        """Mark the run's end on the dashboard, drain for at most `close_timeout` seconds, then report
+        once. Never raises."""
         if self._closed:
             return
-        super().close(summary)
+        BaseLogger.close(self, summary)
         try:
-            self._conn.deadline = time.monotonic() + self._close_timeout
-            self._closing.set()
-            self._thread.join(self._close_timeout)
-            self._reported = True
+            with self._lock:
+                self._end(summary)
+            self._close_sender()
             self._say(self._report())
         except Exception as exc:  # noqa: BLE001 - a dashboard must never fail the run at the end
             self._say(f"visdom: close failed: {exc!r}")
@@ -234,51 +258,36 @@ class VisdomLogger(BaseLogger):
             pane.content = content
             pane.updates += 1
 
+    def _advance(self, epoch: int, step: int) -> None:  # under the lock
+        p, now = self._progress, time.monotonic()
+        if p.rate_since is None:
+            p.rate_since = (now, step)
+        elif now > p.rate_since[0] and step > p.rate_since[1]:
+            p.rate = (step - p.rate_since[1]) / (now - p.rate_since[0])
+        p.epoch, p.step = epoch, step
+
+    def _end(self, summary: Info | None) -> None:  # under the lock
+        p = self._progress
+        p.ended = time.monotonic()
+        summary = summary or {}
+        p.status = str(summary.get("status", "finished" if summary else "failed"))
+        p.detail = str(summary.get("reason") or summary.get("error") or "")
+        p.resume = str(summary.get("resume") or "")
+        overhead = (summary.get("logging") or {}).get("overhead")
+        if isinstance(overhead, (int, float)):
+            p.cost = f"logging cost {overhead:.1%} of training"
+        self._run_pane.updates += 1
+
     # ----- sender thread -----
 
-    def _run(self) -> None:
-        try:
-            self._send_until_closed()
-        finally:
-            self._conn.close()
-
-    def _send_until_closed(self) -> None:
-        delay = 0.0  # first round at once: a missing server is reported right away
-        while True:
-            closing = self._closing.wait(delay)
-            if closing and self._conn.deadline is not None and time.monotonic() >= self._conn.deadline:
-                return
-            started = time.monotonic()
-            try:
-                self._flush()
-            except Exception as exc:  # noqa: BLE001 - whatever went wrong, training goes on
-                self._failures += 1
-                unreachable = self._failed(exc)
-                # At close an unreachable server will not come back in the seconds we have; a refusal
-                # (a window or the env gone) is usually mended by re-sending everything once.
-                if closing and (unreachable or self._refusals > 1):
-                    return
-                delay = min(MAX_RETRY_DELAY, max(2 * delay, self._flush_interval))
-                continue
-            self._refusals = 0
-            if self._reachable is not True:
-                self._found()
-            if closing:
-                return
-            delay = max(self._flush_interval, PACE * (time.monotonic() - started))
-
-    def _flush(self) -> None:
-        """Send the server what it lacks; raises at the first failure."""
+    def _send_changes(self) -> bool:
         sent_any = False
-        if self._conn.login_body is not None and not self._logged_in:
-            self._logins += self._conn.login()
-            self._logged_in = True
-        if not self._env_ready:
-            # env/<name> creates the env if missing (closing windows of an unknown env is a 500);
-            # closing every window makes a rerun under the same name start from a clean dashboard.
-            self._conn.post({"eid": self.env}, f"env/{quote(self.env)}")
-            self._conn.post({"eid": self.env, "win": None}, "close")
-            self._env_ready = sent_any = True
+        with self._lock:
+            running = self._progress.status == "running" and self._run_pane.updates > 0
+            if running and time.monotonic() - self._run_pane_sent_at > RUN_PANE_EVERY:
+                self._run_pane.updates += 1  # the heartbeat: elapsed time, speed and the lease move on
+        # The run pane first: Visdom places windows in the order they appear, and this one belongs on top.
+        sent_any |= self._send_pane(self._run_pane)
         with self._lock:
             plots = list(self._plots)  # metrics may add a window meanwhile
         for plot in plots:
@@ -287,69 +296,36 @@ class VisdomLogger(BaseLogger):
                 xs, ys = plot.xs[start:n], [trace[start:n] for trace in plot.ys]
             if n == start:
                 continue
-            self._conn.post(*(self._append_message(plot, xs, ys) if start else self._plot_message(plot, xs, ys)))
+            self._post(*(self._append_message(plot, xs, ys) if start else self._plot_message(plot, xs, ys)))
             with self._lock:
                 plot.sent = n
             sent_any = True
         for pane in self._panes:
-            with self._lock:
-                updates, content = pane.updates, pane.content
-            if updates == pane.sent:
-                continue
-            try:
-                message = pane.build(content)
-            except Exception as exc:  # noqa: BLE001 - odd content must not hold up the other windows
-                self._note(f"visdom: cannot draw the {pane.win} window: {exc!r}")
-                with self._lock:
-                    pane.sent = updates
-                continue
-            self._conn.post(*message)
+            sent_any |= self._send_pane(pane)
+        return sent_any
+
+    def _send_pane(self, pane: _Pane) -> bool:
+        with self._lock:
+            updates, content = pane.updates, pane.content
+        if updates == pane.sent:
+            return False
+        try:
+            message = pane.build(content)
+        except Exception as exc:  # noqa: BLE001 - odd content must not hold up the other windows
+            self._note(f"visdom: cannot draw the {pane.win} window: {exc!r}")
             with self._lock:
                 pane.sent = updates
-            sent_any = True
-        self._flushes += sent_any
-
-    def _failed(self, exc: Exception) -> bool:
-        """After any failure the server's state is unknown: every window is re-sent whole next time.
-
-        Says so once per outage; returns whether the server was unreachable.
-        """
+            return False
+        self._post(*message)
         with self._lock:
-            for item in (*self._plots, *self._panes):
-                item.sent = 0
-        self._logged_in = False  # a restarted server may sign cookies with a new secret: log in again
-        if isinstance(exc, LoginRefused):
-            self._refusals += 1
-            if not self._login_noted:
-                self._login_noted = True
-                self._note(f"visdom: the server at {self.base} refused the login of {self.username!r}; check "
-                           "VISDOM_USERNAME and VISDOM_PASSWORD. Training goes on without the dashboard.")
-            return False
-        if not isinstance(exc, requests.RequestException):
-            # The server answered but refused (a restart we did not see, a window closed in the
-            # browser): re-sending mends that silently. Only a refusal that persists is news.
-            self._refusals += 1
-            if self._refusals == 2:
-                hint = "its log may say why"
-                if getattr(exc, "status", 0) == 400 and self._conn.login_body is None:
-                    hint = "it may require a login: set VISDOM_USERNAME and VISDOM_PASSWORD"
-                self._note(f"visdom: the server at {self.base} refuses updates ({exc}); training goes on, {hint}.")
-            return False
-        if self._reachable is None:
-            self._note(f"visdom: no dashboard server at {self.base} ({_reason(exc)}); start one with "
-                      "`make visdom`. Training goes on; the dashboard fills in once the server is up.")
-        elif self._reachable:
-            self._note(f"visdom: lost the server at {self.base} ({_reason(exc)}); training goes on, "
-                      "the dashboard is re-sent when the server returns.")
-        self._reachable = False
+            pane.sent = updates
+        if pane is self._run_pane:
+            self._run_pane_sent_at = time.monotonic()
         return True
 
-    def _found(self) -> None:
-        if self._reachable is False:
-            self._note(f"visdom: the server at {self.base} is back; dashboard re-sent: {self.url}")
-        else:
-            self._note(f"visdom: live dashboard at {self.url}")
-        self._reachable = True
+    def _resend_all(self) -> None:  # under the lock
+        for item in (*self._plots, *self._panes, self._run_pane):
+            item.sent = 0
 
     def _report(self) -> str:
         s = self.stats()
@@ -360,16 +336,14 @@ class VisdomLogger(BaseLogger):
                      "rebuilds the dashboard from the run's journal")
         return line
 
-    def _say(self, line: str) -> None:
-        print(line, file=self._out, flush=True)
-
-    def _note(self, line: str) -> None:
-        """The sender's news; after close's report (a request that outlived close) it is stale."""
-        if not self._reported:
-            self._say(line)
-
     # ----- messages -----
 
+    def _run_message(self, _: Any) -> Message:
+        with self._lock:
+            p = Progress(**vars(self._progress))
+        text = run_pane_html(p, time.monotonic(), {"pid": self._pid, "host": self._host, "run_dir": p.run_dir,
+                                                   "beat": round(time.time(), 1), "status": p.status})
+        return self._viz.text(text, win="run", env=self.env, opts={"title": "run", "width": 520, "height": 230})
     def _plot_message(self, plot: _Plot, xs: list[float], ys: list[list[float | None]]) -> Message:
         """The whole chart: creates the window, or replaces whatever the server holds under its id."""
         import numpy as np
@@ -420,20 +394,6 @@ class VisdomLogger(BaseLogger):
                               opts=opts)
 
 
-def _finite(v: float) -> float | None:
-    # NaN or inf is not JSON the browser can parse; None becomes null, a gap in the line.
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, requests.ConnectionError):
-        return "connection refused or unreachable"
-    if isinstance(exc, requests.Timeout):
-        return "no answer in time"
-    return str(exc) or type(exc).__name__
-
-
 def _predictions_html(epoch: int, predicted: list[int], truth: list[int], classes: list[str] | None = None) -> str:
     """A table laid out like the image grid: each cell is the predicted class, wrong ones red with the
     true class ("Sneaker ✗ (Sandal)")."""
@@ -450,3 +410,38 @@ def _predictions_html(epoch: int, predicted: list[int], truth: list[int], classe
             "image, wrong ones read predicted &#10007; (true)"
             f'<table style="text-align:center;white-space:nowrap;border-collapse:separate;border-spacing:10px 4px">'
             f"{rows}</table>")
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0 or seconds > 1e7:
+        return "–"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+STATUS_COLOURS = {"running": "#1f77b4", "finished": "#2ca02c", "failed": "#d62728", "diverged": "#d62728",
+                  "stopped": "#ff7f0e"}
+
+
+def run_pane_html(p: Progress, now: float, lease_record: Mapping[str, Any]) -> str:
+    """The run pane: status, progress, speed, where the run is; every text escaped."""
+    e = html.escape
+    total = p.epochs * p.steps_per_epoch
+    elapsed = (p.ended or now) - p.started
+    rate = p.rate if p.status == "running" else None
+    eta = (total - p.step) / rate if rate and total else None
+    speed = f"{p.rate * p.batch_size:,.0f} samples/s" if p.rate and p.batch_size else "–"
+    status = p.status + (f": {p.detail}" if p.detail else "")
+    colour = STATUS_COLOURS.get(p.status, "#333")
+    rows = [("status", f'<b style="color:{colour}">{e(status)}</b>'),
+            ("progress", f"epoch {p.epoch or '–'} of {p.epochs or '–'}, step {p.step:,}" + (f" of {total:,}" if total else "")),
+            ("speed", f"{speed}, ETA {_clock(eta) if p.status == 'running' else '–'}, elapsed {_clock(elapsed)}"),
+            ("device", e(p.device or "–")), ("run directory", e(p.run_dir or "–"))]
+    if p.resume:
+        rows.append(("continue with", f"<code>{e(p.resume)}</code>"))
+    if p.cost:
+        rows.append(("dashboard", e(p.cost)))
+    cells = "".join(f'<tr><td style="padding:1px 12px 1px 0;color:#666">{k}</td><td>{v}</td></tr>' for k, v in rows)
+    # The lease: which live process writes this env; a second run reads it before taking the name.
+    record = html.escape(json.dumps(dict(lease_record)), quote=False).replace("--", "- -")
+    return f'<b>{e(p.name)}</b><table style="border-collapse:collapse">{cells}</table><!--lease {record}-->'

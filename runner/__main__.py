@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
-import os
 import re
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from runner import spec as specs
-from runner.loggers import FanOut, Logger, NullLogger
+from runner.loggers import FanOut
 
 if TYPE_CHECKING:
-    from runner.sweep import Board, Result
+    from runner.sweep import Result
 
 VARIANTS_FAILED, USAGE_ERROR, DIVERGED = 1, 2, 3
 
@@ -30,46 +30,19 @@ class UsageError(Exception):
     """Bad input from the command line; the message is shown as is."""
 
 
-def check_visdom_environment(kind: str) -> None:
-    """Refuse a bad VISDOM_PORT / VISDOM_SERVER up front, before anything is trained or written."""
-    if kind != "visdom":
-        return
-    port, server = os.environ.get("VISDOM_PORT"), os.environ.get("VISDOM_SERVER")
-    if port and not (port.isdigit() and 0 < int(port) < 65536):
-        raise UsageError(f"VISDOM_PORT is {port!r}; it must be a port number from 1 to 65535 (default 8097).")
-    if server and not re.fullmatch(r"https?://[A-Za-z0-9.\-]+|https?://\[[0-9A-Fa-f:.]+\]", server):
-        raise UsageError(f"VISDOM_SERVER is {server!r}; it must be a URL such as http://localhost or "
-                         "http://10.0.0.5, without port or path (the port comes from VISDOM_PORT).")
+def dashboards() -> Any:
+    """The dashboards factory (loggers, comparison board, VISDOM_* checks), imported on first use."""
+    from dashboards import factory
+
+    return factory
 
 
-def make_loggers(kind: str, experiment: specs.Experiment) -> list[Logger]:
-    """The loggers `--logger` asks for; the dashboard is imported only when chosen."""
-    if kind == "null":
-        return [NullLogger()]
-    from runner.console import ConsoleLogger
-
-    if kind == "console":
-        return [ConsoleLogger()]
-    v = experiment.visdom
+def check_environment(kind: str) -> None:
+    """Refuse a bad VISDOM_PORT / VISDOM_SERVER before anything is trained or written."""
     try:
-        from dashboards.visdom_logger import VisdomLogger
-
-        return [ConsoleLogger(), VisdomLogger(env=v.env or experiment.name, server=v.server, port=v.port)]
-    except ImportError as exc:
-        print(f"warning: the Visdom dashboard is not available ({exc}); showing the console only.", file=sys.stderr)
-        return [ConsoleLogger()]
-
-
-def make_board(kind: str, env: str, server: str | None, port: int | None) -> Board | None:
-    """The live comparison env for `--logger visdom`, or None."""
-    if kind != "visdom":
-        return None
-    try:
-        from dashboards.compare import ComparisonBoard
-    except ImportError as exc:
-        print(f"warning: the Visdom comparison is not available ({exc}); showing the console only.", file=sys.stderr)
-        return None
-    return ComparisonBoard(env, server=server, port=port)
+        dashboards().check_environment(kind)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,13 +64,13 @@ def run(args: argparse.Namespace) -> int:
             from runner import runs
 
             runs.check_new(args.out)
-    check_visdom_environment(args.logger)
+    check_environment(args.logger)
     from runner import session, train
 
     with session.StopOnSignal() as stop:
         try:
-            session.execute(experiment, lambda: make_loggers(args.logger, experiment), stop, out=args.out,
-                            resume_dir=args.resume, resume=resume)
+            session.execute(experiment, lambda run_dir: dashboards().make_loggers(args.logger, experiment, run_dir),
+                            stop, out=args.out, resume_dir=args.resume, resume=resume)
         except train.Stopped as stopped:
             print(f"{stopped}; checkpoint saved. Continue with: python -m runner --resume {stopped.run_dir}",
                   file=sys.stderr)
@@ -113,21 +86,25 @@ def run_sweep(args: argparse.Namespace, experiments: list[tuple[specs.Experiment
     from runner import sweep
 
     plan = sweep.plan(experiments)
-    check_visdom_environment(args.logger)
+    check_environment(args.logger)
     if args.dry_run:
         print("\n".join(sweep.describe(plan)))
         return USAGE_ERROR if any(v.error for v in plan.variants) else 0
     from runner import session
 
     out = sweep.sweep_dir(plan.name, args.out)
+    if not (len(experiments) == 1 and experiments[0][0].visdom.env):  # the comparison env is one per sweep
+        plan = dataclasses.replace(plan, env=dashboards().run_env(plan.name, out.name))
     print(f"{plan.name}: {len(plan.variants)} variants, run directories under {out}")
     with session.StopOnSignal() as stop:
         with contextlib.ExitStack() as stack:
-            board = make_board(args.logger, plan.env, plan.server, plan.port)
+            board = dashboards().make_board(args.logger, plan.env, plan.server, plan.port)
             if board is not None:
                 stack.enter_context(board)
-            results, stopped = sweep.run(plan, out, lambda experiment: make_loggers(args.logger, experiment),
-                                         board, stop)
+            def loggers_for(experiment: specs.Experiment, run_dir: Path) -> list[Any]:
+                return dashboards().make_loggers(args.logger, experiment, run_dir, group=plan.name, sweep_dir=out)
+
+            results, stopped = sweep.run(plan, out, loggers_for, board, stop)
         show_table(results, f"{plan.name} results")
         print(f"results: {out / sweep.RESULTS_MD}, {out / sweep.RESULTS_CSV}")
     if stopped is not None:
@@ -168,14 +145,14 @@ def compare(argv: Sequence[str]) -> int:
     if a.env is not None and not re.fullmatch(specs.NAME_PATTERN, a.env):
         raise UsageError(f"--env {a.env!r}: use letters, digits, '_', '.', '-' (up to 100, starting with a "
                          "letter or digit).")
-    check_visdom_environment(a.logger)
+    check_environment(a.logger)
     from runner import sweep
     from runner.loggers import replay as replay_journal
 
     gathered = sweep.gather(a.run_dirs, a.env)
     plan = gathered.plan
     first = next((v.experiment.visdom for v in plan.variants if v.experiment is not None), specs.VisdomSpec())
-    board = make_board(a.logger, plan.env, first.server, first.port)
+    board = dashboards().make_board(a.logger, plan.env, first.server, first.port)
     if board is not None:
         with board:
             for variant in plan.variants:
@@ -227,17 +204,29 @@ def replay(run_dir: Path, kind: str) -> int:
         experiment = specs.parse(json.loads((run_dir / runs.SPEC).read_text()), str(run_dir / runs.SPEC))
     except (OSError, ValueError) as exc:
         raise UsageError(f"{run_dir / runs.SPEC} cannot be read ({exc}); is {run_dir} a run directory?") from None
-    check_visdom_environment(kind)
+    check_environment(kind)
     from runner.loggers import JournalError
     from runner.loggers import replay as replay_journal
 
-    with FanOut(*make_loggers(kind, experiment)) as logger:
+    recorded = _recorded_env(run_dir)
+    with FanOut(*dashboards().make_loggers(kind, experiment, run_dir, env=recorded)) as logger:
         try:
             events = replay_journal(journal, logger)
         except JournalError as exc:
             raise UsageError(str(exc)) from None
     print(f"replayed {events} events from {journal}")
     return 0
+
+
+def _recorded_env(run_dir: Path) -> str | None:
+    """The env a run wrote, as its summary recorded it (None: name it as a new run would)."""
+    from runner import runs
+
+    try:
+        env = json.loads((run_dir / runs.SUMMARY).read_text()).get("visdom_env")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return env if isinstance(env, str) and env else None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -285,11 +274,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     except Exception as exc:  # data and device problems carry their own one-paragraph messages
         from runner.data import DataError
+        from runner.limits import LimitError
         from runner.models import ModelError
         from runner.runs import RunDirError
         from runner.train import DeviceError
 
-        if isinstance(exc, (DataError, DeviceError, ModelError, RunDirError)):
+        if isinstance(exc, (DataError, DeviceError, LimitError, ModelError, RunDirError)):
             print(f"error: {exc}", file=sys.stderr)
             return USAGE_ERROR
         raise

@@ -1,9 +1,13 @@
 """ConsoleLogger: what a person sees in the terminal. A rich progress bar (epoch, step, loss,
 samples/s) and one line per epoch on a TTY; the same epoch lines, plain, when piped; a final table.
+
+Other parts of the run (the dashboard's sender) print through `note`: while the bar is live, rich
+prints the line above it, so a message never lands inside the bar's line.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Sequence
 
@@ -32,10 +36,11 @@ class ConsoleLogger(BaseLogger):
         if self.console.is_terminal:
             self._progress = Progress(
                 TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]:,.0f} samples/s"),
+                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} samples/s"),
                 TimeRemainingColumn(), console=self.console, transient=True)
+            # "–" until the first value arrives: no "loss nan" before the first step is read.
             self._task = self._progress.add_task("train", total=info["steps_per_epoch"], epoch=1,
-                                                 epochs=self._epochs, loss=float("nan"), rate=0.0)
+                                                 epochs=self._epochs, loss=DASH, rate=DASH)
             self._progress.start()
         self._epoch_started = time.perf_counter()
 
@@ -45,7 +50,8 @@ class ConsoleLogger(BaseLogger):
         self._epoch_first_step = self._epoch_first_step or steps[0]
         done = steps[-1] - self._epoch_first_step + 1
         rate = done * self._batch_size / max(time.perf_counter() - self._epoch_started, 1e-9)
-        self._progress.update(self._task, completed=done, epoch=epoch, loss=losses[-1], rate=rate)
+        self._progress.update(self._task, completed=done, epoch=epoch, loss=_number(losses[-1], ".4f"),
+                              rate=_number(rate, ",.0f"))
 
     def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
         seconds = time.perf_counter() - self._epoch_started
@@ -53,16 +59,24 @@ class ConsoleLogger(BaseLogger):
                            f"test accuracy {test_accuracy:.2%}  ({seconds:.1f} s)")
         if self._progress is not None and self._task is not None:
             self._progress.reset(self._task)  # passing fields here would replace them all
-            self._progress.update(self._task, epoch=min(epoch + 1, self._epochs))
+            self._progress.update(self._task, epoch=min(epoch + 1, self._epochs), loss=DASH, rate=DASH)
         self._epoch_first_step = 0
         self._epoch_started = time.perf_counter()
+
+    def note(self, line: str) -> None:
+        """Print a message from elsewhere (thread-safe): above the live bar on a TTY, else to stderr."""
+        progress = self._progress
+        if progress is not None and progress.live.is_started:
+            progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     def close(self, summary: Info | None) -> None:
         super().close(summary)
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
-        if summary is None:
+        if summary is None or summary.get("status", "finished") != "finished":
             return
         table = Table(title=f"{summary['name']} results", show_header=True)
         for column in ("test accuracy", "test loss", "epochs", "steps", "train s", "wall s", "device"):
@@ -70,4 +84,16 @@ class ConsoleLogger(BaseLogger):
         table.add_row(f"{summary['test_accuracy']:.2%}", f"{summary['test_loss']:.4f}", str(summary["epochs"]),
                       str(summary["steps"]), f"{summary['train_seconds']:.1f}", f"{summary['wall_seconds']:.1f}",
                       str(summary["device"]))
+        overhead = (summary.get("logging") or {}).get("overhead")
         self.console.print(table)
+        if isinstance(overhead, (int, float)):
+            self.console.print(f"logging cost {overhead:.1%} of training (time the training thread spent in the "
+                               "dashboard, journal and console)")
+
+
+DASH = "–"
+
+
+def _number(value: float, spec: str) -> str:
+    """A value for the bar, or "–" where there is none yet (NaN, inf)."""
+    return format(value, spec) if value == value and abs(value) != float("inf") else DASH

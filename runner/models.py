@@ -75,7 +75,7 @@ def module_mlp(spec: ModelSpec, params: list[tuple[torch.Tensor, torch.Tensor]])
     layers: list[nn.Module] = []
     for i, (weight, bias) in enumerate(params):
         # skip_init: the parameters come from init_parameters, and the global RNG must not move.
-        linear = nn.utils.skip_init(nn.Linear, weight.shape[1], weight.shape[0])
+        linear = nn.utils.skip_init(nn.Linear, weight.shape[1], weight.shape[0], device=weight.device)
         with torch.no_grad():
             linear.weight.copy_(weight)
             linear.bias.copy_(bias)

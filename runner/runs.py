@@ -70,7 +70,7 @@ def load_checkpoint(run_dir: Path) -> tuple[Experiment, dict[str, Any]]:
         raise RunDirError(f"--resume {run_dir}: {what}; give a run directory under runs/.")
     if not (run_dir / SPEC).is_file() or not (run_dir / JOURNAL).is_file():
         raise RunDirError(f"--resume {run_dir}: not a run directory (it has no {SPEC} and {JOURNAL}).")
-    if (run_dir / SUMMARY).is_file():
+    if finished(run_dir):
         raise RunDirError(f"--resume {run_dir}: this run already finished (see its {SUMMARY}); "
                           "start a new one instead.")
     if not (run_dir / CHECKPOINT).is_file():
@@ -94,6 +94,17 @@ def load_checkpoint(run_dir: Path) -> tuple[Experiment, dict[str, Any]]:
     except (OSError, ValueError) as exc:
         raise RunDirError(f"--resume {run_dir}: {SPEC} cannot be read ({exc}).") from None
     return spec, payload
+
+
+def finished(run_dir: Path) -> bool:
+    """Whether the run finished: its summary says so (a failed or diverged run's says otherwise)."""
+    try:
+        summary = json.loads((run_dir / SUMMARY).read_text())
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True  # a summary we cannot read: do not offer to resume over it
+    return not isinstance(summary, dict) or summary.get("status", "finished") == "finished"
 
 
 def check_new(out: Path) -> None:

@@ -6,6 +6,7 @@ The CLI uses it for single runs and resumes; sweeps use it once per variant.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import time
@@ -48,50 +49,145 @@ class StopOnSignal:
         return None if self.signal is None else signal.Signals(self.signal).name
 
 
-def execute(experiment: Experiment, make_loggers: Callable[[], Sequence[Logger]],
+class Timed:
+    """A logger wrapper that adds up the time the training thread spends inside logger calls."""
+
+    def __init__(self, inner: Logger) -> None:
+        self.inner, self.seconds = inner, 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+        if name.startswith("_") or not callable(method):
+            return method
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        return timed
+
+
+def logging_cost(loggers: Sequence[Logger], train_thread_seconds: float, train_seconds: float) -> dict[str, Any]:
+    """summary.json's `logging`: the training thread's time in logger calls, and the senders' cost."""
+    costs = [logger.cost() for logger in loggers if callable(getattr(logger, "cost", None))]
+    return {"train_thread_seconds": round(train_thread_seconds, 4),
+            "sender_cpu_seconds": round(sum(c.sender_cpu_seconds for c in costs), 4),
+            "requests": sum(c.requests for c in costs), "bytes": sum(c.bytes for c in costs),
+            "overhead": round(train_thread_seconds / train_seconds, 5) if train_seconds > 0 else 0.0}
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message; the error's type leads it unless it is one of ours."""
+    from runner import limits
+
+    text = (str(exc).strip().splitlines() or [""])[0]
+    if isinstance(exc, (train.Diverged, train.Stopped, limits.LimitError)) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def check_limits(experiment: Experiment, device: torch.device, info: Any, train_size: int, out: Path | None) -> None:
+    """Refuse, before anything is allocated or written, a run this machine cannot hold; warn about
+    one that would take hours."""
+    from runner import limits, models
+
+    count = limits.parameter_count(lambda: models.build(experiment.model, info))
+    steps_per_epoch = -(-train_size // experiment.data.batch_size)
+    if count is not None:  # else the allocation itself is watched (execute)
+        limits.check_memory(count, device)
+    limits.check_disk(out or Path("runs"), limits.run_bytes(count or 0, experiment.train.epochs * steps_per_epoch))
+    warning = limits.long_run_warning(experiment.train.epochs, steps_per_epoch)
+    if warning:
+        print(warning, file=sys.stderr)
+
+
+def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logger]],
             should_stop: Callable[[], str | None] = lambda: None, *,
             out: Path | None = None, resume_dir: Path | None = None, resume: dict[str, Any] | None = None,
             dataset: data.Dataset | None = None) -> dict[str, Any]:
     """Train `experiment` (or continue `resume_dir` from `resume`) and return its summary.
 
-    The loggers are made only once the data is loaded, the model built and the run directory exists, so input that
-    fails those checks leaves no dashboard touched and no sender thread behind.
+    The loggers (`make_loggers(run_dir)`) are made only once the data is loaded, the limits checked,
+    the model built and the run directory exists, so input that fails those checks leaves no
+    dashboard touched and no sender thread behind.
 
-    Raises train.Stopped (with `.run_dir` set; a checkpoint is saved) and train.Diverged as `fit` does;
+    Every ending is marked: summary.json gets `status` finished, diverged or failed (with the error's
+    first line); a stop writes no summary (the run can be resumed), and the loggers' close gets
+    status stopped with the resume command. Raises train.Stopped (with `.run_dir` set; a checkpoint
+    is saved), train.Diverged as `fit` does, and limits.LimitError when the run runs out of memory;
     the loggers are closed in every case.
     """
+    from runner import limits
+
     started = time.perf_counter()
     device = train.pick_device(experiment.train)
     if dataset is None:
         dataset = data.load(experiment.data, device)  # before the run dir: bad data leaves nothing behind
+    if resume is None:
+        check_limits(experiment, device, dataset.info, len(dataset.train), out)
     built = train.build_model(experiment, dataset)  # so does a model that does not fit the data
+    new_dir = resume_dir is None and (out is None or not out.exists())
     run_dir = resume_dir or runs.create(experiment, out)
-    loggers = list(make_loggers())
+    loggers = list(make_loggers(run_dir))
     visdom_env = next((logger.env for logger in loggers if hasattr(logger, "env")), None)
     journal = JsonlLogger(run_dir / runs.JOURNAL, keep=resume["journal_bytes"] if resume else 0)
 
     def checkpoint(payload: dict[str, Any]) -> None:
         runs.save_checkpoint(run_dir, {**payload, "journal_bytes": journal.position})
 
-    with FanOut(journal, *loggers) as logger:
+    timed = Timed(FanOut(journal, *loggers))
+    base = {"name": experiment.name, "device": str(device), "torch_version": torch.__version__,
+            "seed": experiment.seed, "visdom_env": visdom_env, "run_dir": str(run_dir)}
+
+    def ended(status: str, exc: BaseException, **extra: Any) -> dict[str, Any]:
+        """The summary of a run that did not finish; written unless the run can be resumed."""
+        summary = {**base, "status": status, "error": first_line(exc), **extra,
+                   "wall_seconds": time.perf_counter() - started}
+        if status != "stopped":
+            runs.write_json(run_dir / runs.SUMMARY, summary)
+        return summary
+
+    with timed.inner as logger:
         if resume is None:
-            logger.start({"name": experiment.name, "spec": experiment.model_dump(mode="json"),
-                          "device": str(device), "run_dir": str(run_dir), "torch_version": torch.__version__,
-                          "visdom_env": visdom_env, "dataset": dataset.info.describe(),
-                          "train_size": len(dataset.train), "test_size": len(dataset.test),
-                          "steps_per_epoch": -(-len(dataset.train) // experiment.data.batch_size)})
+            timed.start({"name": experiment.name, "spec": experiment.model_dump(mode="json"),
+                         "device": str(device), "run_dir": str(run_dir), "torch_version": torch.__version__,
+                         "visdom_env": visdom_env, "dataset": dataset.info.describe(),
+                         "train_size": len(dataset.train), "test_size": len(dataset.test),
+                         "steps_per_epoch": -(-len(dataset.train) // experiment.data.batch_size)})
         else:  # the dashboard and console first get what the journal already holds
             replay_journal(journal.path, FanOut(*loggers), limit=resume["journal_bytes"])
         try:
-            model, results = train.fit(experiment, dataset, device, logger, resume=resume, checkpoint=checkpoint,
+            model, results = train.fit(experiment, dataset, device, timed, resume=resume, checkpoint=checkpoint,
                                        should_stop=should_stop, built=built)
         except train.Stopped as stopped:
             stopped.run_dir = run_dir
+            logger.close(ended("stopped", stopped, reason=f"stopped by {stopped.reason} after step {stopped.step}",
+                               resume=f"python -m runner --resume {run_dir}"))
+            raise
+        except train.Diverged as diverged:
+            logger.close(ended("diverged", diverged))
+            raise
+        except Exception as exc:
+            if limits.is_allocation_error(exc):
+                message = limits.allocation_message(exc, device)
+                logger.close(ended("failed", limits.LimitError(message)))
+                if new_dir and not (run_dir / runs.CHECKPOINT).exists():
+                    shutil.rmtree(run_dir, ignore_errors=True)  # nothing trained: leave nothing behind
+                raise limits.LimitError(message) from None
+            logger.close(ended("failed", exc))
             raise
         torch.save(model.state_dict(), run_dir / runs.WEIGHTS)
-        summary = {"name": experiment.name, **results, "wall_seconds": time.perf_counter() - started,
-                   "device": str(device), "torch_version": torch.__version__, "seed": experiment.seed,
-                   "visdom_env": visdom_env, "run_dir": str(run_dir)}
+        summary = {"name": experiment.name, "status": "finished", **results,
+                   "wall_seconds": time.perf_counter() - started, "device": str(device),
+                   "torch_version": torch.__version__, "seed": experiment.seed, "visdom_env": visdom_env,
+                   "run_dir": str(run_dir)}
+        summary["logging"] = logging_cost(loggers, timed.seconds, results["train_seconds"])
         runs.write_json(run_dir / runs.SUMMARY, summary)
         logger.close(summary)
+        # The senders' part is known once they have drained.
+        summary["logging"] = logging_cost(loggers, timed.seconds, results["train_seconds"])
+        runs.write_json(run_dir / runs.SUMMARY, summary)
     return summary

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -27,8 +28,59 @@ class SpecError(Exception):
     """A spec that cannot be used; the message is the one paragraph shown to the user."""
 
 
+MAX_DEPTH = 64  # levels of nesting a spec may have; real ones have four or five
+FLOAT32_MAX = 3.4028234663852886e38  # the largest float32: training computes in float32
+FLOAT32_TINY = 1.401298464324817e-45  # the smallest positive float32; anything below rounds to 0
+INT64_MAX = 2**63 - 1
+
+
+def _numbers(annotation: Any) -> set[type]:
+    """Which of int and float a field's annotation holds (directly, or in a tuple or Optional)."""
+    if annotation in (int, float):
+        return {annotation}
+    return set().union(*(_numbers(a) for a in getattr(annotation, "__args__", ()) if a is not Ellipsis)) \
+        if getattr(annotation, "__args__", None) else set()
+
+
+def _check_number(value: Any, kinds: set[type]) -> None:
+    """Strict counts: `true` is not a batch size, nor "200" or 200.5 (pydantic would take them)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, not {str(value).lower()}")
+    if int in kinds and float not in kinds and not isinstance(value, int):
+        raise ValueError("must be a whole number, an integer such as 200 (no quotes, no decimal point)")
+
+
+def _check_size(value: Any, kinds: set[type]) -> None:
+    """Numbers the machine can hold: counts in 64 bits, reals in float32 (1e300 is not a learning rate)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
+        raise ValueError(f"is too large: at most {INT64_MAX:,} (a 64-bit integer)")
+    if isinstance(value, float) and float in kinds and math.isfinite(value):
+        if abs(value) > FLOAT32_MAX:
+            raise ValueError("is beyond float32 range (at most about 3.4e38), which training computes in")
+        if value and abs(value) < FLOAT32_TINY:
+            raise ValueError("is so small that float32, which training computes in, holds it as 0")
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_numbers(cls, value: Any, info: Any) -> Any:
+        kinds = _numbers(cls.model_fields[info.field_name].annotation)
+        if kinds and value is not None:
+            for item in (value if isinstance(value, (list, tuple)) else [value]):
+                _check_number(item, kinds)
+        return value
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _numbers_that_fit(cls, value: Any, info: Any) -> Any:
+        kinds = _numbers(cls.model_fields[info.field_name].annotation)
+        if kinds and value is not None:
+            for item in (value if isinstance(value, (list, tuple)) else [value]):
+                _check_size(item, kinds)
+        return value
 
 
 class DataSpec(Frozen):
@@ -176,7 +228,10 @@ class TrainSpec(Frozen):
 class VisdomSpec(Frozen):
     server: str | None = Field(None, description="Visdom server URL; null: $VISDOM_SERVER or http://localhost.")
     port: int | None = Field(None, gt=0, lt=65536, description="Visdom port; null: $VISDOM_PORT or 8097.")
-    env: str | None = Field(None, pattern=NAME_PATTERN, description="Visdom env; null: the experiment name.")
+    env: str | None = Field(None, pattern=NAME_PATTERN, description="Visdom env; null: one env per run, named "
+                            "after its run directory and grouped under the experiment (e.g. relu_20261125-171800).")
+    smoothing: float = Field(0.6, ge=0, lt=1, description="Weight of the smoothed train-loss trace (a debiased "
+                             "exponential moving average, as TensorBoard's); 0 turns it off.")
 
 
 # Keys a sweep may not vary: they name the run and its dashboard, which the sweep names itself.
@@ -293,8 +348,28 @@ def _describe(error: dict[str, Any], source: str) -> str:
     return f"{key}: {message}{shown}"
 
 
+def depth(data: Any) -> int:
+    """How deeply `data` nests lists and objects (without recursion: it may be very deep)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                break
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _check_depth(data: Any, source: str) -> None:
+    if depth(data) > MAX_DEPTH:
+        raise SpecError(f"{source}: nested more than {MAX_DEPTH} levels deep; an experiment is a few levels of "
+                        "objects (see `python -m runner schema`).")
+
+
 def parse(data: Any, source: str) -> Experiment:
     """An Experiment from already-decoded JSON, or SpecError naming every bad key."""
+    _check_depth(data, source)
     if not isinstance(data, dict):
         raise SpecError(f"{source}: an experiment must be a JSON object {{...}}, not a JSON {type(data).__name__}.")
     try:
@@ -318,9 +393,14 @@ def read(path: Path) -> dict[str, Any]:
     if not text.strip():
         raise SpecError(f"{path} is empty; an experiment is a JSON object with at least a \"name\".")
     try:
-        return json.loads(text)
+        data = json.loads(text)
+    except RecursionError:
+        raise SpecError(f"{path}: nested too deeply to read (more than {MAX_DEPTH} levels are never needed); "
+                        "an experiment is a few levels of objects (see `python -m runner schema`).") from None
     except json.JSONDecodeError as exc:
         raise SpecError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
+    _check_depth(data, str(path))
+    return data
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> dict[str, Any]:
@@ -333,6 +413,10 @@ def apply_override(data: dict[str, Any], assignment: str) -> dict[str, Any]:
         value = json.loads(raw)
     except json.JSONDecodeError:
         value = raw  # bare words such as adam or cpu
+    except RecursionError:
+        raise SpecError(f"--set {assignment[:60]!r}...: nested too deeply to read; values are numbers, words or "
+                        "short lists.") from None
+    _check_depth(value, f"--set {key}")
     data = json.loads(json.dumps(data))  # deep copy, JSON types only
     node = data
     *parents, leaf = key.split(".")

@@ -30,6 +30,7 @@ from runner.loggers import Logger
 
 RESULTS_CSV, RESULTS_MD, PLAN = "results.csv", "results.md", "sweep.json"
 OK, FAILED, STOPPED, NOT_RUN, UNFINISHED = "ok", "failed", "stopped", "not run", "unfinished"
+OK_STATUS = "finished"  # what summary.json's status says of a run that finished
 
 
 @dataclass(frozen=True)
@@ -246,7 +247,7 @@ def sweep_dir(name: str, out: Path | None, root: Path = Path("runs")) -> Path:
     return out
 
 
-def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment], list[Logger]], board: Board | None,
+def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment, Path], list[Logger]], board: Board | None,
         should_stop: Callable[[], str | None] = lambda: None, say: Callable[[str], None] = print
         ) -> tuple[list[Result], Exception | None]:
     """Train every valid variant in turn, each in out/<variant name>; one failing does not stop the rest.
@@ -254,7 +255,7 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment], list[Lo
     Returns the results in plan order and the train.Stopped that ended the sweep early, if one did.
     The results table and plan are rewritten after each variant, so a killed sweep still leaves them.
     """
-    from runner import data, models, session, train
+    from runner import data, limits, models, session, train
 
     results = [Result.of(v, NOT_RUN) if v.experiment else Result.of(v, FAILED, error=v.error or "")
                for v in plan.variants]
@@ -283,8 +284,8 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment], list[Lo
             if cached is None or cached[0] != key:
                 cached = None  # free the previous tensors before loading others
                 cached = (key, data.load(experiment.data, device))
-            def loggers() -> list[Logger]:
-                return [*loggers_for(experiment), *([board.run(variant.name, variant.label)] if board else [])]
+            def loggers(run_dir: Path) -> list[Logger]:
+                return [*loggers_for(experiment, run_dir), *([board.run(variant.name, variant.label)] if board else [])]
 
             summary = session.execute(experiment, loggers, should_stop, out=run_dir, dataset=cached[1])
             results[i] = Result.of(variant, OK, summary, run_dir=run_dir)
@@ -293,7 +294,7 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment], list[Lo
             stopped = exc
         except Exception as exc:  # noqa: BLE001 - one variant's failure is a row in the table, not the end
             known = (specs.SpecError, runs.RunDirError, data.DataError, train.DeviceError, train.Diverged,
-                     models.ModelError)
+                     models.ModelError, limits.LimitError)
             if not isinstance(exc, known):
                 traceback.print_exc(file=sys.stderr)
             message = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
@@ -454,7 +455,10 @@ def gather(paths: Sequence[Path], env: str | None = None) -> Gathered:
         if run_dir is not None:
             journals[variant.name] = run_dir / runs.JOURNAL
         summary = _read_summary(run_dir) if run_dir is not None else None
-        if summary is not None:
+        if summary is not None and summary.get("status", OK_STATUS) != OK_STATUS:
+            results.append(Result.of(variant, FAILED, error=str(summary.get("error") or summary.get("status")),
+                                     run_dir=run_dir))
+        elif summary is not None:
             results.append(Result.of(variant, OK, summary, run_dir=run_dir))
         else:
             status = (recorded or {}).get("status")
@@ -479,6 +483,7 @@ def _from_run_dir(run_dir: Path, recorded: dict[str, Any] | None) -> tuple[Varia
 
 def _read_summary(run_dir: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((run_dir / runs.SUMMARY).read_text())
+        summary = json.loads((run_dir / runs.SUMMARY).read_text())
+        return summary if isinstance(summary, dict) else None
     except (OSError, json.JSONDecodeError):
         return None

@@ -31,7 +31,7 @@ VIEWPORT = {"width": 1400, "height": 1000}
 RENDER_TIMEOUT_MS = 30_000
 SETTLE_S = 0.5  # the grid animates windows into place: positions must hold this long
 
-TITLES = {"train loss", "test", "test batch", "predictions", "spec"}
+TITLES = {"run", "train loss", "test", "learning rate", "test batch", "predictions", "spec"}
 SAMPLES = 8  # tiny_spec's train.samples: digits in the grid, cells in the prediction table
 EPOCHS = 2  # tiny_spec's train.epochs
 
@@ -145,11 +145,11 @@ def test_a_real_run_renders_in_the_browser(visdom_server: Server, tiny_mnist: Pa
     run = run_cli(str(spec), "--logger", "visdom", "--out", str(tmp_path / "run"),
                   env={"VISDOM_PORT": str(visdom_server.port)})
     assert run.returncode == 0, f"the run failed:\n{run.stdout}\n{run.stderr}"
-    assert f"{visdom_server.url}/env/tiny" in run.stderr, run.stderr
+    assert f"{visdom_server.url}/env/tiny_run" in run.stderr, run.stderr
 
     shot = ARTIFACTS / "dashboard-tiny.png"
     started = time.monotonic()
-    drawn, problems = render(f"{visdom_server.url}/env/tiny", shot)
+    drawn, problems = render(f"{visdom_server.url}/env/tiny_run", shot)
     see = f"(screenshot: {shot}, rendered in {time.monotonic() - started:.1f} s)"
 
     assert not problems, "\n".join(problems) + f"\n{see}"
@@ -159,11 +159,17 @@ def test_a_real_run_renders_in_the_browser(visdom_server: Server, tiny_mnist: Pa
     assert not overlaps(windows), f"windows cover each other: {overlaps(windows)} {see}"
 
     loss, test = windows["train loss"], windows["test"]
-    assert len(loss["traces"]) == 1 and len(test["traces"]) == 2, (
-        f"{len(loss['traces'])} train loss and {len(test['traces'])} test traces drawn, expected 1 and 2 {see}")
-    for name, d in [("train loss", loss["traces"][0]), *(("test", d) for d in test["traces"])]:
+    assert len(loss["traces"]) == 2 and len(test["traces"]) == 2, (
+        f"{len(loss['traces'])} train loss and {len(test['traces'])} test traces drawn, expected 2 and 2 {see}")
+    for name, d in [*(("train loss", d) for d in loss["traces"]), *(("test", d) for d in test["traces"])]:
         assert "L" in d, f"a {name} trace has no line segment (path d={d!r}) {see}"
+    assert loss["legend"] == ["train loss", "smoothed (0.6)"], f"train loss legend {loss['legend']} {see}"
     assert test["legend"] == ["test loss", "test accuracy"], f"test legend {test['legend']} {see}"
+    pane = windows["run"]
+    assert pane["box"][1] <= min(w["box"][1] for w in windows.values()), f"the run pane is not on top {see}"
+    assert "status\tfinished" in pane["text"] and f"epoch {EPOCHS} of {EPOCHS}" in pane["text"], (
+        f"run pane: {pane['text']!r} {see}")
+    assert "logging cost" in pane["text"] and "samples/s" in pane["text"], f"run pane: {pane['text']!r} {see}"
 
     image = windows["test batch"]["image"]
     assert image is not None, f"no <img> in the test batch window {see}"
@@ -177,6 +183,6 @@ def test_a_real_run_renders_in_the_browser(visdom_server: Server, tiny_mnist: Pa
     assert predictions["cells"] == SAMPLES, f"{predictions['cells']} prediction cells, expected {SAMPLES} {see}"
     assert '"name": "tiny"' in spec_text, f"spec: {spec_text[:300]!r} {see}"
     # Markup or entities showing as text mean the HTML was escaped twice, or not built at all.
-    for name, text in (("predictions", predictions["text"]), ("spec", spec_text)):
+    for name, text in (("predictions", predictions["text"]), ("spec", spec_text), ("run", pane["text"])):
         for raw in ("<", ">", "&lt;", "&gt;", "&amp;", "&quot;", "&#"):
             assert raw not in text, f"{name} shows {raw!r} as text: {text[:300]!r} {see}"

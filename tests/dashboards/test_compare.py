@@ -31,10 +31,11 @@ def test_a_sweep_draws_one_trace_per_variant_and_compare_draws_the_same(
     out = tmp_path / "sweep"
     result = run_cli(str(spec), "--out", str(out), env={"VISDOM_PORT": str(visdom_server.port)})
     assert result.returncode == 0, result.stderr
-    assert f"visdom: comparison at http://localhost:{visdom_server.port}/env/tiny" in result.stderr
+    # one comparison env per sweep, grouped under the experiment with its variants' envs
+    assert f"visdom: comparison at http://localhost:{visdom_server.port}/env/tiny_sweep" in result.stderr
 
     labels = {f"activation={a}, lr={lr}" for a in ("relu", "selu") for lr in ("0.1", "0.05")}
-    live = windows(visdom_server.port, "tiny")
+    live = windows(visdom_server.port, "tiny_sweep")
     assert set(live) == {*CHARTS, "results"}
     for chart in CHARTS:
         assert {name for name, _, _ in traces(live[chart])} == labels
@@ -51,18 +52,19 @@ def test_a_sweep_draws_one_trace_per_variant_and_compare_draws_the_same(
     for summary in summaries.values():
         assert f"{summary['test_accuracy']:.2%}" in table and f"{summary['test_loss']:.4f}" in table
     # every variant also has its own env, as a single run has
-    for name in summaries:
-        assert "train_loss" in windows(visdom_server.port, name)
+    for name, summary in summaries.items():
+        assert summary["visdom_env"] == "tiny_sweep-" + name.removeprefix("tiny-")
+        assert "train_loss" in windows(visdom_server.port, summary["visdom_env"])
 
     # compare, from the journals alone, into a cleared env: the same charts and table come back
     from visdom import Visdom
 
-    Visdom(port=visdom_server.port, use_incoming_socket=False).close(None, env="tiny")
-    assert windows(visdom_server.port, "tiny") == {}
+    Visdom(port=visdom_server.port, use_incoming_socket=False).close(None, env="tiny_sweep")
+    assert windows(visdom_server.port, "tiny_sweep") == {}
     board_env = {"VISDOM_PORT": str(visdom_server.port)}
     result = run_cli("compare", str(out), env=board_env)
     assert result.returncode == 0, result.stderr
-    rebuilt = windows(visdom_server.port, "tiny")
+    rebuilt = windows(visdom_server.port, "tiny_sweep")
     for chart in CHARTS:
         assert traces(rebuilt[chart]) == traces(live[chart])
     assert rebuilt["results"]["content"] == live["results"]["content"]
@@ -111,7 +113,7 @@ def test_no_server_costs_one_warning_and_never_blocks() -> None:
     board.close()
     assert time.monotonic() - started < 5
     said = out.getvalue()
-    assert said.count("cannot update the comparison") == 1 and "is incomplete" in said
+    assert said.count("no dashboard server") == 1 and "is incomplete" in said
     assert [t["y"] for t in board.figures()["train_loss"]["data"]] == [[1.0, 1.0, 1.0]]
 
 
@@ -120,5 +122,5 @@ def test_a_sweep_where_every_variant_fails_still_shows_its_table(tmp_path: Path,
     spec = tiny_spec(tmp_path, tiny_mnist, sweep={"data.root": [str(tmp_path / "a"), str(tmp_path / "b")]})
     result = run_cli(str(spec), "--out", str(tmp_path / "sweep"), env={"VISDOM_PORT": str(visdom_server.port)})
     assert result.returncode == 1, result.stderr
-    held = windows(visdom_server.port, "tiny")
+    held = windows(visdom_server.port, "tiny_sweep")
     assert "results" in held and held["results"]["content"].count("failed") == 2

@@ -17,9 +17,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:
 
 def assert_complete_dashboard(port: int, env: str, steps: int, epochs: int) -> None:
     held = windows(port, env)
-    assert {"train_loss", "test", "images", "predictions", "spec"} <= held.keys(), held.keys()
-    (loss,) = held["train_loss"]["content"]["data"]
-    assert loss["x"] == list(range(1, steps + 1))  # every step exactly once
+    assert {"run", "train_loss", "test", "images", "predictions", "spec"} <= held.keys(), held.keys()
+    loss, smoothed = held["train_loss"]["content"]["data"]
+    assert loss["x"] == smoothed["x"] == list(range(1, steps + 1))  # every step exactly once
     traces = held["test"]["content"]["data"]
     assert [t["name"] for t in traces] == ["test loss", "test accuracy"]
     assert all(t["x"] == list(range(1, epochs + 1)) for t in traces)
@@ -32,9 +32,9 @@ def test_a_run_streams_every_point_to_the_dashboard(tmp_path: Path, tiny_mnist: 
     result = run_cli(str(tiny_spec(tmp_path, tiny_mnist, train={"epochs": 3})), "--logger", "visdom",
                      "--out", str(out), env={"VISDOM_PORT": str(visdom_server.port)})
     assert result.returncode == 0, result.stderr
-    assert_complete_dashboard(visdom_server.port, "tiny", steps=36, epochs=3)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["visdom_env"] == "tiny"
+    assert summary["visdom_env"] == "tiny_run"  # one env per run, named after its run directory
+    assert_complete_dashboard(visdom_server.port, "tiny_run", steps=36, epochs=3)
 
 
 def test_a_run_without_a_server_finishes_and_replay_fills_the_dashboard(tmp_path: Path, tiny_mnist: Path) -> None:
@@ -48,7 +48,7 @@ def test_a_run_without_a_server_finishes_and_replay_fills_the_dashboard(tmp_path
     with servers.running(port=port, home=tmp_path / "visdom"):
         replayed = run_cli("replay", str(out), env={"VISDOM_PORT": str(port)})
         assert replayed.returncode == 0, replayed.stderr
-        assert_complete_dashboard(port, "tiny", steps=24, epochs=2)
+        assert_complete_dashboard(port, "tiny_run", steps=24, epochs=2)
 
 
 def test_a_run_refused_for_bad_data_leaves_the_last_dashboard_alone(tmp_path: Path, tiny_mnist: Path,
@@ -60,7 +60,7 @@ def test_a_run_refused_for_bad_data_leaves_the_last_dashboard_alone(tmp_path: Pa
                       "--out", str(tmp_path / "bad"), env=env)
     assert refused.returncode == 2 and "make data" in refused.stderr
     assert "live dashboard" not in refused.stderr  # no logger was made, so nothing was sent or cleared
-    assert_complete_dashboard(visdom_server.port, "tiny", steps=24, epochs=2)
+    assert_complete_dashboard(visdom_server.port, "tiny_good", steps=24, epochs=2)
     assert not (tmp_path / "bad").exists()
 
 

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ALICE = Credentials("alice", "correct horse battery staple")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # what the spec accepts as a name
 MARKUP = "<img src=x onerror=alert(1)><script>alert('x')</script>"
-TAGS_WE_WRITE = {"pre", "b", "table", "tr", "td"}
+TAGS_WE_WRITE = {"pre", "b", "table", "tr", "td", "code"}
 
 
 def launcher(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -215,13 +215,13 @@ def test_every_text_of_a_real_run_is_escaped(tmp_path: Path, tiny_mnist: Path, v
 
     experiment = spec.load(tiny_spec(tmp_path, tiny_mnist, description=f"shows {MARKUP} & more"))
     logger = VisdomLogger(f"{MARKUP}/..", "http://localhost", visdom_server.port, flush_interval=0.05, out=out)
-    summary = session.execute(experiment, lambda: [logger], out=tmp_path / "run")
+    summary = session.execute(experiment, lambda run_dir: [logger], out=tmp_path / "run")
 
     env = logger.env
     assert summary["visdom_env"] == env and NAME.match(env)
     held = windows(visdom_server.port, env)
     texts = {win: w["content"] for win, w in held.items() if w["type"] == "text"}
-    assert set(texts) == {"spec", "predictions"}
+    assert set(texts) == {"run", "spec", "predictions"}
     for win, content in texts.items():
         assert set(re.findall(r"<\s*/?\s*([A-Za-z]+)", content)) <= TAGS_WE_WRITE, win
     assert "shows &lt;img src=x onerror=alert(1)&gt;&lt;script&gt;" in texts["spec"]

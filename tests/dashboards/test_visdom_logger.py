@@ -22,6 +22,7 @@ from dashboards import server as servers
 from dashboard_helpers import delivered, wait_until, windows
 from dashboards.visdom_logger import READ_TIMEOUT, VisdomLogger
 from helpers import tiny_spec
+from runner.smoothing import ema
 
 # The test's own Visdom client (used to read back) warns through a deprecated logging call.
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
@@ -65,10 +66,13 @@ def traces(window: dict[str, Any]) -> dict[str, tuple[list, list]]:
 def assert_complete(port: int, feed: Feed) -> None:
     """Every point exactly once, in order; every pane present and showing the last epoch."""
     held = windows(port, ENV)
-    assert set(held) == {"train_loss", "test", "images", "predictions", "spec"}
-    (xs, ys), = traces(held["train_loss"]).values()
-    assert xs == list(range(feed.step))
+    assert set(held) == {"run", "train_loss", "test", "images", "predictions", "spec"}
+    loss = traces(held["train_loss"])
+    assert list(loss) == ["train loss", "smoothed (0.6)"]
+    (xs, ys), (smooth_xs, smoothed) = loss.values()
+    assert xs == smooth_xs == list(range(feed.step))
     assert ys == pytest.approx([1 / (s + 1) for s in xs])
+    assert smoothed == pytest.approx(ema(ys, 0.6))
     test = traces(held["test"])
     assert list(test) == ["test loss", "test accuracy"]
     epochs = list(range(1, feed.epoch + 1))
@@ -282,7 +286,7 @@ def test_real_training_is_not_held_up_by_a_hung_server(tmp_path: Path, tiny_mnis
     out = io.StringIO()
     logger = TimedClose(ENV, "http://127.0.0.1", hung_server.port, close_timeout=2, out=out)
     started = time.monotonic()
-    summary = session.execute(experiment, lambda: [logger], out=tmp_path / "run")
+    summary = session.execute(experiment, lambda run_dir: [logger], out=tmp_path / "run")
     elapsed = time.monotonic() - started
 
     assert summary["steps"] == 36 and (tmp_path / "run" / "summary.json").exists()

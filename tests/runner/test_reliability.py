@@ -21,7 +21,7 @@ from runner.spec import Experiment
 
 CPU = torch.device("cpu")
 EPOCHS = 150  # of 12 steps: long enough to be interrupted, short enough to rerun
-TIMING = {"train_seconds", "eval_seconds", "samples_per_second", "wall_seconds", "run_dir"}
+TIMING = {"logging", "train_seconds", "eval_seconds", "samples_per_second", "wall_seconds", "run_dir"}
 
 
 def experiment(root: Path, **train_spec: Any) -> Experiment:
@@ -82,7 +82,8 @@ def test_divergence_on_the_command_line(tmp_path: Path, tiny_mnist: Path) -> Non
     assert "became nan" in result.stderr.lower() or "became inf" in result.stderr.lower()
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert sum('"train_loss"' in line for line in lines) >= 1
-    assert not (out / "summary.json").exists()
+    summary = json.loads((out / "summary.json").read_text())  # the run directory says how it ended
+    assert summary["status"] == "diverged" and "became" in summary["error"] and "\n" not in summary["error"]
 
 
 def start_long_run(tmp_path: Path, tiny_mnist: Path, out: Path) -> subprocess.Popen:
