@@ -29,6 +29,7 @@ import html
 import json
 import math
 import os
+import re
 import struct
 import sys
 import tarfile
@@ -140,6 +141,12 @@ def read_run(run_dir: Path) -> Run:
         replay(run_dir / runs.JOURNAL, journal)
     except JournalError as exc:
         notes.append(f"{exc} The report shows the events before that line.")
+        line = re.search(r", line (\d+):", str(exc))
+        if line:  # replay stops at the damage with the last steps unsent: read just the lines before it
+            with open(run_dir / runs.JOURNAL, "rb") as f:
+                limit = sum(map(len, f.read().splitlines(keepends=True)[:int(line.group(1)) - 1]))
+            journal = Journal()
+            replay(run_dir / runs.JOURNAL, journal, limit=limit)
     except OSError as exc:
         notes.append(f"{run_dir / runs.JOURNAL} cannot be read: {exc.strerror}.")
     spec = _read_json(run_dir / runs.SPEC, notes)
@@ -668,7 +675,7 @@ def results_html(path: Path, results: Sequence[Any]) -> str:
         body.append("<tr>" + "".join(tds) + "</tr>")
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     errors = "".join(f"<li>{html.escape(e)}</li>" for e in sweep.errors(results))
-    return (f'<table class="sortable" id="results"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
+    return (f'<table class="sortable" id="results-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
             f"</table><p class=meta>Click a column to sort by it.</p>" + (f"<h3>Errors</h3><ul>{errors}</ul>"
                                                                          if errors else ""))
 
