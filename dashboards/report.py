@@ -234,6 +234,10 @@ def _layout(title: str, xtitle: str, ytitle: str, percent: bool = False) -> dict
 def _figure(fid: str, title: str, xtitle: str, ytitle: str, data: list[dict[str, Any]],
             percent: bool = False) -> dict[str, Any]:
     layout = _layout(title, xtitle, ytitle, percent)
+    values = {y for d in data for y in d["y"] if y is not None}
+    if len(values) == 1:  # plotly would centre a flat line in [-1, 1]; show it against zero instead
+        (v,) = values
+        layout["yaxis"]["range"] = sorted([0, 1.5 * v]) if v else [-1, 1]
     if xtitle == "epoch":  # whole epochs only, at most about ten ticks
         last = max((x for d in data for x in d["x"]), default=1)
         layout["xaxis"]["dtick"] = max(1, math.ceil(last / 10))
