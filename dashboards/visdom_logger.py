@@ -21,8 +21,9 @@ again after any failure (a restarted server may sign cookies with a new secret).
 Windows of the env (one env per run, its old windows cleared first):
     train_loss   line: loss per global step
     test         line: test loss and test accuracy per epoch, one chart with a legend
-    images       the fixed test batch as a grid of digits
-    predictions  predicted vs true for that batch, wrong ones marked
+    metric_NAME  line per other metric the loop reports, e.g. metric_lr: the learning rate per step
+    images       the fixed test batch as a grid of images, grey or colour
+    predictions  predicted vs true class names for that batch, wrong ones marked
     spec         the run's resolved spec
 """
 
@@ -36,14 +37,14 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, Callable, Mapping, Sequence, TextIO
 from urllib.parse import quote
 
 import requests
 
 # READ_TIMEOUT is re-exported: a request's longest wait is part of what this logger promises.
 from dashboards.connection import READ_TIMEOUT, Connection, LoginRefused  # noqa: F401
-from runner.loggers import ClosingLogger, Info
+from runner.loggers import BaseLogger, Info, Pixels
 
 MAX_RETRY_DELAY = 2.0  # while the server is away; a refused connection is cheap, so retry often
 # Visdom's server diffs the whole window on every append (deepcopy + jsonpatch), so an append costs
@@ -105,7 +106,10 @@ def safe_env(name: str) -> str:
     return safe or "run"
 
 
-class VisdomLogger(ClosingLogger):
+METRIC_TITLES = {"lr": "learning rate"}
+
+
+class VisdomLogger(BaseLogger):
     """Live dashboard on a Visdom server; never blocks or stops training (see the module docstring)."""
 
     def __init__(self, env: str, server: str | None = None, port: int | None = None, *,
@@ -144,6 +148,7 @@ class VisdomLogger(ClosingLogger):
         self._spec = _Pane("spec", self._spec_message)
         self._panes = [self._images, self._predictions, self._spec]
         self._run_dir: str | None = None
+        self._classes: list[str] | None = None  # class names by label, from the start info
 
         # Touched by the sender thread only (stats() reads the counters).
         self._env_ready = False  # the env exists and last run's windows are closed
@@ -164,12 +169,14 @@ class VisdomLogger(ClosingLogger):
 
     def start(self, info: Info) -> None:
         self._run_dir = str(info.get("run_dir")) if info.get("run_dir") else None
+        classes = (info.get("dataset") or {}).get("classes")
+        self._classes = [str(c) for c in classes] if isinstance(classes, list) else None
         text = json.dumps(dict(info), indent=2, default=str)
         if len(text) > MAX_TEXT_CHARS:
             text = text[:MAX_TEXT_CHARS] + f"\n... (cut at {MAX_TEXT_CHARS} characters)"
         self._set(self._spec, f"<pre>{html.escape(text)}</pre>")
 
-    def images(self, pixels: Sequence[Sequence[Sequence[int]]]) -> None:
+    def images(self, pixels: Pixels) -> None:
         if len(pixels):  # train.samples may be 0: nothing to show
             # Turned into a PNG by the sender, off the training thread; checked for size there too.
             self._set(self._images, pixels[:MAX_IMAGES])
@@ -179,6 +186,19 @@ class VisdomLogger(ClosingLogger):
             self._loss.xs.extend(steps)
             self._loss.ys[0].extend(_finite(v) for v in losses)
 
+    def metrics(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
+        with self._lock:
+            for name, value in values.items():
+                win = f"metric_{safe_env(name)}"
+                plot = next((p for p in self._plots if p.win == win), None)
+                if plot is None:
+                    title = METRIC_TITLES.get(name, name)
+                    plot = _Plot(win, {"title": title, "xlabel": "step", "ylabel": title},
+                                 ys=[[]])
+                    self._plots.append(plot)
+                plot.xs.append(step)
+                plot.ys[0].append(_finite(value))
+
     def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
         with self._lock:
             self._test.xs.append(epoch)
@@ -187,7 +207,7 @@ class VisdomLogger(ClosingLogger):
 
     def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
         # The table follows the image grid, so it is capped like it; HTML made by the sender.
-        self._set(self._predictions, (epoch, list(predicted[:MAX_IMAGES]), list(truth[:MAX_IMAGES])))
+        self._set(self._predictions, (epoch, list(predicted[:MAX_IMAGES]), list(truth[:MAX_IMAGES]), self._classes))
 
     def close(self, summary: Info | None) -> None:
         """Drain for at most `close_timeout` seconds, then report once. Never raises."""
@@ -259,7 +279,9 @@ class VisdomLogger(ClosingLogger):
             self._conn.post({"eid": self.env}, f"env/{quote(self.env)}")
             self._conn.post({"eid": self.env, "win": None}, "close")
             self._env_ready = sent_any = True
-        for plot in self._plots:
+        with self._lock:
+            plots = list(self._plots)  # metrics may add a window meanwhile
+        for plot in plots:
             with self._lock:
                 n, start = len(plot.xs), plot.sent
                 xs, ys = plot.xs[start:n], [trace[start:n] for trace in plot.ys]
@@ -363,19 +385,19 @@ class VisdomLogger(ClosingLogger):
         data = [{"x": xs, "y": trace} for trace in ys]  # traces in the order the whole send made them
         return {"win": plot.win, "eid": self.env, "append": True, "data": data}, "update"
 
-    def _image_message(self, pixels: Sequence[Sequence[Sequence[int]]]) -> Message:
+    def _image_message(self, pixels: Pixels) -> Message:
         import numpy as np
 
         # Sizes first, before numpy allocates anything for them.
-        side = max((len(row) for image in pixels for row in (image, *image)), default=0)
+        side = max((len(row) for image in pixels for channel in image for row in (channel, *channel)), default=0)
         if side > MAX_IMAGE_SIDE:
             raise ValueError(f"images up to {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels are sent, these have "
                              f"a side of {side}")
-        # uint8 0..255, white digits on black as in MNIST; doubled in size so small digits are legible.
+        # uint8 0..255 [N, C, H, W], grey or colour; small images doubled in size so they are legible.
         a = np.asarray(pixels, dtype=np.float32)
-        if a.ndim != 3:
-            raise ValueError(f"expected N images of H x W pixels, got an array of shape {a.shape}")
-        a = np.clip(a, 0, 255)[:, None] / 255.0
+        if a.ndim != 4 or a.shape[1] not in (1, 3):
+            raise ValueError(f"expected N images of 1 or 3 channels of H x W pixels, got an array of shape {a.shape}")
+        a = np.clip(a, 0, 255) / 255.0
         if side <= 32:
             a = a.repeat(2, axis=2).repeat(2, axis=3)
         # Visdom sizes the pane to the image exactly and its frame then clips the edges: leave room.
@@ -387,12 +409,14 @@ class VisdomLogger(ClosingLogger):
     def _spec_message(self, text: str) -> Message:
         return self._viz.text(text, win="spec", env=self.env, opts={"title": "spec", "width": 420, "height": 420})
 
-    def _predictions_message(self, content: tuple[int, list[int], list[int]]) -> Message:
-        epoch, predicted, truth = content
+    def _predictions_message(self, content: tuple[int, list[int], list[int], list[str] | None]) -> Message:
+        epoch, predicted, truth, classes = content
         rows = -(-len(truth) // IMAGES_PER_ROW)
+        longest = max((len(c) for c in classes or ()), default=1)
         # Room for the whole table, which the default text pane would hide behind scroll bars.
-        opts = {"title": "predictions", "width": 520, "height": 90 + 26 * rows}
-        return self._viz.text(_predictions_html(epoch, predicted, truth), win="predictions", env=self.env,
+        opts = {"title": "predictions", "width": max(520, min(1400, 100 + IMAGES_PER_ROW * 16 * longest)),
+                "height": 90 + 26 * rows}
+        return self._viz.text(_predictions_html(epoch, predicted, truth, classes), win="predictions", env=self.env,
                               opts=opts)
 
 
@@ -410,14 +434,19 @@ def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _predictions_html(epoch: int, predicted: list[int], truth: list[int]) -> str:
-    """A table laid out like the image grid: each cell is the prediction, wrong ones red with the truth."""
+def _predictions_html(epoch: int, predicted: list[int], truth: list[int], classes: list[str] | None = None) -> str:
+    """A table laid out like the image grid: each cell is the predicted class, wrong ones red with the
+    true class ("Sneaker ✗ (Sandal)")."""
+    def name(label: int) -> str:
+        known = classes is not None and 0 <= label < len(classes)
+        return html.escape(classes[label] if known else str(label))  # type: ignore[index]
+
     right = sum(p == t for p, t in zip(predicted, truth))
-    cells = [f"<td>{html.escape(str(p))}</td>" if p == t else
-             f'<td style="color:#d00;font-weight:bold">&#10007;{html.escape(str(p))} ({html.escape(str(t))})</td>'
+    cells = [f"<td>{name(p)}</td>" if p == t else
+             f'<td style="color:#d00;font-weight:bold">{name(p)} &#10007; ({name(t)})</td>'
              for p, t in zip(predicted, truth)]
     rows = "".join(f"<tr>{''.join(cells[i:i + IMAGES_PER_ROW])}</tr>" for i in range(0, len(cells), IMAGES_PER_ROW))
     return (f"<b>epoch {html.escape(str(epoch))}</b>: {right} of {len(truth)} right; cells follow the test batch "
-            "image, wrong ones read &#10007;predicted (true)"
+            "image, wrong ones read predicted &#10007; (true)"
             f'<table style="text-align:center;white-space:nowrap;border-collapse:separate;border-spacing:10px 4px">'
             f"{rows}</table>")

@@ -318,10 +318,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     except Exception as exc:  # data and device problems carry their own one-paragraph messages
         from runner.data import DataError
+        from runner.models import ModelError
         from runner.runs import RunDirError
         from runner.train import DeviceError
 
-        if isinstance(exc, (DataError, DeviceError, RunDirError)):
+        if isinstance(exc, (DataError, DeviceError, ModelError, RunDirError)):
             print(f"error: {exc}", file=sys.stderr)
             return USAGE_ERROR
         raise

@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from runner.loggers import ClosingLogger, Info
+from runner.loggers import BaseLogger, Info
 
 
-class ConsoleLogger(ClosingLogger):
+class ConsoleLogger(BaseLogger):
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(highlight=False)
         self._progress: Progress | None = None
@@ -39,9 +39,6 @@ class ConsoleLogger(ClosingLogger):
             self._progress.start()
         self._epoch_started = time.perf_counter()
 
-    def images(self, pixels: Sequence[Sequence[Sequence[int]]]) -> None:
-        pass  # a terminal has no room for digits; the dashboard shows them
-
     def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
         if self._progress is None or self._task is None:
             return
@@ -59,9 +56,6 @@ class ConsoleLogger(ClosingLogger):
             self._progress.update(self._task, epoch=min(epoch + 1, self._epochs))
         self._epoch_first_step = 0
         self._epoch_started = time.perf_counter()
-
-    def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
-        pass
 
     def close(self, summary: Info | None) -> None:
         super().close(summary)

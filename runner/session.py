@@ -76,7 +76,8 @@ def execute(experiment: Experiment, make_loggers: Callable[[], Sequence[Logger]]
         if resume is None:
             logger.start({"name": experiment.name, "spec": experiment.model_dump(mode="json"),
                           "device": str(device), "run_dir": str(run_dir), "torch_version": torch.__version__,
-                          "visdom_env": visdom_env, "train_size": len(dataset.train), "test_size": len(dataset.test),
+                          "visdom_env": visdom_env, "dataset": dataset.info.describe(),
+                          "train_size": len(dataset.train), "test_size": len(dataset.test),
                           "steps_per_epoch": -(-len(dataset.train) // experiment.data.batch_size)})
         else:  # the dashboard and console first get what the journal already holds
             replay_journal(journal.path, FanOut(*loggers), limit=resume["journal_bytes"])

@@ -12,9 +12,10 @@ import difflib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
+                      model_validator)
 
 Activation = Literal["relu", "leaky_relu", "selu", "softplus", "sigmoid", "tanh", "gelu"]
 ACTIVATIONS: tuple[str, ...] = Activation.__args__  # type: ignore[attr-defined]
@@ -31,23 +32,37 @@ class Frozen(BaseModel):
 
 
 class DataSpec(Frozen):
-    dataset: Literal["mnist"] = Field("mnist", description="Which dataset: mnist (60,000 train / 10,000 test digits).")
-    root: str = Field("data", description="Folder holding MNIST/raw/ in torchvision's layout; `make data` fills it.")
+    dataset: Literal["mnist", "fashion_mnist", "idx", "image_folder"] = Field(
+        "mnist", description="Which dataset: mnist (60,000 train / 10,000 test digits), fashion_mnist (the same "
+                             "sizes, 10 kinds of clothing), idx (your own IDX files in data.root) or image_folder "
+                             "(your own images, root/train/<class>/*.png and root/test/<class>/*.png).")
+    root: str = Field("data", description="Data folder: mnist and fashion_mnist live in its MNIST/raw and "
+                                          "FashionMNIST/raw (`make data` fills them); idx and image_folder read "
+                                          "their files from it directly.")
     batch_size: int = Field(200, gt=0, description="Training examples per optimisation step.")
     test_batch_size: int = Field(1000, gt=0, description="Examples per forward pass when evaluating.")
     train_limit: int | None = Field(None, gt=0, description="Use only the first N training examples (null: all).")
     test_limit: int | None = Field(None, gt=0, description="Use only the first N test examples (null: all).")
-    verify: bool = Field(True, description="Check each file's sha256 against the published MNIST sums; "
-                                           "turn off only for your own IDX files.")
+    verify: bool = Field(True, description="Check mnist's and fashion_mnist's files against their published "
+                                           "sha256 sums (your own idx and image_folder files have none).")
 
 
-class ModelSpec(Frozen):
+Widths = tuple[int, ...]
+
+
+def _positive(widths: Widths) -> Widths:
+    if any(w <= 0 for w in widths):
+        raise ValueError("every width must be a positive integer")
+    return widths
+
+
+class MLPSpec(Frozen):
     kind: Literal["mlp", "logistic"] = Field(
         "mlp", description="mlp: hidden layers with an activation; logistic: one linear layer (softmax regression).")
     api: Literal["module", "functional"] = Field(
         "module", description="module: nn.Sequential; functional: raw weight tensors and F.* calls, as the tutorial's "
                               "low-level version. Same init and seed give the same function.")
-    hidden: tuple[int, ...] = Field((200, 200), description="Widths of the hidden layers, input to output.")
+    hidden: Widths = Field((200, 200), description="Widths of the hidden layers, input to output.")
     activation: Activation = Field("relu", description="Activation after each hidden layer.")
     output_activation: Literal["none"] | Activation = Field(
         "none", description="Activation applied to the logits. Keep none: the tutorial's ReLU here hurts accuracy.")
@@ -64,24 +79,75 @@ class ModelSpec(Frozen):
             data = {**data, "hidden": ()}
         return data
 
-    @field_validator("hidden")
-    @classmethod
-    def _positive_widths(cls, widths: tuple[int, ...]) -> tuple[int, ...]:
-        if any(w <= 0 for w in widths):
-            raise ValueError("every hidden width must be a positive integer")
-        return widths
+    _widths = field_validator("hidden")(_positive)
+
+
+class CNNSpec(Frozen):
+    kind: Literal["cnn"] = Field("cnn", description="cnn: convolutions and pooling, then dense layers; LeNet-5 by "
+                                                    "default.")
+    channels: Widths = Field((6, 16), min_length=1, description="Output channels of each convolution; each is "
+                                                                "followed by the activation and a 2x2 pooling.")
+    kernel: int = Field(5, gt=0, le=15, description="Side of every convolution's square kernel.")
+    padding: Literal["same", "valid"] = Field(
+        "same", description="same: each convolution keeps the image size (only pooling halves it), so any image "
+                            "size works; valid: no padding, as LeNet-5 on 32x32 images.")
+    pool: Literal["max", "avg"] = Field("max", description="2x2 pooling after each convolution: max or avg.")
+    hidden: Widths = Field((120, 84), description="Widths of the dense layers after the convolutions.")
+    activation: Activation = Field("relu", description="Activation after each convolution and dense layer.")
+    batch_norm: bool = Field(False, description="BatchNorm after each convolution.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before each dense layer, in [0, 1).")
+
+    _widths = field_validator("channels", "hidden")(_positive)
+
+
+class PythonSpec(Frozen):
+    kind: Literal["python"] = Field("python", description="python: your own nn.Module, built by model.target.")
+    target: str = Field(..., pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$",
+                        description="module:callable, e.g. models.small_cnn:build. Called as "
+                                    "callable(in_shape=(C, H, W), classes=N, **args); returns an nn.Module that "
+                                    "maps images [N, C, H, W] to logits [N, classes].")
+    args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the callable; sweeps "
+                                                                   "may vary them as model.args.NAME.")
+    path: str | None = Field(None, description="Folder searched first for the module, before PYTHONPATH; null: "
+                                               "the experiment file's folder (filled in when the file is read).")
+
+
+MODEL_TAGS = {"mlp": "mlp", "logistic": "mlp", "cnn": "cnn", "python": "python"}
+
+
+def _model_tag(value: Any) -> str | None:
+    kind = value.get("kind", "mlp") if isinstance(value, dict) else getattr(value, "kind", None)
+    return MODEL_TAGS.get(kind) if isinstance(kind, str) else None
+
+
+ModelSpec = MLPSpec  # the tutorial's models; `Model` is any model section
+Model = Annotated[
+    Union[Annotated[MLPSpec, Tag("mlp")], Annotated[CNNSpec, Tag("cnn")], Annotated[PythonSpec, Tag("python")]],
+    Discriminator(_model_tag, custom_error_type="model_kind",
+                  custom_error_message=f"model.kind must be one of {', '.join(MODEL_TAGS)}"),
+]
 
 
 class OptimSpec(Frozen):
-    name: Literal["sgd", "adam"] = Field("sgd", description="Optimiser: sgd or adam.")
-    lr: float = Field(0.01, gt=0, description="Learning rate, > 0.")
+    name: Literal["sgd", "adam", "adamw"] = Field("sgd", description="Optimiser: sgd, adam or adamw.")
+    lr: float = Field(0.01, gt=0, description="Learning rate, > 0 (the peak rate when a schedule is set).")
     momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum in [0, 1); sgd only.")
-    weight_decay: float = Field(0.0, ge=0, description="L2 penalty, >= 0.")
+    nesterov: bool = Field(False, description="Nesterov momentum; sgd with momentum > 0 only.")
+    weight_decay: float = Field(0.0, ge=0, description="L2 penalty (decoupled for adamw), >= 0.")
+    schedule: Literal["none", "step", "cosine", "onecycle"] = Field(
+        "none", description="How the learning rate moves, per step: none (constant), step (times gamma every "
+                            "step_epochs), cosine (down to 0 by the last step), onecycle (up to lr, then down).")
+    warmup_epochs: float = Field(0.0, ge=0, description="Epochs of linear warm-up from lr/100 to lr before the "
+                                                        "schedule; for onecycle, its rising phase.")
+    step_epochs: int = Field(10, gt=0, description="step schedule: epochs between two decays.")
+    gamma: float = Field(0.1, gt=0, le=1, description="step schedule: factor applied at each decay.")
 
     @model_validator(mode="after")
-    def _momentum_is_for_sgd(self) -> "OptimSpec":
+    def _options_fit_the_optimiser(self) -> "OptimSpec":
         if self.name != "sgd" and self.momentum:
-            raise ValueError("momentum applies to sgd only; adam has its own betas")
+            raise ValueError(f"momentum applies to sgd only; {self.name} has its own betas")
+        if self.nesterov and not (self.name == "sgd" and self.momentum > 0):
+            raise ValueError("nesterov needs sgd with momentum > 0")
         return self
 
 
@@ -104,6 +170,9 @@ class TrainSpec(Frozen):
             raise ValueError("compile and cuda_graphs are alternatives; set one of them")
         return self
 
+    channels_last: bool = Field(False, description="Keep images and convolution weights in channels-last memory "
+                                                   "order (faster convolutions on some hardware).")
+
 class VisdomSpec(Frozen):
     server: str | None = Field(None, description="Visdom server URL; null: $VISDOM_SERVER or http://localhost.")
     port: int | None = Field(None, gt=0, lt=65536, description="Visdom port; null: $VISDOM_PORT or 8097.")
@@ -114,14 +183,22 @@ class VisdomSpec(Frozen):
 UNSWEPT = ("name", "description", "sweep", "visdom")
 
 
+MODEL_SPECS: tuple[type[BaseModel], ...] = (MLPSpec, CNNSpec, PythonSpec)
+OPEN_KEYS = ("model.args.",)  # sections whose keys are the person's own: any name below them is a key
+
+
 def sweepable_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
-    """Every dotted key of an experiment that a sweep may vary, e.g. model.activation, optim.lr, seed."""
+    """Every dotted key of an experiment that a sweep may vary, e.g. model.activation, optim.lr, seed
+    (the model's keys of every kind)."""
     model = model or Experiment
-    keys = []
+    keys: list[str] = []
     for name, info in model.model_fields.items():
         if not prefix and name in UNSWEPT:
             continue
-        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+        if model is Experiment and name == "model":
+            for kind in MODEL_SPECS:
+                keys += [k for k in sweepable_keys(kind, "model.") if k not in keys]
+        elif isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
             keys += sweepable_keys(info.annotation, f"{prefix}{name}.")
         else:
             keys.append(prefix + name)
@@ -137,7 +214,7 @@ def check_sweep(sweep: Any) -> dict[str, list[Any]]:
         raise ValueError(f"declares nothing to vary; {example}")
     known = sweepable_keys()
     for key, values in sweep.items():
-        if key not in known:
+        if key not in known and not any(key.startswith(p) and len(key) > len(p) for p in OPEN_KEYS):
             if key.split(".")[0] in UNSWEPT:
                 why = f"{key} cannot be swept: each variant gets its own name and dashboard env from the sweep"
             elif any(k.startswith(key + ".") for k in known):
@@ -165,7 +242,8 @@ class Experiment(Frozen):
     description: str = Field("", description="What the experiment shows, in a sentence or two.")
     seed: int = Field(0, ge=0, lt=2**63, description="Seeds init and batch order; same seed on CPU, same result.")
     data: DataSpec = Field(default_factory=DataSpec, description="Dataset and batching.")
-    model: ModelSpec = Field(default_factory=ModelSpec, description="The network.")
+    model: Model = Field(default_factory=MLPSpec, description="The network: kind mlp or logistic (the "
+                         "tutorial's), cnn, or python (your own nn.Module).")
     loss: Literal["cross_entropy", "mse"] = Field(
         "cross_entropy", description="cross_entropy on the logits, or mse between softmax probabilities and one-hot "
                                      "targets.")
@@ -182,17 +260,31 @@ class Experiment(Frozen):
     def _sweep_shape(cls, sweep: Any) -> Any:
         return sweep if sweep is None else check_sweep(sweep)
 
+    @model_validator(mode="after")
+    def _parts_fit_together(self) -> "Experiment":
+        if self.train.cuda_graphs and self.optim.schedule != "none":
+            raise ValueError("train.cuda_graphs replays the step with a fixed learning rate; use optim.schedule "
+                             "none with it, or turn cuda_graphs off")
+        return self
+
 
 def _describe(error: dict[str, Any], source: str) -> str:
-    key = ".".join(str(part) for part in error["loc"]) or "the top level"
+    loc = list(error["loc"])
+    if loc[:1] == ["model"] and len(loc) > 1 and loc[1] in MODEL_TAGS.values():
+        del loc[1]  # the kind pydantic tried: the key a person wrote is model.X
+    key = ".".join(str(part) for part in loc) or "the top level"
     message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
+    if error["type"] == "model_kind":
+        key, message = "model.kind", f"must be one of {', '.join(MODEL_TAGS)}"
+        error = {**error, "input": error["input"].get("kind") if isinstance(error["input"], dict) else error["input"]}
+    elif error["type"] == "extra_forbidden":
         message = "is not a known key"
     elif error["type"] == "literal_error":
         message = f"must be one of {error['ctx']['expected']}"
     elif error["type"] == "string_pattern_mismatch":
         valid = {"name": "letters, digits, '_', '.', '-' (up to 100, starting with a letter or digit)",
-                 "device": "auto, cpu, mps, cuda or cuda:N"}
+                 "device": "auto, cpu, mps, cuda or cuda:N",
+                 "target": "module:callable, e.g. models.small_cnn:build"}
         message = f"must be {valid.get(str(error['loc'][-1]), 'of the form ' + error['ctx']['pattern'])}"
     got = error.get("input")
     shown = "" if error["type"] in ("missing",) or isinstance(got, dict) else f" (got {json.dumps(got)[:60]})"
@@ -260,6 +352,10 @@ def load(path: Path, overrides: list[str] = ()) -> Experiment:  # type: ignore[a
         return parse(data, str(path))
     for assignment in overrides:
         data = apply_override(data, assignment)
+    model = data.get("model")
+    if isinstance(model, dict) and model.get("kind") == "python" and model.get("path") is None:
+        # Your own model's module is looked for beside the experiment file, wherever the run resumes.
+        data = {**data, "model": {**model, "path": str(path.resolve().parent)}}
     source = str(path) + (f" with --set {' '.join(overrides)}" if overrides else "")
     return parse(data, source)
 

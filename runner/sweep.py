@@ -254,7 +254,7 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment], list[Lo
     Returns the results in plan order and the train.Stopped that ended the sweep early, if one did.
     The results table and plan are rewritten after each variant, so a killed sweep still leaves them.
     """
-    from runner import data, session, train
+    from runner import data, models, session, train
 
     results = [Result.of(v, NOT_RUN) if v.experiment else Result.of(v, FAILED, error=v.error or "")
                for v in plan.variants]
@@ -292,7 +292,8 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment], list[Lo
             results[i] = Result.of(variant, STOPPED, error=str(exc), run_dir=run_dir)
             stopped = exc
         except Exception as exc:  # noqa: BLE001 - one variant's failure is a row in the table, not the end
-            known = (specs.SpecError, runs.RunDirError, data.DataError, train.DeviceError, train.Diverged)
+            known = (specs.SpecError, runs.RunDirError, data.DataError, train.DeviceError, train.Diverged,
+                     models.ModelError)
             if not isinstance(exc, known):
                 traceback.print_exc(file=sys.stderr)
             message = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"

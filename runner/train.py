@@ -78,14 +78,14 @@ def _device(name: str) -> torch.device:
     return device
 
 
-def loss_function(kind: str) -> LossFn:
+def loss_function(kind: str, classes: int) -> LossFn:
     """loss(logits, targets, reduction="mean"|"sum") for a spec's `loss`."""
     if kind == "cross_entropy":  # softmax + log + NLL, on the logits
         return F.cross_entropy
 
     def mse(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         # Probabilities regressed onto one-hot targets: the tutorial's "regression" reading.
-        onehot = F.one_hot(targets, models.CLASSES).to(logits.dtype)
+        onehot = F.one_hot(targets, classes).to(logits.dtype)
         per_sample = (logits.softmax(dim=1) - onehot).pow(2).mean(dim=1)
         return per_sample.sum() if reduction == "sum" else per_sample.mean()
 
@@ -93,21 +93,57 @@ def loss_function(kind: str) -> LossFn:
 
 
 def make_optimizer(spec: OptimSpec, parameters: Any, capturable: bool = False) -> torch.optim.Optimizer:
-    if spec.name == "adam":  # capturable: its step count lives on the device, as a CUDA graph needs
-        return torch.optim.Adam(parameters, lr=spec.lr, weight_decay=spec.weight_decay, capturable=capturable)
-    return torch.optim.SGD(parameters, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+    if spec.name in ("adam", "adamw"):  # capturable: its step count lives on the device, as a CUDA graph needs
+        kind = torch.optim.Adam if spec.name == "adam" else torch.optim.AdamW
+        return kind(parameters, lr=spec.lr, weight_decay=spec.weight_decay, capturable=capturable)
+    return torch.optim.SGD(parameters, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov,
+                           weight_decay=spec.weight_decay)
+
+
+Schedule = torch.optim.lr_scheduler.LRScheduler
+
+
+def make_schedule(spec: OptimSpec, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
+                  epochs: int) -> Schedule | None:
+    """The learning-rate schedule, stepped once per training step; None when the rate is constant."""
+    from torch.optim import lr_scheduler as s
+
+    total = steps_per_epoch * epochs
+    warm = min(round(spec.warmup_epochs * steps_per_epoch), total - 1)
+    if spec.schedule == "onecycle":  # its own warm-up; momentum left as the spec sets it
+        return s.OneCycleLR(optimizer, max_lr=spec.lr, total_steps=total, pct_start=warm / total if warm else 0.3,
+                            cycle_momentum=False)
+    if spec.schedule == "none" and not warm:
+        return None
+    main: Schedule = {
+        "none": lambda: s.LambdaLR(optimizer, lambda _: 1.0),
+        "step": lambda: s.StepLR(optimizer, step_size=spec.step_epochs * steps_per_epoch, gamma=spec.gamma),
+        "cosine": lambda: s.CosineAnnealingLR(optimizer, T_max=max(total - warm, 1)),
+    }[spec.schedule]()
+    if not warm:
+        return main
+    ramp = s.LinearLR(optimizer, start_factor=0.01, total_iters=warm)
+    return s.SequentialLR(optimizer, [ramp, main], milestones=[warm])
 
 
 def train_one_epoch(step: steps.Step, split: data.Split, batch_size: int, generator: torch.Generator, state: State,
                     log_every: int, logger: Logger, should_stop: Callable[[], str | None] = lambda: None,
-                    lr_hint: str = "") -> str | None:
-    """Steps over `split` from `state.batch` on, updating `state`; returns why it stopped early, if it did."""
+                    lr_hint: str = "", optimizer: torch.optim.Optimizer | None = None,
+                    schedule: Schedule | None = None) -> str | None:
+    """Steps over `split` from `state.batch` on, updating `state`; returns why it stopped early, if it did.
+
+    The schedule, if any, moves the learning rate after every step; the rate each chunk's last step
+    used goes to the logger as the metric `lr`.
+    """
     pending: list[torch.Tensor] = []  # losses still on the device: no host sync per step
+    lr = optimizer.param_groups[0]["lr"] if optimizer is not None else None
 
     def flush() -> None:
         losses = torch.stack(pending).tolist()  # one device-to-host copy per chunk
         pending.clear()
         logger.train_loss(state.epoch, list(range(state.step - len(losses) + 1, state.step + 1)), losses)
+        if lr is not None:
+            logger.metrics(state.epoch, state.step, {"lr": float(lr)})
         bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
         if bad is not None:
             step = state.step - len(losses) + 1 + bad
@@ -120,6 +156,9 @@ def train_one_epoch(step: steps.Step, split: data.Split, batch_size: int, genera
     # Resuming mid-epoch: the same order, from the first batch not yet done.
     for x, y in data.batches(split, batch_size, generator, skip=state.batch):
         pending.append(step(x, y))
+        if schedule is not None:
+            lr = optimizer.param_groups[0]["lr"]  # type: ignore[union-attr]
+            schedule.step()
         state.step += 1
         state.batch += 1
         if len(pending) == log_every:
@@ -151,6 +190,12 @@ def evaluate(model: nn.Module, loss_fn: LossFn, split: data.Split, batch_size: i
     return total.item() / len(split), correct.item() / len(split), predicted
 
 
+def _what(spec: Experiment) -> str:
+    """How a message names the model: a person's own by its target."""
+    model = spec.model
+    return f"model.target {model.target!r}" if model.kind == "python" else f"the {model.kind} model"  # type: ignore[union-attr]
+
+
 def _sync(device: torch.device) -> None:
     """Wait for the device's queued work, so wall-clock timings mean what they say."""
     if device.type == "cuda":
@@ -170,24 +215,36 @@ def fit(spec: Experiment, dataset: data.Dataset, device: torch.device, logger: L
     """
     torch.manual_seed(spec.seed)
     generator = torch.Generator().manual_seed(spec.seed)
-    model = models.build(spec.model).to(device)
+    info = dataset.info
+    model = models.build(spec.model, info)
+    models.check_logits(model, dataset.train.x[:spec.data.batch_size].cpu(), info, _what(spec))
+    memory_format = torch.channels_last if spec.train.channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format)
+    if spec.train.channels_last:
+        dataset = data.Dataset(*(data.Split(s.x.contiguous(memory_format=memory_format), s.y)
+                                 for s in (dataset.train, dataset.test)), info)
     optimizer = make_optimizer(spec.optim, model.parameters(), capturable=spec.train.cuda_graphs)
+    steps_per_epoch = -(-len(dataset.train) // spec.data.batch_size)
+    schedule = make_schedule(spec.optim, optimizer, steps_per_epoch, spec.train.epochs)
     state = State()
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
+        if schedule is not None:
+            schedule.load_state_dict(resume["schedule"])
         torch.set_rng_state(resume["torch_rng"])
         state = State(**resume["state"])
-    loss_fn = loss_function(spec.loss)
+    loss_fn = loss_function(spec.loss, len(info.classes))
     step = steps.make(model, optimizer, loss_fn, device, compile=spec.train.compile,
                       cuda_graphs=spec.train.cuda_graphs, batch_size=spec.data.batch_size)
     shown = min(spec.train.samples, len(dataset.test))
     if resume is None:
-        logger.images(data.denormalise(dataset.test.x[:shown]).tolist())
+        logger.images(data.denormalise(dataset.test.x[:shown], info).tolist())
     truth = dataset.test.y[:shown].tolist()
 
     def save() -> None:
         checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "schedule": None if schedule is None else schedule.state_dict(),
                     "torch_rng": torch.get_rng_state(), "state": vars(state).copy()})
 
     lr_hint = f" (optim.lr is {spec.optim.lr})"
@@ -200,7 +257,7 @@ def fit(spec: Experiment, dataset: data.Dataset, device: torch.device, logger: L
         try:
             model.train()
             reason = train_one_epoch(step, dataset.train, spec.data.batch_size, generator, state,
-                                     spec.train.log_every, logger, should_stop, lr_hint)
+                                     spec.train.log_every, logger, should_stop, lr_hint, optimizer, schedule)
         finally:
             _sync(device)
             state.train_seconds += time.perf_counter() - started

@@ -44,8 +44,8 @@ def launcher(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
                           text=True, timeout=120, env={**base, **(env or {})})
 
 
-def digits(n: int, side: int = 28) -> list[list[list[int]]]:
-    return [[[(k * 37 + r * c) % 256 for c in range(side)] for r in range(side)] for k in range(n)]
+def digits(n: int, side: int = 28) -> list[list[list[list[int]]]]:
+    return [[[[(k * 37 + r * c) % 256 for c in range(side)] for r in range(side)]] for k in range(n)]
 
 
 def png_size(src: str) -> tuple[int, int]:

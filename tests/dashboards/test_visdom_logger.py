@@ -31,8 +31,9 @@ INFO = {"name": "tiny <script>alert('x')</script>", "spec": {"model": {"activati
         "device": "cpu", "run_dir": "/tmp/runs/tiny-1"}
 
 
-def digits(n: int) -> list[list[list[int]]]:
-    return [[[(k * 37 + r * c) % 256 for c in range(28)] for r in range(28)] for k in range(n)]
+def digits(n: int) -> list[list[list[list[int]]]]:
+    """n grey images [1][28][28]."""
+    return [[[[(k * 37 + r * c) % 256 for c in range(28)] for r in range(28)]] for k in range(n)]
 
 
 class Feed:

@@ -58,8 +58,11 @@ def test_the_journal_replays_every_event(tmp_path: Path, tiny_mnist: Path) -> No
     logger = NullLogger()
     replay(out / "metrics.jsonl", logger)
     names = [name for name, _ in logger.calls]
-    assert names == ["start", "images", "train_loss", "evaluation", "predictions", "train_loss", "evaluation",
-                     "predictions", "close"]
+    assert [n for n in names if n != "metrics"] == ["start", "images", "train_loss", "evaluation", "predictions",
+                                                   "train_loss", "evaluation", "predictions", "close"]
+    # The learning rate of each chunk's last step (log_every 4), replayed after that epoch's steps.
+    assert names[3:6] == ["metrics"] * 3
+    assert [(c["step"], c["values"]) for c in logger.named("metrics")] == [(s, {"lr": 0.1}) for s in range(4, 25, 4)]
     steps = [s for c in logger.named("train_loss") for s in c["steps"]]
     assert steps == list(range(1, 25))
     assert logger.named("close")[0]["summary"]["steps"] == 24

@@ -24,10 +24,11 @@ def test_reads_what_was_written(tiny_mnist: Path) -> None:
 
 def test_load_normalises_once_and_limits(tiny_mnist: Path) -> None:
     dataset = data.load(DataSpec(root=str(tiny_mnist), verify=False, train_limit=100), torch.device("cpu"))
-    assert dataset.train.x.shape == (100, 784) and dataset.train.x.dtype == torch.float32
+    assert dataset.train.x.shape == (100, 1, 28, 28) and dataset.train.x.dtype == torch.float32
     assert dataset.test.y.dtype == torch.int64 and len(dataset.test) == 200
     images, _ = make_digits(600, seed=1)
-    assert torch.equal(data.denormalise(dataset.train.x), images[:100])
+    assert torch.equal(data.denormalise(dataset.train.x, dataset.info), images[:100, None])
+    assert dataset.info is data.MNIST
 
 
 def test_batches_cover_every_example_once_in_a_seeded_order(tiny_mnist: Path) -> None:
@@ -46,7 +47,7 @@ def test_batches_cover_every_example_once_in_a_seeded_order(tiny_mnist: Path) ->
 @pytest.mark.parametrize("damage, words", [
     ("missing", ["is missing", "make data"]),
     ("truncated", ["truncated", "make data"]),
-    ("wrong magic", ["not an IDX file", "make data"]),
+    ("wrong magic", ["not an IDX images file", "make data"]),
     ("unreadable", ["cannot be read", "make data"]),
 ])
 def test_damaged_files_are_named_with_the_fix(tiny_mnist: Path, damage: str, words: list[str]) -> None:

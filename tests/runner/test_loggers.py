@@ -5,13 +5,13 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import pytest
 from rich.console import Console
 
 from runner.console import ConsoleLogger
-from runner.loggers import FanOut, JsonlLogger, Logger, NullLogger
+from runner.loggers import BaseLogger, FanOut, JsonlLogger, Logger, NullLogger, replay
 
 INFO = {"name": "contract", "spec": {"description": "d", "data": {"batch_size": 10}, "train": {"epochs": 2}},
         "device": "cpu", "run_dir": "runs/contract", "steps_per_epoch": 4, "visdom_env": None}
@@ -21,11 +21,12 @@ SUMMARY = {"name": "contract", "test_accuracy": 0.5, "test_loss": 1.0, "epochs":
 
 def send_events(logger: Logger) -> None:
     logger.start(INFO)
-    logger.images([[[0] * 28] * 28] * 2)
+    logger.images([[[[0] * 28] * 28]] * 2)
     for epoch in (1, 2):
         first = (epoch - 1) * 4 + 1
         logger.train_loss(epoch, [first, first + 1], [2.0, 1.5])
         logger.train_loss(epoch, [first + 2, first + 3], [1.2, 1.0])
+        logger.metrics(epoch, first + 3, {"lr": 0.1 / epoch})
         logger.evaluation(epoch, first + 3, 0.9, 0.6)
         logger.predictions(epoch, [1, 2], [1, 3])
 
@@ -81,3 +82,28 @@ def test_fan_out_closes_every_logger_even_if_one_fails(tmp_path: Path, capsys: p
         pass
     assert last.named("close") == [{"summary": None}]
     assert "Broken failed to close: disk full" in capsys.readouterr().err
+
+
+def test_a_backend_implements_only_what_it_shows(tmp_path: Path) -> None:
+    """BaseLogger's defaults: a logger of one method takes every event, including ones added later."""
+    class LossOnly(BaseLogger):
+        def __init__(self) -> None:
+            self.losses: list[float] = []
+
+        def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
+            self.losses += losses
+
+    only = LossOnly()
+    with FanOut(only, NullLogger()) as logger:
+        send_events(logger)
+    assert only.losses == [2.0, 1.5, 1.2, 1.0] * 2 and only._closed
+
+
+def test_journals_of_grey_images_replay_as_one_channel(tmp_path: Path) -> None:
+    """Journals written before colour hold images [N][H][W]; replay hands loggers [N][1][H][W]."""
+    journal = tmp_path / "metrics.jsonl"
+    journal.write_text(json.dumps({"event": "images", "pixels": [[[1, 2], [3, 4]]] * 3}) + "\n"
+                       + json.dumps({"event": "images", "pixels": [[[[1, 2], [3, 4]]]] * 3}) + "\n")
+    logger = NullLogger()
+    replay(journal, logger)
+    assert [c["pixels"] for c in logger.named("images")] == [[[[[1, 2], [3, 4]]]] * 3] * 2

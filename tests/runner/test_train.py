@@ -88,8 +88,8 @@ def test_evaluation_changes_nothing(tiny_mnist: Path) -> None:
     model, _, _ = fit(spec)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     test = data.load(spec.data, CPU).test
-    first = train.evaluate(model, train.loss_function("cross_entropy"), test, 64)
-    second = train.evaluate(model, train.loss_function("cross_entropy"), test, 17)
+    first = train.evaluate(model, train.loss_function("cross_entropy", 10), test, 64)
+    second = train.evaluate(model, train.loss_function("cross_entropy", 10), test, 17)
     assert first[:2] == pytest.approx(second[:2])
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert model.training  # evaluate puts it back
