@@ -44,7 +44,7 @@ from urllib.parse import quote
 from dashboards.assets import AssetError, load_manifest
 from runner import runs
 from runner.fetch import FetchError, npm_tarball
-from runner.loggers import ClosingLogger, Info, JournalError, replay
+from runner.loggers import BaseLogger, Info, JournalError, replay
 from runner.smoothing import ema
 
 REPORT = "report.html"
@@ -66,7 +66,7 @@ class ReportError(Exception):
 
 # ----- reading a run back from its journal -------------------------------------------------------
 
-class Journal(ClosingLogger):
+class Journal(BaseLogger):
     """A Logger that keeps every event it is given: what a report draws."""
 
     def __init__(self) -> None:
@@ -237,7 +237,7 @@ def _figure(fid: str, title: str, xtitle: str, ytitle: str, data: list[dict[str,
     values = {y for d in data for y in d["y"] if y is not None}
     if len(values) == 1:  # plotly would centre a flat line in [-1, 1]; show it against zero instead
         (v,) = values
-        layout["yaxis"]["range"] = sorted([0, 1.5 * v]) if v else [-1, 1]
+        layout["yaxis"]["range"] = [0, 1.05] if percent and 0 <= v <= 1 else sorted([0, 1.5 * v]) if v else [-1, 1]
     if xtitle == "epoch":  # whole epochs only, at most about ten ticks
         last = max((x for d in data for x in d["x"]), default=1)
         layout["xaxis"]["dtick"] = max(1, math.ceil(last / 10))
@@ -735,7 +735,7 @@ def write_or_warn(path: Path, out: TextIO = sys.stdout, err: TextIO = sys.stderr
     return written
 
 
-class ReportOnClose(ClosingLogger):
+class ReportOnClose(BaseLogger):
     """A Logger that writes the run's report when the run ends, however it ends (finished, stopped,
     diverged), once the journal is closed: give it after the journal to a FanOut."""
 
@@ -745,21 +745,6 @@ class ReportOnClose(ClosingLogger):
     def start(self, info: Info) -> None:
         if self.run_dir is None:
             self.run_dir = Path(info["run_dir"])
-
-    def images(self, pixels: Sequence[Any]) -> None:
-        pass
-
-    def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
-        pass
-
-    def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
-        pass
-
-    def metrics(self, epoch: int, step: int, values: Info) -> None:
-        pass
-
-    def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
-        pass
 
     def close(self, summary: Info | None) -> None:
         if self._closed:

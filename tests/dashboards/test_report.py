@@ -151,6 +151,18 @@ def test_runs_that_did_not_finish(tmp_path: Path, ending: str, status: str) -> N
         assert f"--resume {run}" in text
 
 
+def test_metrics_events_are_drawn_and_tabled(tmp_path: Path) -> None:
+    events = [start(), *steps(1, 1, [2.0, 1.0]),
+              {"event": "metrics", "epoch": 1, "step": 2, "values": {"lr": 0.01, "momentum": 0.9}},
+              *steps(1, 3, [0.5]), {"event": "metrics", "epoch": 1, "step": 3, "values": {"lr": 0.005}},
+              {"event": "evaluation", "epoch": 1, "step": 3, "test_loss": 1.0, "test_accuracy": 0.5}]
+    text = report.build(write_run(tmp_path / "run", events))
+    charts = {f["layout"]["title"]["text"]: f for f in figures(text)}
+    assert {"learning rate", "momentum"} <= set(charts) and not any("constant" in t for t in charts)
+    assert charts["learning rate"]["data"][0]["x"] == [2, 3] and charts["learning rate"]["data"][0]["y"] == [0.01, 0.005]
+    assert "<th>lr</th>" in text and "<td>0.005</td>" in text  # the per-epoch table: lr at the epoch's end
+
+
 def test_a_damaged_journal_shows_what_came_before(tmp_path: Path) -> None:
     run = write_run(tmp_path / "run", [start(), *steps(1, 1, [2.0, 1.0])])
     with open(run / "metrics.jsonl", "a") as f:
@@ -198,14 +210,18 @@ def test_a_sweep_report_overlays_seeds_as_a_band(tmp_path: Path) -> None:
             write_run(sweep / name, [
                 {"event": "start", "info": {"name": name, "spec": spec}}, *steps(1, 1, [2.0 + shift, 1.0 + shift]),
                 {"event": "evaluation", "epoch": 1, "step": 2, "test_loss": 0.3 + shift,
-                 "test_accuracy": summary["test_accuracy"]}], spec=spec, summary=summary)
+                 "test_accuracy": summary["test_accuracy"]},
+                {"event": "metrics", "epoch": 1, "step": 2, "values": {"lr": 0.01 * (1 + seed)}}], spec=spec,
+                summary=summary)
             flat = {"name": name, "seed": seed, "model.activation": activation}
             variants.append({"name": name, "base": "s", "label": f"activation={activation}", "source": "s.json",
                              "status": "ok", "error": "", "run_dir": name, "flat": flat})
     (sweep / "sweep.json").write_text(json.dumps({"name": "s", "env": "s", "variants": variants}))
     text = report.build(sweep)
     charts = {f["id"]: f for f in figures(text)}
-    assert set(charts) == {"train_loss", "test_accuracy", "test_loss"}
+    assert set(charts) == {"train_loss", "test_accuracy", "test_loss", "metric_0"}
+    lr_band = next(t for t in charts["metric_0"]["data"] if t["name"] == "activation=relu max")
+    assert lr_band["y"] == [pytest.approx(0.02)]
     names = [t["name"] for t in charts["test_loss"]["data"]]
     assert "activation=relu (mean of 2 seeds)" in names and "activation=relu max" in names
     band = next(t for t in charts["test_loss"]["data"] if t["name"] == "activation=selu max")

@@ -84,7 +84,7 @@ def check_charts(seen: dict[str, Any], expected: set[str], see: str) -> None:
     assert ids == expected, f"charts {sorted(ids)}, expected {sorted(expected)} {see}"
     for chart in seen["charts"]:
         assert chart["svgs"] >= 1, f"chart {chart['id']} has no plotly SVG {see}"
-        drawn = [d for d in chart["lines"] if "L" in d]
+        drawn = [d for d in chart["lines"] if any(segment in d for segment in "LHV")]  # HV: a step curve
         assert drawn, f"chart {chart['id']} draws no line: {chart['lines']} {see}"
 
 
@@ -101,7 +101,7 @@ def test_a_run_report_renders_offline_with_text_escaped(tiny_mnist: Path, tmp_pa
     see = f"(screenshot: {shot})"
     assert not problems, "\n".join(problems) + f"\n{see}"
     assert requests == [path.as_uri()], f"requests beyond the file itself: {requests} {see}"
-    check_charts(seen, {"train_loss", "test_loss", "test_accuracy", "lr"}, see)
+    check_charts(seen, {"train_loss", "test_loss", "test_accuracy", "metric_0"}, see)  # metric_0: lr
     assert seen["description"] == {"text": MARKUP, "children": 0}, f"description: {seen['description']} {see}"
     assert seen["scripts"] == 3, f"{seen['scripts']} script elements: markup became a script {see}"
     images = seen["images"]
@@ -135,7 +135,7 @@ def test_a_sweep_report_renders_bands_and_sorts(tiny_mnist: Path, tmp_path: Path
     see = f"(screenshot: {shot})"
     assert not problems, "\n".join(problems) + f"\n{see}"
     assert requests == [path.as_uri()], f"requests beyond the file itself: {requests} {see}"
-    check_charts(seen, {"train_loss", "test_accuracy", "test_loss"}, see)
+    check_charts(seen, {"train_loss", "test_accuracy", "test_loss", "metric_0"}, see)
     for chart in seen["charts"]:  # two variants of two seeds each: a band per variant
         assert chart["fills"] >= 2, f"chart {chart['id']} has {chart['fills']} seed bands {see}"
     assert seen["description"] == {"text": MARKUP, "children": 0}, f"description: {seen['description']} {see}"
