@@ -8,6 +8,10 @@ import io
 import json
 import math
 import re
+import signal
+import subprocess
+import sys
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,7 @@ from typing import Any
 import pytest
 
 from dashboards import report
-from helpers import run_cli, tiny_spec
+from helpers import ROOT, run_cli, tiny_spec
 
 SPEC = {"name": "handmade", "description": "made by hand", "optim": {"name": "sgd", "lr": 0.05},
         "train": {"epochs": 3}}
@@ -259,6 +263,32 @@ def test_every_run_writes_its_report_unless_told_not_to(tiny_mnist: Path, tmp_pa
     done = run_cli(str(spec), "--logger", "null", "--out", str(tmp_path / "b"), "--no-report")
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / "b" / "report.html").exists() and "report:" not in done.stdout
+
+
+def test_stopped_resumed_and_diverged_runs_get_reports(tiny_mnist: Path, tmp_path: Path) -> None:
+    spec = tiny_spec(tmp_path, tiny_mnist, train={"epochs": 40, "log_every": 1})  # long enough to be stopped
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "runner", str(spec), "--logger", "null", "--out", str(out)],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().count('"train_loss"') > 30):
+        assert time.monotonic() < deadline and process.poll() is None, "the run did not start"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert f"report: {out / 'report.html'}" in stdout
+    assert 'class="status problem">stopped<' in (out / "report.html").read_text()
+
+    resumed = run_cli("--resume", str(out), "--logger", "null")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"report: {out / 'report.html'}" in resumed.stdout
+    assert 'class="status">finished<' in (out / "report.html").read_text()
+
+    diverged = run_cli(str(tiny_spec(tmp_path, tiny_mnist)), "--logger", "null", "--set", "optim.lr=1e6",
+                       "--out", str(tmp_path / "diverged"))
+    assert diverged.returncode == 3, diverged.stderr
+    assert 'class="status problem">diverged<' in (tmp_path / "diverged" / "report.html").read_text()
 
 
 def test_a_report_that_cannot_be_written_is_a_warning(tiny_mnist: Path, tmp_path: Path) -> None:
