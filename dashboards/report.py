@@ -574,7 +574,7 @@ def page(title: str, header: str, sections: Sequence[tuple[str, str]], figures: 
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             # Nothing may be fetched: scripts and styles are inline, images are data URIs.
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-            f"script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data: blob:; "
+            f"script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; "
             f"font-src data:\">"
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>{header}{body}"
             f"<footer>Made by <code>python -m runner report</code> on {made} from the files in "
