@@ -85,7 +85,7 @@ def cpu() -> str:
 
 def plotly_bytes() -> int:
     sys.path.insert(0, str(ROOT))
-    from dashboards.report import plotly_js
+    from dashboards.report_page import plotly_js
 
     return len(plotly_js().encode())
 

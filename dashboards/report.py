@@ -16,39 +16,33 @@ the comparison env) and a sortable results table.
 Charts keep at most MAX_POINTS points per trace (a min/max envelope of the raw curve, so spikes
 survive); tables, and the per-step CSV the page offers for download, hold every value exactly.
 
-This lives in `dashboards/` because it reads the plotly pin from `assets.json`; it imports no torch
-and no visdom, so `python -m runner report` answers in well under a second. `python -m runner`
+The page itself (inline plotly.js, escaping, PNG data URIs) is `report_page`'s. This lives in
+`dashboards/` because the page reads the plotly pin from `assets.json` (runner/ never imports
+dashboards/ but for the CLI's lazy imports); it imports no torch and no visdom, so `python -m runner report` answers in well under a second. `python -m runner`
 writes a report at the end of every run and sweep (`ReportOnClose`, `write_or_warn`).
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import html
 import json
 import math
 import os
 import re
-import struct
 import sys
-import tarfile
 import tempfile
-import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence, TextIO
 from urllib.parse import quote
 
-from dashboards.assets import AssetError, load_manifest
+from dashboards.report_page import ReportError, cell, charts, header, page, png, summary_html, table_html
 from runner import runs
-from runner.fetch import FetchError, npm_tarball
 from runner.loggers import BaseLogger, Info, JournalError, replay
 from runner.smoothing import ema
 
 REPORT = "report.html"
-PLOTLY, PLOTLY_MEMBER = "plotly.js-dist-min", "package/plotly.min.js"
 MAX_POINTS = 2000  # per trace on a chart
 SWEEP_MAX_POINTS = 1000  # per trace on a sweep's charts: three traces per variant
 DEFAULT_SMOOTHING = 0.6  # TensorBoard's default; a spec's visdom.smoothing overrides it
@@ -58,10 +52,6 @@ IMAGE_BOX = 84  # CSS pixels of the longer side of a sample image
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
 METRIC_TITLES = {"lr": "learning rate"}
-
-
-class ReportError(Exception):
-    """The report cannot be made (plotly.js cannot be had); the message says why."""
 
 
 # ----- reading a run back from its journal -------------------------------------------------------
@@ -350,38 +340,6 @@ def _translucent(colour: str) -> str:
 
 # ----- images ------------------------------------------------------------------------------------
 
-def png(image: Any) -> tuple[bytes, int, int]:
-    """A PNG of one sample, [H][W] grey or [C][H][W] with C 1 (grey) or 3 (colour), values 0-255."""
-    if image and isinstance(image[0], list) and image[0] and isinstance(image[0][0], list):  # [C][H][W]
-        channels = len(image)
-        if channels not in (1, 3):
-            raise ValueError(f"{channels} channels; a sample image has 1 or 3")
-        planes = image if channels == 3 else image[:1]
-    else:
-        planes = [image]
-    height, width = len(planes[0]), len(planes[0][0]) if planes[0] else 0
-    if not height or not width or any(len(p) != height or any(len(r) != width for r in p) for p in planes):
-        raise ValueError("images of uneven or empty rows")
-    clamp = [max(0, min(255, int(v))) for p in planes for r in p for v in r]
-    area = height * width
-    raw = bytearray()
-    for y in range(height):
-        raw.append(0)  # filter: none
-        if len(planes) == 1:
-            raw += bytes(clamp[y * width:(y + 1) * width])
-        else:  # interleave the planes: RGBRGB...
-            for x in range(width):
-                raw += bytes(clamp[c * area + y * width + x] for c in range(3))
-
-    def chunk(tag: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + tag + payload + struct.pack(">I", zlib.crc32(tag + payload))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2 if len(planes) == 3 else 0, 0, 0, 0)
-    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(raw), 9)) \
-        + chunk(b"IEND", b"")
-    return data, width, height
-
-
 def class_name(index: Any, classes: Sequence[Any]) -> str:
     if isinstance(index, int) and 0 <= index < len(classes):
         return str(classes[index])
@@ -421,40 +379,7 @@ def samples_html(j: Journal) -> str:
     return head + '<div class=samples>' + "".join(cells) + "</div>"
 
 
-# ----- tables ------------------------------------------------------------------------------------
-
-def _cell(value: Any) -> str:
-    """A value as text, exactly: floats in full (repr), containers as compact JSON."""
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(", ", ": "))
-    return "" if value is None else str(value)
-
-
-def table_html(header: Sequence[str], rows: Iterable[Sequence[Any]], cls: str = "") -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def summary_html(summary: dict[str, Any] | None) -> str:
-    """Whatever the summary holds: scalars as a two-column table, lists of records as their own tables."""
-    if summary is None:
-        return "<p class=note>No summary: the run did not finish.</p>"
-    scalars = [(k, v) for k, v in summary.items() if not _records(v)]
-    parts = [table_html(["key", "value"], scalars, "kv")]
-    for key, value in summary.items():
-        if _records(value):
-            columns = list(dict.fromkeys(k for record in value for k in record))
-            parts.append(f"<h3>{html.escape(str(key))}</h3>"
-                         + table_html(columns, ([r.get(c) for c in columns] for r in value)))
-    return "".join(parts)
-
-
-def _records(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
-
+# ----- run sections -------------------------------------------------------------------------------
 
 def epochs_html(j: Journal) -> str:
     if not j.evaluations:
@@ -482,124 +407,6 @@ def steps_csv_link(j: Journal, name: str) -> str:
             f'{quote(csv)}">Every train step\'s loss, exact (CSV, {len(j.steps):,} rows)</a></p>')
 
 
-# ----- the page ----------------------------------------------------------------------------------
-
-@functools.lru_cache(maxsize=1)
-def plotly_js() -> str:
-    """plotly.min.js out of the tarball pinned in assets.json (fetched into the cache once, sha256 checked)."""
-    try:
-        package = next(p for p in load_manifest().packages if p.name == PLOTLY)
-        tarball = npm_tarball(package.name, package.version, package.sha256)
-        with tarfile.open(tarball) as tar:
-            member = tar.extractfile(PLOTLY_MEMBER)
-            if member is None:
-                raise ReportError(f"{tarball.name} has no {PLOTLY_MEMBER}")
-            js = member.read().decode("utf-8")
-    except StopIteration:
-        raise ReportError(f"the asset manifest pins no {PLOTLY}; reports inline it from there.") from None
-    except (AssetError, FetchError, tarfile.TarError, OSError) as exc:
-        raise ReportError(f"plotly.js cannot be had: {exc}") from None
-    return js.replace("</script", "<\\/script")  # cannot end the inline script early
-
-
-def _json_for_script(value: Any) -> str:
-    # Inside <script>, "<" could start "</script>"; JSON lets it be written as \u003c.
-    return json.dumps(value, allow_nan=False, separators=(",", ":")).replace("<", "\\u003c").replace(
-        ">", "\\u003e").replace("&", "\\u0026")
-
-
-STYLE = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1280px;
- padding:0 20px;color:#222}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
-h3{font-size:14px;margin:16px 0 6px}.description{font-size:15px;margin:4px 0 8px;white-space:pre-wrap}
-.meta{color:#555}.note{color:#8a5a00}.status{display:inline-block;padding:1px 8px;border-radius:10px;
- background:#e6f4ea;color:#137333;font-weight:600}.status.problem{background:#fce8e6;color:#a50e0e}
-.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(540px,1fr));gap:12px}
-.chart{border:1px solid #e3e3e3;border-radius:4px;min-height:340px}
-table{border-collapse:collapse;margin:6px 0}th,td{padding:3px 10px;border-bottom:1px solid #eee;text-align:right;
- font-variant-numeric:tabular-nums;vertical-align:top}th{background:#f6f6f6}td:first-child,th:first-child{text-align:left}
-table.kv td{text-align:left}table.sortable th{cursor:pointer;user-select:none}
-table.sortable th[aria-sort=ascending]::after{content:" \\25B2"}table.sortable th[aria-sort=descending]::after{content:" \\25BC"}
-.samples{display:flex;flex-wrap:wrap;gap:10px}figure{margin:0;text-align:center;font-size:12px;width:96px}
-figure img{image-rendering:pixelated;border:1px solid #ccc;display:block;margin:0 auto 2px}
-figcaption.ok{color:#137333}figcaption.bad{color:#a50e0e;font-weight:600}.truth{font-weight:400;color:#555}
-pre{background:#f6f8fa;padding:10px;overflow:auto;max-height:480px;font-size:12px}
-footer{margin-top:32px;color:#777;font-size:12px}
-"""
-
-SCRIPT = """
-(function () {
-  var figures = JSON.parse(document.getElementById('figures').textContent);
-  figures.forEach(function (f) {
-    Plotly.newPlot(document.getElementById(f.id), f.data, f.layout, {displaylogo: false, responsive: true});
-  });
-  function key(cell) {
-    var v = cell.getAttribute('data-v');
-    if (v === null) v = cell.textContent;
-    var n = parseFloat(v);
-    return v === '' ? null : (isNaN(n) ? v.toLowerCase() : n);
-  }
-  document.querySelectorAll('table.sortable').forEach(function (table) {
-    var heads = Array.prototype.slice.call(table.tHead.rows[0].cells);
-    heads.forEach(function (th, i) {
-      th.title = 'sort by ' + th.textContent;
-      th.addEventListener('click', function () {
-        var up = th.getAttribute('aria-sort') !== 'ascending';
-        heads.forEach(function (h) { h.removeAttribute('aria-sort'); });
-        th.setAttribute('aria-sort', up ? 'ascending' : 'descending');
-        var body = table.tBodies[0];
-        var rows = Array.prototype.slice.call(body.rows);
-        rows.sort(function (a, b) {
-          var x = key(a.cells[i]), y = key(b.cells[i]);
-          if (x === null || y === null) return (x === null) - (y === null);  // empty cells last
-          if (typeof x !== typeof y) { x = String(x); y = String(y); }
-          return (x < y ? -1 : x > y ? 1 : 0) * (up ? 1 : -1);
-        });
-        rows.forEach(function (r) { body.appendChild(r); });
-      });
-    });
-  });
-})();
-"""
-
-
-def page(title: str, header: str, sections: Sequence[tuple[str, str]], figures: list[dict[str, Any]],
-         source: Path) -> str:
-    """The whole HTML document; `header` and section bodies are HTML already escaped by their makers."""
-    body = "".join(f'<section id="{html.escape(sid)}"><h2>{html.escape(name)}</h2>{content}</section>'
-                   for sid, name, content in ((n.lower().replace(" ", "-"), n, c) for n, c in sections if c))
-    made = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            # Nothing may be fetched: scripts and styles are inline, images are data URIs.
-            f"<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-            f"script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; "
-            f"font-src data:\">"
-            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>{header}{body}"
-            f"<footer>Made by <code>python -m runner report</code> on {made} from the files in "
-            f"<code>{html.escape(str(source))}</code>. Self-contained: plotly.js {html.escape(_plotly_version())} "
-            f"is inlined; nothing is loaded from the network.</footer>"
-            f'<script type="application/json" id="figures">{_json_for_script(figures)}</script>'
-            f"<script>{plotly_js()}</script><script>{SCRIPT}</script></body></html>\n")
-
-
-def _plotly_version() -> str:
-    return next((p.version for p in load_manifest().packages if p.name == PLOTLY), "?")
-
-
-def _charts(figures: list[dict[str, Any]]) -> str:
-    return '<div class=charts>' + "".join(f'<div class=chart id="{f["id"]}"></div>' for f in figures) + "</div>"
-
-
-def _header(name: str, description: str, status: str, meta: Sequence[str], notes: Sequence[str]) -> str:
-    problem = "" if status in ("finished", "ok") else " problem"
-    return (f"<header><h1>{html.escape(name)} <span class=\"status{problem}\">{html.escape(status)}</span></h1>"
-            + (f'<p class=description id=description>{html.escape(description)}</p>' if description else "")
-            + f"<p class=meta>{' &middot; '.join(html.escape(m) for m in meta if m)}</p>"
-            + "".join(f"<p class=note>{html.escape(n)}</p>" for n in notes) + "</header>")
-
-
 def run_report(run: Run) -> str:
     j, info, s = run.journal, run.journal.info, run.summary or {}
     dataset = info.get("dataset") if isinstance(info.get("dataset"), dict) else {}
@@ -619,12 +426,12 @@ def run_report(run: Run) -> str:
     elif run.status == "unfinished":
         notes.append("The journal has no end: the process was killed, or is still running.")
     figures = run_figures(run)
-    sections = [("Charts", _charts(figures) if figures else "<p class=note>No training steps yet.</p>"),
+    sections = [("Charts", charts(figures) if figures else "<p class=note>No training steps yet.</p>"),
                 ("Samples", samples_html(j)),
                 ("Per epoch", epochs_html(j) + steps_csv_link(j, run.name)),
                 ("Summary", summary_html(run.summary)),
                 ("Spec", f"<pre>{html.escape(json.dumps(run.spec, indent=2))}</pre>")]
-    return page(f"{run.name}: report", _header(run.name, str(run.spec.get("description") or ""), run.status, meta,
+    return page(f"{run.name}: report", header(run.name, str(run.spec.get("description") or ""), run.status, meta,
                                                notes), sections, figures, run.path)
 
 
@@ -647,10 +454,10 @@ def sweep_report(path: Path) -> str:
     meta = [f"sweep {path.name}", f"{len(results)} variants, {ok} finished",
             f"{len(groups)} curves" + (" (seeds as mean and min-max band)" if len(groups) < len(loaded) else "")]
     status = "finished" if ok == len(results) else f"{len(results) - ok} not finished"
-    sections = [("Charts", _charts(figures) if figures else "<p class=note>No variant has trained yet.</p>"),
+    sections = [("Charts", charts(figures) if figures else "<p class=note>No variant has trained yet.</p>"),
                 ("Results", results_html(path, results)),
                 ("Spec", spec_html(plan.variants, first))]
-    return page(f"{plan.name}: report", _header(plan.name, description, status, meta, notes), sections, figures,
+    return page(f"{plan.name}: report", header(plan.name, description, status, meta, notes), sections, figures,
                 path)
 
 
@@ -668,7 +475,7 @@ def results_html(path: Path, results: Sequence[Any]) -> str:
         tds = []
         for column, text in zip(header, row):
             value = raw[column](result) if column in raw else text
-            sort = "" if value is None else _cell(value)
+            sort = "" if value is None else cell(value)
             content = html.escape(text)
             if column == "variant" and result.run_dir:
                 target = Path(result.run_dir) / REPORT
@@ -689,7 +496,7 @@ def spec_html(variants: Sequence[Any], first: Run | None) -> str:
     flats = [v.flat for v in variants]
     keys = sorted({k for f in flats for k in f})
     varied = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1 and k != "name"]
-    rows = [[k, ", ".join(dict.fromkeys(_cell(f.get(k)) for f in flats))] for k in varied]
+    rows = [[k, ", ".join(dict.fromkeys(cell(f.get(k)) for f in flats))] for k in varied]
     text = table_html(["varied key", "values"], rows, "kv") if rows else ""
     if first is not None:
         text += (f"<h3>spec of {html.escape(first.name)}</h3>"

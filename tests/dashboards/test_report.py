@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from dashboards import report
+from dashboards import report, report_page
 from helpers import ROOT, run_cli, tiny_spec
 
 SPEC = {"name": "handmade", "description": "made by hand", "optim": {"name": "sgd", "lr": 0.05},
@@ -81,16 +81,16 @@ def decode_png(data: bytes) -> tuple[int, int, int, bytes]:
 
 def test_png_of_grey_and_colour_samples() -> None:
     grey = [[0, 255, 10], [20, 30, 300]]  # [H][W], the journal format before channels; 300 clamps
-    width, height, kind, raw = decode_png(report.png(grey)[0])
+    width, height, kind, raw = decode_png(report_page.png(grey)[0])
     assert (width, height, kind) == (3, 2, 0)
     assert raw == bytes([0, 0, 255, 10, 0, 20, 30, 255])
-    assert decode_png(report.png([grey])[0])[3] == raw  # [1][H][W] is the same picture
+    assert decode_png(report_page.png([grey])[0])[3] == raw  # [1][H][W] is the same picture
     colour = [[[255, 0]], [[0, 128]], [[0, 7]]]  # [3][1][2]: a red pixel, then (0, 128, 7)
-    width, height, kind, raw = decode_png(report.png(colour)[0])
+    width, height, kind, raw = decode_png(report_page.png(colour)[0])
     assert (width, height, kind) == (2, 1, 2)
     assert raw == bytes([0, 255, 0, 0, 0, 128, 7])
     with pytest.raises(ValueError):
-        report.png([[[1]], [[2]]])  # two channels
+        report_page.png([[[1]], [[2]]])  # two channels
 
 
 # ----- run reports ---------------------------------------------------------------------------------
