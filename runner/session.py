@@ -54,7 +54,7 @@ def execute(experiment: Experiment, make_loggers: Callable[[], Sequence[Logger]]
             dataset: data.Dataset | None = None) -> dict[str, Any]:
     """Train `experiment` (or continue `resume_dir` from `resume`) and return its summary.
 
-    The loggers are made only once the data is loaded and the run directory exists, so input that
+    The loggers are made only once the data is loaded, the model built and the run directory exists, so input that
     fails those checks leaves no dashboard touched and no sender thread behind.
 
     Raises train.Stopped (with `.run_dir` set; a checkpoint is saved) and train.Diverged as `fit` does;
@@ -64,6 +64,7 @@ def execute(experiment: Experiment, make_loggers: Callable[[], Sequence[Logger]]
     device = train.pick_device(experiment.train)
     if dataset is None:
         dataset = data.load(experiment.data, device)  # before the run dir: bad data leaves nothing behind
+    built = train.build_model(experiment, dataset)  # so does a model that does not fit the data
     run_dir = resume_dir or runs.create(experiment, out)
     loggers = list(make_loggers())
     visdom_env = next((logger.env for logger in loggers if hasattr(logger, "env")), None)
@@ -83,7 +84,7 @@ def execute(experiment: Experiment, make_loggers: Callable[[], Sequence[Logger]]
             replay_journal(journal.path, FanOut(*loggers), limit=resume["journal_bytes"])
         try:
             model, results = train.fit(experiment, dataset, device, logger, resume=resume, checkpoint=checkpoint,
-                                       should_stop=should_stop)
+                                       should_stop=should_stop, built=built)
         except train.Stopped as stopped:
             stopped.run_dir = run_dir
             raise
