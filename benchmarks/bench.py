@@ -223,7 +223,10 @@ def main() -> int:
     report = render(rows, requests, first_step, peak, scaling, args.rounds, cnn_rows)
     print(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report)
+    # Keep the sections other benchmarks write into the same file (report_bench.py's, marked).
+    previous = args.output.read_text() if args.output.exists() else ""
+    kept = previous[previous.index("<!-- reports:"):] if "<!-- reports:" in previous else ""
+    args.output.write_text(report.rstrip("\n") + "\n\n" + kept if kept else report)
     print(f"written to {args.output}")
     return 0
 

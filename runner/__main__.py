@@ -1,4 +1,4 @@
-"""Command line: `python -m runner SPEC.json...`, `compare`, `validate`, `schema`, `replay`.
+"""Command line: `python -m runner SPEC.json...`, `compare`, `report`, `validate`, `schema`, `replay`.
 
 One spec without a sweep is one run; a spec with a sweep, or several specs, is a comparison
 (runner.sweep). Only this module turns exceptions into exit codes; torch is imported only by the
@@ -37,6 +37,16 @@ def dashboards() -> Any:
     return factory
 
 
+def make_loggers(kind: str, experiment: specs.Experiment, run_dir: Path, report: bool, **where: Any) -> list[Any]:
+    """The loggers `--logger` asks for, and with `report` the one writing report.html when the run ends."""
+    loggers = dashboards().make_loggers(kind, experiment, run_dir, **where)
+    if report:
+        from dashboards.report import ReportOnClose
+
+        loggers.append(ReportOnClose(run_dir))
+    return loggers
+
+
 def check_environment(kind: str) -> None:
     """Refuse a bad VISDOM_PORT / VISDOM_SERVER before anything is trained or written."""
     try:
@@ -69,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
 
     with session.StopOnSignal() as stop:
         try:
-            session.execute(experiment, lambda run_dir: dashboards().make_loggers(args.logger, experiment, run_dir),
+            session.execute(experiment, lambda run_dir: make_loggers(args.logger, experiment, run_dir,
+                                                                     not args.no_report),
                             stop, out=args.out, resume_dir=args.resume, resume=resume)
         except train.Stopped as stopped:
             print(f"{stopped}; checkpoint saved. Continue with: python -m runner --resume {stopped.run_dir}",
@@ -102,11 +113,16 @@ def run_sweep(args: argparse.Namespace, experiments: list[tuple[specs.Experiment
             if board is not None:
                 stack.enter_context(board)
             def loggers_for(experiment: specs.Experiment, run_dir: Path) -> list[Any]:
-                return dashboards().make_loggers(args.logger, experiment, run_dir, group=plan.name, sweep_dir=out)
+                return make_loggers(args.logger, experiment, run_dir, not args.no_report, group=plan.name,
+                                    sweep_dir=out)
 
             results, stopped = sweep.run(plan, out, loggers_for, board, stop)
         show_table(results, f"{plan.name} results")
         print(f"results: {out / sweep.RESULTS_MD}, {out / sweep.RESULTS_CSV}")
+        if not args.no_report:
+            from dashboards.report import write_or_warn
+
+            write_or_warn(out)
     if stopped is not None:
         skipped = sum(r.status == sweep.NOT_RUN for r in results)
         print(f"{stopped}; checkpoint saved. Continue that variant with: python -m runner --resume "
@@ -165,6 +181,25 @@ def compare(argv: Sequence[str]) -> int:
         a.out.mkdir(parents=True, exist_ok=True)
         sweep.write(a.out, plan, gathered.results, record_plan=False)
         print(f"results: {a.out / sweep.RESULTS_MD}, {a.out / sweep.RESULTS_CSV}")
+    return 0
+
+
+def report(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m runner report", description="Write one self-contained HTML "
+                                "file showing a run (its curves, samples, summary and spec) or a sweep (its "
+                                "curves overlaid and its results table), from the directory's files only. It opens "
+                                "in any browser without a network.")
+    p.add_argument("path", type=Path, metavar="RUN_DIR_OR_SWEEP_DIR")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="where to write it (default: "
+                   "RUN_DIR_OR_SWEEP_DIR/report.html)")
+    a = p.parse_args(argv)
+    from dashboards.report import ReportError, write
+
+    try:
+        print(f"report: {write(a.path, a.output)}")
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -234,7 +269,7 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m runner", description="Train an experiment described by a JSON file. A spec with a sweep, "
         "or several specs, is a comparison: every variant runs in turn, each with its own run directory and "
         "dashboard env, in one sweep directory with a results table. Other commands: `compare RUN_DIR...`, "
-        "`validate SPEC...`, `schema`, `replay RUN_DIR`.",
+        "`report RUN_DIR`, `validate SPEC...`, `schema`, `replay RUN_DIR`.",
         epilog="exit status: 0 ok; 1 a variant of a comparison failed; 2 bad input; 3 the run diverged; "
                "130/143 stopped by Ctrl-C/SIGTERM (checkpoint saved)")
     p.add_argument("spec", type=Path, nargs="*", help="experiment files, e.g. experiments/relu.json")
@@ -246,6 +281,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="run directory, or a comparison's sweep directory "
                                             "(default: runs/<name>-<timestamp>)")
     p.add_argument("--dry-run", action="store_true", help="list the variants a spec's sweep makes; train nothing")
+    p.add_argument("--no-report", action="store_true", help="write no report.html into the run or sweep directory "
+                                                            "at the end")
     return p
 
 
@@ -262,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return validate([Path(a) for a in argv[1:]])
         if argv[:1] == ["compare"]:
             return compare(argv[1:])
+        if argv[:1] == ["report"]:
+            return report(argv[1:])
         if argv[:1] == ["replay"]:
             p = argparse.ArgumentParser(prog="python -m runner replay")
             p.add_argument("run_dir", type=Path)
