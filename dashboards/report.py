@@ -530,8 +530,10 @@ def write(path: Path, output: Path | None = None) -> Path:
     return output
 
 
-def write_or_warn(path: Path, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> Path | None:
-    """Write the report and print where; a failure is one warning, never an exception."""
+def write_or_warn(path: Path, out: TextIO | None = None, err: TextIO | None = None) -> Path | None:
+    """Write the report and print where (to stdout and stderr as they are at the call); a failure is
+    one warning, never an exception."""
+    out, err = out or sys.stdout, err or sys.stderr
     try:
         written = write(path)
     except Exception as exc:  # noqa: BLE001 - a report is a convenience: the run's own files stand

@@ -58,10 +58,13 @@ def check_environment(kind: str) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.resume:
         if args.spec or args.set or args.out or args.dry_run:
-            raise UsageError("--resume RUN_DIR continues a run with its own spec; give no SPEC, --set, --out or "
-                             "--dry-run.")
-        from runner import runs
+            raise UsageError("--resume RUN_DIR continues a run (or SWEEP_DIR a sweep) with its own spec; give no "
+                             "SPEC, --set, --out or --dry-run.")
+        from runner import runs, sweep
 
+        if (args.resume / sweep.PLAN).is_file():
+            resumed = sweep.resume(args.resume)
+            return run_sweep(args, [], resumed.plan, args.resume, resumed)
         experiment, resume = runs.load_checkpoint(args.resume)
     elif not args.spec:
         raise UsageError("give an experiment file (e.g. experiments/relu.json) or --resume RUN_DIR.")
@@ -92,21 +95,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_sweep(args: argparse.Namespace, experiments: list[tuple[specs.Experiment, str]]) -> int:
-    """Every variant of `experiments`, one after another, then the results table."""
+def run_sweep(args: argparse.Namespace, experiments: list[tuple[specs.Experiment, str]], plan: Any = None,
+              out: Path | None = None, resumed: Any = None) -> int:
+    """Every variant of `experiments` (or, resuming, those of `plan` left to do), one after another,
+    then the results table."""
     from runner import sweep
 
-    plan = sweep.plan(experiments)
     check_environment(args.logger)
-    if args.dry_run:
-        print("\n".join(sweep.describe(plan)))
-        return USAGE_ERROR if any(v.error for v in plan.variants) else 0
+    if resumed is None:
+        plan = sweep.plan(experiments)
+        if args.dry_run:
+            print("\n".join(sweep.describe(plan)))
+            return USAGE_ERROR if any(v.error for v in plan.variants) else 0
+        out = sweep.sweep_dir(plan.name, args.out)
+        if not (len(experiments) == 1 and experiments[0][0].visdom.env):  # the comparison env is one per sweep
+            plan = dataclasses.replace(plan, env=dashboards().run_env(plan.name, out.name))
+        print(f"{plan.name}: {len(plan.variants)} variants, run directories under {out}")
+    else:
+        left = sum(r.status not in (sweep.OK, sweep.FAILED) for r in resumed.results)
+        print(f"{plan.name}: resuming {left} of {len(plan.variants)} variants under {out}")
     from runner import session
 
-    out = sweep.sweep_dir(plan.name, args.out)
-    if not (len(experiments) == 1 and experiments[0][0].visdom.env):  # the comparison env is one per sweep
-        plan = dataclasses.replace(plan, env=dashboards().run_env(plan.name, out.name))
-    print(f"{plan.name}: {len(plan.variants)} variants, run directories under {out}")
     with session.StopOnSignal() as stop:
         with contextlib.ExitStack() as stack:
             board = dashboards().make_board(args.logger, plan.env, plan.server, plan.port)
@@ -116,7 +125,7 @@ def run_sweep(args: argparse.Namespace, experiments: list[tuple[specs.Experiment
                 return make_loggers(args.logger, experiment, run_dir, not args.no_report, group=plan.name,
                                     sweep_dir=out)
 
-            results, stopped = sweep.run(plan, out, loggers_for, board, stop)
+            results, stopped = sweep.run(plan, out, loggers_for, board, stop, resumed=resumed)
         show_table(results, f"{plan.name} results")
         print(f"results: {out / sweep.RESULTS_MD}, {out / sweep.RESULTS_CSV}")
         if not args.no_report:
@@ -125,8 +134,8 @@ def run_sweep(args: argparse.Namespace, experiments: list[tuple[specs.Experiment
             write_or_warn(out)
     if stopped is not None:
         skipped = sum(r.status == sweep.NOT_RUN for r in results)
-        print(f"{stopped}; checkpoint saved. Continue that variant with: python -m runner --resume "
-              f"{getattr(stopped, 'run_dir', '')}; {skipped} variant(s) not run.", file=sys.stderr)
+        print(f"{stopped}; checkpoint saved, {skipped} variant(s) not run yet. Continue the sweep with: "
+              f"python -m runner --resume {out}", file=sys.stderr)
         return 128 + (stop.signal or signal.SIGINT)
     failed = [r for r in results if r.status != sweep.OK]
     if failed:

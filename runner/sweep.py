@@ -248,10 +248,12 @@ def sweep_dir(name: str, out: Path | None, root: Path = Path("runs")) -> Path:
 
 
 def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment, Path], list[Logger]], board: Board | None,
-        should_stop: Callable[[], str | None] = lambda: None, say: Callable[[str], None] = print
-        ) -> tuple[list[Result], Exception | None]:
+        should_stop: Callable[[], str | None] = lambda: None, say: Callable[[str], None] = print,
+        resumed: Resumed | None = None) -> tuple[list[Result], Exception | None]:
     """Train every valid variant in turn, each in out/<variant name>; one failing does not stop the rest.
 
+    `resumed` (a stopped sweep read back by `resume`) gives the results already there, which are
+    kept, and the checkpoints the unfinished variants continue from.
     Returns the results in plan order and the train.Stopped that ended the sweep early, if one did.
     The results table and plan are rewritten after each variant, so a killed sweep still leaves them.
     """
@@ -259,6 +261,9 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment, Path], l
 
     results = [Result.of(v, NOT_RUN) if v.experiment else Result.of(v, FAILED, error=v.error or "")
                for v in plan.variants]
+    checkpoints: dict[int, dict[str, Any]] = {}
+    if resumed is not None:
+        results, checkpoints = list(resumed.results), dict(resumed.checkpoints)
     cached: tuple[Any, Any] | None = None  # (data spec and device, dataset): variants share the tensors
     stopped: Exception | None = None
 
@@ -268,7 +273,8 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment, Path], l
             board.results(*rows(results))
 
     record()
-    runnable = [i for i, v in enumerate(plan.variants) if v.experiment is not None]
+    runnable = [i for i, v in enumerate(plan.variants) if v.experiment is not None and results[i].status in (
+        NOT_RUN, STOPPED, UNFINISHED)]
     seeds = _seeds_vary(plan.variants)
     for n, i in enumerate(runnable, 1):
         variant, experiment = plan.variants[i], plan.variants[i].experiment
@@ -287,7 +293,11 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment, Path], l
             def loggers(run_dir: Path) -> list[Logger]:
                 return [*loggers_for(experiment, run_dir), *([board.run(variant.name, variant.label)] if board else [])]
 
-            summary = session.execute(experiment, loggers, should_stop, out=run_dir, dataset=cached[1])
+            if i in checkpoints:  # a stopped sweep's variant: on from its last checkpoint
+                summary = session.execute(experiment, loggers, should_stop, resume_dir=run_dir,
+                                          resume=checkpoints.pop(i), dataset=cached[1])
+            else:
+                summary = session.execute(experiment, loggers, should_stop, out=run_dir, dataset=cached[1])
             results[i] = Result.of(variant, OK, summary, run_dir=run_dir)
         except train.Stopped as exc:
             results[i] = Result.of(variant, STOPPED, error=str(exc), run_dir=run_dir)
@@ -304,6 +314,69 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment, Path], l
         if stopped is not None:
             break
     return results, stopped
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """A stopped sweep read back from its directory: the results it has, and the checkpoints (by
+    variant index) its stopped variants continue from."""
+
+    plan: Plan
+    results: list[Result]
+    checkpoints: dict[int, dict[str, Any]]
+
+
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of flatten: {"model.activation": "relu"} -> {"model": {"activation": "relu"}}."""
+    tree: dict[str, Any] = {}
+    for key, value in flat.items():
+        _assign(tree, key, value)
+    return tree
+
+
+def resume(out: Path) -> Resumed:
+    """The sweep recorded in `out`/sweep.json, as it stood when it stopped: finished and failed variants
+    keep their results, a stopped one continues from its checkpoint, the rest run afresh.
+
+    Raises runs.RunDirError for a directory that is not a sweep of this runner, or has nothing left to do.
+    """
+    try:
+        recorded = json.loads((out / PLAN).read_text())
+        items = [(item["name"], item["label"], item["source"], item["flat"], item["status"], item["error"],
+                  item["run_dir"], item.get("base", "")) for item in recorded["variants"]]
+        name, env = recorded["name"], recorded["env"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise runs.RunDirError(f"--resume {out}: {PLAN} cannot be read ({type(exc).__name__}: {exc}); it is "
+                               "damaged or not a sweep record of this runner.") from None
+    variants, results, checkpoints = [], [], {}
+    for i, (vname, vlabel, source, flat, status, error, run_dir, base) in enumerate(items):
+        experiment = None
+        if not error or status != FAILED:
+            experiment = specs.parse(unflatten(flat), f"{out / PLAN} (variant {vname})")
+        variant = Variant(vname, source, flat, experiment, error=error or None if experiment is None else None,
+                          base=base, label=vlabel)
+        variants.append(variant)
+        where = out / run_dir if run_dir else out / vname
+        summary = _read_summary(where) if (where / runs.SUMMARY).is_file() else None
+        if summary is not None and summary.get("status", OK_STATUS) == OK_STATUS:
+            results.append(Result.of(variant, OK, summary, run_dir=where))
+        elif status == FAILED or experiment is None:
+            results.append(Result.of(variant, FAILED, error=error or "", run_dir=where if where.exists() else None))
+        elif (where / runs.CHECKPOINT).is_file():
+            _, checkpoints[i] = runs.load_checkpoint(where)
+            results.append(Result.of(variant, STOPPED, run_dir=where))
+        else:
+            if (where / runs.JOURNAL).exists():  # stopped before its first checkpoint: nothing to continue
+                import shutil
+
+                shutil.rmtree(where)
+            results.append(Result.of(variant, NOT_RUN))
+    first = next((v.experiment.visdom for v in variants if v.experiment is not None), specs.VisdomSpec())
+    plan = Plan(name, env, first.server, first.port, tuple(variants))
+    if all(r.status in (OK, FAILED) for r in results):
+        raise runs.RunDirError(f"--resume {out}: every variant of this sweep has finished (see "
+                               f"{out / RESULTS_MD}); start a new sweep instead.")
+    return Resumed(plan, results, checkpoints)
 
 
 # ----- the results table -------------------------------------------------------------------------

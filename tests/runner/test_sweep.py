@@ -162,7 +162,7 @@ def test_ctrl_c_stops_the_sweep_after_checkpointing_the_current_variant(tmp_path
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr and f"--resume {out / 'tiny-activation_relu'}" in stderr
+    assert "Traceback" not in stderr and f"Continue the sweep with: python -m runner --resume {out}" in stderr
     assert (journal.parent / "checkpoint.pt").exists() and not (journal.parent / "summary.json").exists()
     assert [(r["variant"], r["status"]) for r in results_csv(out)] == [
         ("activation=relu", "stopped"), ("activation=selu", "not run"), ("activation=tanh", "not run")]
@@ -184,3 +184,36 @@ def test_compare_keeps_two_sweeps_of_the_same_spec_apart(tmp_path: Path, tiny_mn
     assert len(set(gathered.journals.values())) == 4  # each variant replays its own journal
     assert {str(r.run_dir) for r in gathered.results} == {str(tmp_path / d / n) for d in "ab"
                                                      for n in ("tiny-activation_relu", "tiny-activation_selu")}
+
+
+def test_a_stopped_sweep_resumes_to_the_table_of_an_uninterrupted_one(tmp_path: Path, tiny_mnist: Path) -> None:
+    """Ctrl-C in the second variant, then --resume SWEEP_DIR: the first is not rerun, the second goes on
+    from its checkpoint, the third runs; every number ends as in a sweep never stopped."""
+    spec = tiny_spec(tmp_path, tiny_mnist, train={"epochs": 60, "log_every": 1},
+                     sweep={"model.activation": ["relu", "selu", "tanh"]})
+    whole = tmp_path / "whole"
+    assert main([str(spec), "--logger", "null", "--out", str(whole), "--no-report"]) == 0
+    out = tmp_path / "sweep"
+    process = subprocess.Popen([sys.executable, "-m", "runner", str(spec), "--logger", "null", "--out", str(out),
+                                "--no-report"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = out / "tiny-activation_selu" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (journal.exists() and journal.read_text().count('"evaluation"') >= 2):
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    first = (out / "tiny-activation_relu" / "summary.json").stat().st_mtime_ns
+    result = run_cli("--resume", str(out), "--logger", "null", "--no-report")
+    assert result.returncode == 0, result.stderr
+    assert "resuming 2 of 3 variants" in result.stdout
+    assert (out / "tiny-activation_relu" / "summary.json").stat().st_mtime_ns == first  # not rerun
+    numbers = ("variant", "status", "test_accuracy", "best_test_accuracy", "test_loss")
+    assert [{k: r[k] for k in numbers} for r in results_csv(out)] == \
+        [{k: r[k] for k in numbers} for r in results_csv(whole)]
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    steps = [e["step"] for e in events if e["event"] == "train_loss"]
+    assert steps == list(range(1, 60 * 12 + 1))  # every step of the resumed variant exactly once
+    again = run_cli("--resume", str(out), "--logger", "null")
+    assert again.returncode == 2 and "every variant of this sweep has finished" in again.stderr
