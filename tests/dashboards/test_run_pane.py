@@ -35,7 +35,7 @@ def test_a_finished_run_says_so_with_both_loss_traces_and_its_logging_cost(
     assert summary["status"] == "finished"
     cost = summary["logging"]
     assert set(cost) == LOGGING and cost["requests"] > 0 and cost["bytes"] > 0
-    assert 0 < cost["overhead"] == pytest.approx(cost["train_thread_seconds"] / summary["train_seconds"], rel=1e-3)
+    assert 0 < cost["overhead"] == pytest.approx(cost["train_thread_seconds"] / summary["train_seconds"], abs=2e-4)
     assert cost["sender_cpu_seconds"] > 0
     assert "logging cost" in result.stdout
 
@@ -111,7 +111,8 @@ def test_the_console_of_a_visdom_run_keeps_messages_off_the_progress_bar(
         while not done.exists() and time.monotonic() < end:
             screens.append(subprocess.run(["tmux", "capture-pane", "-p", "-t", session, "-S", "-1000"],
                                           capture_output=True, text=True).stdout)
-            if "samples/s" in screens[-1] and servers.status(visdom_server.port, visdom_server.home):
+            if "samples/s" in screens[-1] and "live dashboard at" in screens[-1] \
+                    and servers.status(visdom_server.port, visdom_server.home):
                 visdom_server.stop()  # the sender now has news to print while the bar is live
             time.sleep(0.1)
         screens.append(subprocess.run(["tmux", "capture-pane", "-p", "-t", session, "-S", "-1000"],
