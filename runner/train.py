@@ -204,20 +204,37 @@ def _sync(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
+Built = tuple[nn.Module, torch.Tensor]  # a model fresh from its init, and the global RNG state after it
+
+
+def build_model(spec: Experiment, dataset: data.Dataset) -> Built:
+    """The spec's model sized for the dataset, initialised from the spec's seed and checked on one batch.
+
+    Raises models.ModelError for a model that cannot be built or does not map the images to one logit
+    per class; call it before anything is written, so such a spec changes nothing on disk.
+    """
+    torch.manual_seed(spec.seed)
+    model = models.build(spec.model, dataset.info)
+    rng = torch.get_rng_state()  # what training draws from next (dropout), as if nothing came between
+    models.check_logits(model, dataset.train.x[:spec.data.batch_size].cpu(), dataset.info, _what(spec))
+    return model, rng
+
+
 def fit(spec: Experiment, dataset: data.Dataset, device: torch.device, logger: Logger, *,
         resume: dict[str, Any] | None = None,
         checkpoint: Callable[[dict[str, Any]], None] = lambda _: None,
-        should_stop: Callable[[], str | None] = lambda: None) -> tuple[nn.Module, dict[str, Any]]:
+        should_stop: Callable[[], str | None] = lambda: None, built: Built | None = None
+        ) -> tuple[nn.Module, dict[str, Any]]:
     """Train and evaluate as the spec says; returns the model and the run's results.
 
-    `resume` is a dict that `checkpoint` was given earlier. Raises Stopped (after checkpointing) when
-    `should_stop` returns a reason, Diverged when a loss is not finite.
+    `resume` is a dict that `checkpoint` was given earlier; `built` what build_model returned (made
+    here if not given). Raises Stopped (after checkpointing) when `should_stop` returns a reason,
+    Diverged when a loss is not finite.
     """
-    torch.manual_seed(spec.seed)
+    model, rng = built or build_model(spec, dataset)
+    torch.set_rng_state(rng)
     generator = torch.Generator().manual_seed(spec.seed)
     info = dataset.info
-    model = models.build(spec.model, info)
-    models.check_logits(model, dataset.train.x[:spec.data.batch_size].cpu(), info, _what(spec))
     memory_format = torch.channels_last if spec.train.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
     if spec.train.channels_last:

@@ -20,3 +20,10 @@ def real_mnist() -> Path:
     if not (REAL_MNIST / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
         pytest.skip("real MNIST not fetched; `make data` fetches it (make test does so first)")
     return REAL_MNIST
+
+
+@pytest.fixture
+def real_fashion_mnist() -> Path:
+    if not (REAL_MNIST / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").exists():
+        pytest.skip("real Fashion-MNIST not fetched; `make data` fetches it (make test does so first)")
+    return REAL_MNIST

@@ -1,9 +1,10 @@
-"""Helpers shared by the tests: tiny but real MNIST-format (IDX) files, specs for them, the CLI.
+"""Helpers shared by the tests: tiny but real MNIST-format (IDX) files, PNG folders, specs for them, the CLI.
 
 A plain module (not conftest) so test files can import it by one unambiguous name."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import struct
@@ -61,3 +62,42 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
     """`python -m runner ARGS` as a user runs it, from the project root."""
     return subprocess.run([sys.executable, "-m", "runner", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
+
+
+COLOURS = {"red": (230, 20, 20), "green": (20, 200, 40), "blue": (30, 40, 220)}
+
+
+def write_own_idx(root: Path, shape: tuple[int, ...], classes: int, gz: bool = False) -> dict[str, torch.Tensor]:
+    """train/t10k images of `shape` (H, W or C, H, W) and labels 0..classes-1, as IDX files in `root`."""
+    g = torch.Generator().manual_seed(0)
+    written = {}
+    kind = "idx3" if len(shape) == 2 else "idx4"
+    for prefix, n in (("train", 60), ("t10k", 30)):
+        images = torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)
+        labels = torch.arange(n) % classes
+        for name, array in ((f"{prefix}-images-{kind}-ubyte", images), (f"{prefix}-labels-idx1-ubyte", labels)):
+            write_idx(root / name, array)
+            if gz:
+                path = root / name
+                path.with_name(name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+                path.unlink()
+        written[prefix] = images
+    return written
+
+
+def write_png_folder(root: Path, side: tuple[int, int] = (12, 10), grey: bool = False, per_class: int = 6) -> Path:
+    """root/{train,test}/<colour>/*.png: each class a flat colour plus noise, so it can be learnt."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(1)
+    for split, n in (("train", per_class), ("test", per_class // 2)):
+        for name, rgb in COLOURS.items():
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                image = torch.tensor(rgb, dtype=torch.int16).view(3, 1, 1).expand(3, *side).clone()
+                image += torch.randint(-20, 20, (3, *side), generator=g, dtype=torch.int16)
+                image = image.clamp(0, 255).to(torch.uint8)
+                array = (image[0] if grey else image.permute(1, 2, 0)).numpy()
+                Image.fromarray(array).save(folder / f"{i}.png")
+    return root

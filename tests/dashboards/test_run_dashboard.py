@@ -62,3 +62,47 @@ def test_a_run_refused_for_bad_data_leaves_the_last_dashboard_alone(tmp_path: Pa
     assert "live dashboard" not in refused.stderr  # no logger was made, so nothing was sent or cleared
     assert_complete_dashboard(visdom_server.port, "tiny_good", steps=24, epochs=2)
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_colour_dataset_shows_colour_images_class_names_and_the_learning_rate(
+        tmp_path: Path, visdom_server: servers.Server) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    from helpers import write_png_folder
+
+    root = write_png_folder(tmp_path / "pngs", per_class=10)
+    spec = {"name": "colours", "data": {"dataset": "image_folder", "root": str(root), "batch_size": 10},
+            "model": {"kind": "cnn", "channels": [4], "kernel": 3, "hidden": [8]},
+            "optim": {"name": "sgd", "lr": 0.05, "schedule": "cosine"},
+            "train": {"epochs": 2, "device": "cpu", "samples": 9, "log_every": 1}}
+    path = tmp_path / "colours.json"
+    path.write_text(json.dumps(spec))
+    result = run_cli(str(path), "--logger", "visdom", "--set", "visdom.env=colours", "--out", str(tmp_path / "run"),
+                     env={"VISDOM_PORT": str(visdom_server.port)})
+    assert result.returncode == 0, result.stderr
+    held = windows(visdom_server.port, "colours")
+    (lr,) = held["metric_lr"]["content"]["data"]
+    assert lr["x"] == list(range(1, 7)) and lr["y"][0] == 0.05 and lr["y"][-1] < 0.05  # cosine: falling
+    text = held["predictions"]["content"]
+    assert any(name in text for name in ("red", "green", "blue")) and "epoch 2" in text
+    src = held["images"]["content"]["src"]
+    image = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB")
+    colours = {image.getpixel((x, y)) for x in range(0, image.width, 3) for y in range(0, image.height, 3)}
+    assert any(max(c) - min(c) > 100 for c in colours)  # saturated pixels: drawn in colour, not grey
+
+
+def test_your_own_model_streams_to_the_dashboard(tmp_path: Path, tiny_mnist: Path,
+                                                 visdom_server: servers.Server) -> None:
+    from helpers import ROOT
+
+    result = run_cli(str(ROOT / "experiments" / "custom_model.json"), "--logger", "visdom",
+                     "--set", "visdom.env=custom", "--set", f"data.root={tiny_mnist}", "--set", "data.verify=false",
+                     "--set", "train.epochs=2", "--set", "data.batch_size=50", "--set", "train.log_every=4",
+                     "--set", "train.device=cpu", "--out", str(tmp_path / "run"),
+                     env={"VISDOM_PORT": str(visdom_server.port)})
+    assert result.returncode == 0, result.stderr
+    assert_complete_dashboard(visdom_server.port, "custom", steps=24, epochs=2)
+    assert len(windows(visdom_server.port, "custom")["metric_lr"]["content"]["data"][0]["x"]) == 6

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from runner import models
-from runner.spec import ACTIVATIONS, ModelSpec
+from runner.data import DatasetInfo
+from runner.spec import ACTIVATIONS, CNNSpec, ModelSpec
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
@@ -60,3 +61,40 @@ def test_output_activation_relu_clips_the_logits_as_the_tutorial_did() -> None:
 def test_logistic_regression_is_one_linear_layer() -> None:
     model = models.build(ModelSpec(kind="logistic"))
     assert [tuple(p.shape) for p in model.parameters()] == [(10, 784), (10,)]
+
+
+def info(shape: tuple[int, int, int], classes: int = 10) -> DatasetInfo:
+    return DatasetInfo("test", shape, tuple(str(k) for k in range(classes)), (0.5,) * shape[0], (0.5,) * shape[0])
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (1, 16, 16), (3, 7, 5), (1, 1, 1), (3, 64, 48)])
+@pytest.mark.parametrize("spec", [CNNSpec(), CNNSpec(channels=(8, 16, 32), kernel=3, hidden=(64,), pool="avg",
+                                                     batch_norm=True, dropout=0.2)], ids=["lenet5", "deeper"])
+def test_the_cnn_fits_any_image_shape(shape: tuple[int, int, int], spec: CNNSpec) -> None:
+    model = models.build(spec, info(shape, classes=7))
+    x = torch.randn(5, *shape)
+    assert model(x).shape == (5, 7)
+    models.check_logits(model, x, info(shape, classes=7), "the cnn model")
+
+
+def test_lenet5_has_the_papers_layers() -> None:
+    model = models.build(CNNSpec(), info((1, 28, 28)))
+    convs = [m for m in model if isinstance(m, nn.Conv2d)]
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(1, 6, (5, 5)), (6, 16, (5, 5))]
+    assert [(m.in_features, m.out_features) for m in linears] == [(16 * 7 * 7, 120), (120, 84), (84, 10)]
+    # padding valid on 32x32 images: the paper's 16 maps of 5x5 before the dense layers
+    valid = models.build(CNNSpec(padding="valid"), info((1, 32, 32)))
+    assert next(m for m in valid if isinstance(m, nn.Linear)).in_features == 16 * 5 * 5
+
+
+def test_valid_padding_on_images_too_small_is_refused_with_the_sizes() -> None:
+    with pytest.raises(models.ModelError) as error:
+        models.build(CNNSpec(padding="valid"), info((1, 8, 8)))
+    assert "8x8" in str(error.value) and "padding same" in str(error.value)
+
+
+def test_the_mlp_is_sized_from_the_dataset() -> None:
+    model = models.build(ModelSpec(hidden=(16,)), info((3, 4, 5), classes=3))
+    assert model(torch.randn(2, 3, 4, 5)).shape == (2, 3)
+    assert [tuple(p.shape) for p in model.parameters()] == [(16, 60), (16,), (3, 16), (3,)]
