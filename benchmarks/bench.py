@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -223,7 +224,9 @@ def main() -> int:
     report = render(rows, requests, first_step, peak, scaling, args.rounds, cnn_rows)
     print(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report)
+    kept = re.search(r"<!-- SERVER-GROWTH BEGIN -->.*?<!-- SERVER-GROWTH END -->",
+                     args.output.read_text() if args.output.exists() else "", re.S)
+    args.output.write_text(report + (f"\n{kept.group(0)}\n" if kept else ""))  # server_growth.py's section stays
     print(f"written to {args.output}")
     return 0
 
