@@ -138,6 +138,7 @@ def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logg
     run_dir = resume_dir or runs.create(experiment, out)
     loggers = list(make_loggers(run_dir))
     visdom_env = next((logger.env for logger in loggers if hasattr(logger, "env")), None)
+    visdom_url = next((logger.url for logger in loggers if hasattr(logger, "env") and hasattr(logger, "url")), None)
     journal = JsonlLogger(run_dir / runs.JOURNAL, keep=resume["journal_bytes"] if resume else 0)
 
     def checkpoint(payload: dict[str, Any]) -> None:
@@ -145,7 +146,7 @@ def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logg
 
     timed = Timed(FanOut(journal, *loggers))
     base = {"name": experiment.name, "device": str(device), "torch_version": torch.__version__,
-            "seed": experiment.seed, "visdom_env": visdom_env, "run_dir": str(run_dir)}
+            "seed": experiment.seed, "visdom_env": visdom_env, "visdom_url": visdom_url, "run_dir": str(run_dir)}
 
     def ended(status: str, exc: BaseException, **extra: Any) -> dict[str, Any]:
         """The summary of a run that did not finish; written unless the run can be resumed."""
@@ -188,7 +189,7 @@ def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logg
         summary = {"name": experiment.name, "status": "finished", **results,
                    "wall_seconds": time.perf_counter() - started, "device": str(device),
                    "torch_version": torch.__version__, "seed": experiment.seed, "visdom_env": visdom_env,
-                   "run_dir": str(run_dir)}
+                   "visdom_url": visdom_url, "run_dir": str(run_dir)}
         summary["logging"] = logging_cost(loggers, timed.seconds, results["train_seconds"])
         runs.write_json(run_dir / runs.SUMMARY, summary)
         logger.close(summary)

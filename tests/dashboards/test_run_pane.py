@@ -33,6 +33,7 @@ def test_a_finished_run_says_so_with_both_loss_traces_and_its_logging_cost(
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished"
+    assert summary["visdom_url"] == f"{visdom_server.url}/env/{summary['visdom_env']}"  # the exact address
     cost = summary["logging"]
     assert set(cost) == LOGGING and cost["requests"] > 0 and cost["bytes"] > 0
     assert 0 < cost["overhead"] == pytest.approx(cost["train_thread_seconds"] / summary["train_seconds"], abs=2e-4)
