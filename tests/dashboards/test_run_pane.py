@@ -82,6 +82,14 @@ def test_a_stopped_run_says_stopped_and_how_to_continue(tmp_path: Path, tiny_mni
     pane = windows(visdom_server.port, "tiny_run")["run"]["content"]
     assert ">stopped: stopped by SIGINT after step" in pane, pane
     assert f"python -m runner --resume {out}" in pane
+    # and as a person sees it
+    from test_browser import ARTIFACTS, render, require_browser
+
+    require_browser()
+    drawn, problems = render(f"{visdom_server.url}/env/tiny_run", ARTIFACTS / "dashboard-stopped.png")
+    text = dict(drawn)["run"]["text"]
+    assert not problems and "status\tstopped: stopped by SIGINT" in text, (problems, text)
+    assert f"python -m runner --resume {out}" in text
 
 
 def test_a_failed_run_is_marked_on_disk_and_on_its_dashboard(tmp_path: Path, tiny_mnist: Path,
