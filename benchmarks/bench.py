@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -224,10 +225,11 @@ def main() -> int:
     report = render(rows, requests, first_step, peak, scaling, args.rounds, cnn_rows)
     print(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    # Keep the sections other benchmarks write into the same file (report_bench.py's, marked).
+    # Keep the sections other benchmarks write into the same file (report_bench.py's, server_growth.py's).
     previous = args.output.read_text() if args.output.exists() else ""
-    kept = previous[previous.index("<!-- reports:"):] if "<!-- reports:" in previous else ""
-    args.output.write_text(report.rstrip("\n") + "\n\n" + kept if kept else report)
+    kept = [m.group(0) for m in re.finditer(r"<!-- (reports:|SERVER-GROWTH BEGIN).*?<!-- (end of reports|SERVER-GROWTH END) -->",
+                                            previous, re.S)]
+    args.output.write_text("\n\n".join([report.rstrip("\n"), *kept]) + "\n")
     print(f"written to {args.output}")
     return 0
 

@@ -31,7 +31,7 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 # Headless flags known to work in containers; Playwright adds --headless and a fresh profile itself.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-WINDOWS = 6  # train loss, test, learning rate, test batch, predictions, spec
+WINDOWS = 7  # run, train loss, test, learning rate, test batch, predictions, spec
 
 # Window titles and boxes; ready once every window is there, the plots have lines, the image decoded.
 WINDOWS_JS = """() => Array.from(document.querySelectorAll('.react-grid-item'), item => {
@@ -94,11 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(CHROMIUM).is_file():
         sys.exit(f"Chromium is not at {CHROMIUM}: install it (apt-get install chromium) or set CHROMIUM")
 
-    env = json.loads(args.spec.read_text())["name"].replace("/", "_")  # as the Visdom logger names it
     with tempfile.TemporaryDirectory(prefix="dashboard-shot-") as tmp, \
             server.running(home=Path(tmp) / "visdom") as visdom:
         print(f"Visdom at {visdom.url} (pid {visdom.pid})", flush=True)
-        run_experiment(args.spec, args.overrides or ["train.epochs=3"], visdom.port, Path(tmp) / "run")
+        name = json.loads(args.spec.read_text())["name"]
+        out = Path(tmp) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"  # named as runs/ names it: so is the env
+        run_experiment(args.spec, args.overrides or ["train.epochs=3"], visdom.port, out)
+        env = json.loads((out / "summary.json").read_text())["visdom_env"]
         windows = screenshot(f"{visdom.url}/env/{quote(env)}", args.output, args.width, args.height)
     for title, x, y, w, h in windows:
         print(f"  window {title!r:14} at ({x}, {y}) size {w}x{h}")

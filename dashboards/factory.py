@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 CLAIM_SECONDS = 2.0  # the longest a run waits to learn whether its env is free
 
 
-class EnvironmentError_(ValueError):
+class VisdomSettingError(ValueError):
     """VISDOM_PORT or VISDOM_SERVER cannot be used; the message says what is valid."""
 
 
@@ -40,9 +40,9 @@ def check_environment(kind: str) -> None:
         return
     port, server = os.environ.get("VISDOM_PORT"), os.environ.get("VISDOM_SERVER")
     if port and not (port.isdigit() and 0 < int(port) < 65536):
-        raise EnvironmentError_(f"VISDOM_PORT is {port!r}; it must be a port number from 1 to 65535 (default 8097).")
+        raise VisdomSettingError(f"VISDOM_PORT is {port!r}; it must be a port number from 1 to 65535 (default 8097).")
     if server and not re.fullmatch(r"https?://[A-Za-z0-9.\-]+|https?://\[[0-9A-Fa-f:.]+\]", server):
-        raise EnvironmentError_(f"VISDOM_SERVER is {server!r}; it must be a URL such as http://localhost or "
+        raise VisdomSettingError(f"VISDOM_SERVER is {server!r}; it must be a URL such as http://localhost or "
                                 "http://10.0.0.5, without port or path (the port comes from VISDOM_PORT).")
 
 

@@ -128,11 +128,17 @@ def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logg
         dataset = data.load(experiment.data, device)  # before the run dir: bad data leaves nothing behind
     if resume is None:
         check_limits(experiment, device, dataset.info, len(dataset.train), out)
-    built = train.build_model(experiment, dataset)  # so does a model that does not fit the data
+    try:
+        built = train.build_model(experiment, dataset)  # so does a model that does not fit the data
+    except Exception as exc:
+        if limits.is_allocation_error(exc):  # memory the estimate did not see: nothing made yet either
+            raise limits.LimitError(limits.allocation_message(exc, device)) from None
+        raise
     new_dir = resume_dir is None and (out is None or not out.exists())
     run_dir = resume_dir or runs.create(experiment, out)
     loggers = list(make_loggers(run_dir))
     visdom_env = next((logger.env for logger in loggers if hasattr(logger, "env")), None)
+    visdom_url = next((logger.url for logger in loggers if hasattr(logger, "env") and hasattr(logger, "url")), None)
     journal = JsonlLogger(run_dir / runs.JOURNAL, keep=resume["journal_bytes"] if resume else 0)
 
     def checkpoint(payload: dict[str, Any]) -> None:
@@ -140,7 +146,7 @@ def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logg
 
     timed = Timed(FanOut(journal, *loggers))
     base = {"name": experiment.name, "device": str(device), "torch_version": torch.__version__,
-            "seed": experiment.seed, "visdom_env": visdom_env, "run_dir": str(run_dir)}
+            "seed": experiment.seed, "visdom_env": visdom_env, "visdom_url": visdom_url, "run_dir": str(run_dir)}
 
     def ended(status: str, exc: BaseException, **extra: Any) -> dict[str, Any]:
         """The summary of a run that did not finish; written unless the run can be resumed."""
@@ -183,7 +189,7 @@ def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logg
         summary = {"name": experiment.name, "status": "finished", **results,
                    "wall_seconds": time.perf_counter() - started, "device": str(device),
                    "torch_version": torch.__version__, "seed": experiment.seed, "visdom_env": visdom_env,
-                   "run_dir": str(run_dir)}
+                   "visdom_url": visdom_url, "run_dir": str(run_dir)}
         summary["logging"] = logging_cost(loggers, timed.seconds, results["train_seconds"])
         runs.write_json(run_dir / runs.SUMMARY, summary)
         logger.close(summary)

@@ -30,6 +30,7 @@ from runner.loggers import Logger
 
 RESULTS_CSV, RESULTS_MD, PLAN = "results.csv", "results.md", "sweep.json"
 OK, FAILED, STOPPED, NOT_RUN, UNFINISHED = "ok", "failed", "stopped", "not run", "unfinished"
+RUNNING = "running"
 OK_STATUS = "finished"  # what summary.json's status says of a run that finished
 
 
@@ -284,6 +285,8 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment, Path], l
         say(f"\nvariant {n} of {len(runnable)}: {variant.name} ({variant.label}"
             f"{f', seed={show(variant.seed)}' if seeds else ''})")
         run_dir = out / variant.name
+        results[i] = Result.of(variant, RUNNING, run_dir=run_dir)
+        record()  # the live comparison shows which variant is training now
         try:
             device = train.pick_device(experiment.train)
             key = (experiment.data, str(device))

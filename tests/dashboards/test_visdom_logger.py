@@ -148,8 +148,34 @@ def test_outage_is_backfilled_exactly_once(visdom_server: Any, out: io.StringIO)
     assert text.count("lost the server") == 1 and text.count("is back") == 1
 
 
-def test_restart_between_flushes_is_noticed(visdom_server: Any, out: io.StringIO) -> None:
+def test_an_env_lost_with_its_server_is_refilled_and_saved_again(visdom_server: Any, out: io.StringIO) -> None:
+    port, home = visdom_server.port, visdom_server.home
+    logger = VisdomLogger(ENV, "http://localhost", port, flush_interval=0.05, out=out)
+    restarted: servers.Server | None = None
+    try:
+        logger.start(INFO)
+        feed = Feed(logger)
+        feed.epochs(2)
+        wait_until(lambda: delivered(logger) and (home / "envs" / f"{ENV}.json").exists())
+        visdom_server.stop()
+        (home / "envs" / f"{ENV}.json").unlink()  # the server comes back without this env
+        restarted = servers.start(port, home)
+        feed.epochs(1)
+        logger.close(None)
+        saved = json.loads((home / "envs" / f"{ENV}.json").read_text())["jsons"]
+        assert saved["train_loss"]["content"]["data"][0]["x"] == list(range(feed.step))
+        assert saved["test"]["content"]["data"][0]["x"] == [1, 2, 3]
+    finally:
+        if restarted is not None:
+            restarted.stop()
+
+
+def test_restart_between_flushes_is_noticed(visdom_server: Any, out: io.StringIO,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A restart no request saw fail: the next append is refused and everything is re-sent."""
+    from dashboards import visdom_logger
+
+    monkeypatch.setattr(visdom_logger, "RUN_PANE_EVERY", 3600.0)  # no heartbeat of the run pane meanwhile
     port, home = visdom_server.port, visdom_server.home
     logger = VisdomLogger(ENV, "http://localhost", port, flush_interval=0.05, out=out)
     restarted: servers.Server | None = None
@@ -158,7 +184,8 @@ def test_restart_between_flushes_is_noticed(visdom_server: Any, out: io.StringIO
         logger.images(digits(8))
         feed = Feed(logger)
         feed.epochs(1)
-        wait_until(lambda: delivered(logger))
+        # everything delivered, and the env saved (the epoch's end asks for a save)
+        wait_until(lambda: delivered(logger) and logger._saved == logger._save_wanted)
         requests = logger.stats().requests
         visdom_server.stop()
         restarted = servers.start(port, home)

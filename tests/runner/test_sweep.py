@@ -217,3 +217,28 @@ def test_a_stopped_sweep_resumes_to_the_table_of_an_uninterrupted_one(tmp_path: 
     assert steps == list(range(1, 60 * 12 + 1))  # every step of the resumed variant exactly once
     again = run_cli("--resume", str(out), "--logger", "null")
     assert again.returncode == 2 and "every variant of this sweep has finished" in again.stderr
+
+
+def test_the_live_table_marks_the_variant_that_is_training(tmp_path: Path, tiny_mnist: Path) -> None:
+    from runner.loggers import NullLogger
+
+    tables: list[list[list[str]]] = []
+
+    class Board:
+        def run(self, name: str, label: str) -> NullLogger:
+            return NullLogger()
+
+        def results(self, header: list[str], rows: list[list[str]]) -> None:
+            tables.append([dict(zip(header, row)).get("status", "ok") for row in rows])
+
+        def close(self) -> None:
+            pass
+
+    spec = tiny_spec(tmp_path, tiny_mnist, train={"epochs": 1}, sweep={"optim.lr": [0.1, 0.05]})
+    plan = sweep.plan([(specs.load(spec), str(spec))])
+    results, stopped = sweep.run(plan, sweep.sweep_dir("tiny", tmp_path / "sweep"), lambda e, d: [NullLogger()], Board(),
+                                 say=lambda line: None)
+    assert stopped is None and [r.status for r in results] == ["ok", "ok"]
+    assert tables[0] == ["not run", "not run"]
+    assert sorted(tables[1]) == ["not run", "running"] and sorted(tables[3]) == ["ok", "running"]
+    assert tables[-1] == ["ok", "ok"]
