@@ -13,7 +13,7 @@ and a scaling table over batch size and hidden width.
 
 On CUDA a `null+cuda_graphs` contender is added; `--compile` adds `null+compile`.
 
-Usage: python benchmarks/bench.py [--rounds 3] [--compile] [--no-seed] [--no-visdom] [--no-cnn] [--output docs/BENCHMARKS.md]
+Usage: python benchmarks/bench.py [--rounds 15] [--cnn-rounds 5] [--compile] [--no-seed] [--no-visdom] [--no-cnn] [--output docs/BENCHMARKS.md]
 """
 
 from __future__ import annotations
@@ -152,7 +152,8 @@ def start_to_first_step() -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=15, help="timed epochs per MLP contender (about 0.5 s each)")
+    parser.add_argument("--cnn-rounds", type=int, default=5, help="timed epochs per LeNet-5 contender (about 4 s each)")
     parser.add_argument("--no-seed", action="store_true", help="skip the slow DataLoader loop")
     parser.add_argument("--no-visdom", action="store_true", help="skip the live-server contender")
     parser.add_argument("--no-scaling", action="store_true")
@@ -203,7 +204,7 @@ def main() -> int:
         cnn = {"floor": floor_epoch(dataset.train, CNN), "null": runner_epoch(dataset.train, NullLogger(), CNN),
                "null+channels_last": runner_epoch(dataset.train, NullLogger(), with_train(CNN, channels_last=True)),
                "null+compile": runner_epoch(dataset.train, NullLogger(), with_train(CNN, compile=True))}
-        cnn_seconds = alternate(cnn, args.rounds)
+        cnn_seconds = alternate(cnn, args.cnn_rounds)
         cnn_median = {name: statistics.median(s) for name, s in cnn_seconds.items()}
         cnn_steps = -(-len(dataset.train) // CNN.data.batch_size)
         cnn_rows = [(name, cnn_median[name], min(cnn_seconds[name]), max(cnn_seconds[name]),
@@ -222,7 +223,7 @@ def main() -> int:
                 t = statistics.median(timed(DEVICE, fn) for _ in range(2))
                 scaling.append((hidden, batch, t, len(dataset.train) / t))
 
-    report = render(rows, requests, first_step, peak, scaling, args.rounds, cnn_rows)
+    report = render(rows, requests, first_step, peak, scaling, args.rounds, cnn_rows, args.cnn_rounds)
     print(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     # Keep the sections other benchmarks write into the same file (report_bench.py's, server_growth.py's).
@@ -249,7 +250,7 @@ def machine() -> str:
 
 
 def render(rows: list, requests: float | None, first_step: float, peak: float, scaling: list, rounds: int,
-           cnn_rows: list) -> str:
+           cnn_rows: list, cnn_rounds: int) -> str:
     lines = ["# Benchmarks", "", f"Machine: {machine()}.", "",
              f"One training epoch of relu.json (784-200-200-10, batch 200, 300 steps) on real MNIST; median of "
              f"{rounds} rounds after a warm-up, contenders alternated. Made by `make bench` on "
@@ -272,7 +273,7 @@ def render(rows: list, requests: float | None, first_step: float, peak: float, s
         lines += ["", f"One training epoch of lenet5.json (LeNet-5, batch {CNN.data.batch_size}, "
                       f"{-(-60000 // CNN.data.batch_size)} steps, SGD with a cosine schedule); the floor is a bare "
                       "loop over device tensors with the same model. Median of "
-                      f"{rounds} rounds after a warm-up, contenders alternated.", "",
+                      f"{cnn_rounds} rounds after a warm-up, contenders alternated.", "",
                   "| contender | s/epoch (median) | min | max | steps/s | x floor | speed vs null |",
                   "|---|---|---|---|---|---|---|"]
         for name, med, lo, hi, rate, floor, relative in cnn_rows:
