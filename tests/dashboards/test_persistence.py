@@ -136,7 +136,8 @@ def envs_in_browser(url: str, tmp_path: Path) -> dict[str, Any]:
 def test_a_live_run_keeps_its_env_and_the_second_run_takes_a_fresh_name(tmp_path: Path, tiny_mnist: Path,
                                                                        visdom_server: servers.Server) -> None:
     port = visdom_server.port
-    spec = str(tiny_spec(tmp_path, tiny_mnist, train={"epochs": 60, "log_every": 1}, visdom={"env": "shared"}))
+    # Long enough to still be training when the second run starts on a fast machine; stopped below.
+    spec = str(tiny_spec(tmp_path, tiny_mnist, train={"epochs": 5000, "log_every": 1}, visdom={"env": "shared"}))
     first = cli(spec, "--out", str(tmp_path / "first"), port=port)
     try:
         # Once the first run's pane (and lease) is on the server, start the second.
