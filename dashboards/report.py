@@ -266,7 +266,7 @@ def run_figures(run: Run) -> list[dict[str, Any]]:
         xs, ys = envelope(xs, ys)
         figures.append(_figure(f"metric_{n}", METRIC_TITLES.get(key, key), "step", key, [
             {"type": "scatter", "mode": "lines", "name": key, "x": xs, "y": _short(ys),
-             "line": {"color": COLOURS[(3 + n) % len(COLOURS)], "shape": "hv"}}]))
+             "line": {"color": COLOURS[(3 + n) % len(COLOURS)]}}]))
     lr = _finite((run.spec.get("optim") or {}).get("lr"))
     if "lr" not in j.series and lr is not None and j.steps:  # journals from before the metrics event
         figures.append(_figure("lr", "learning rate (constant, optim.lr of the spec)", "step", "lr", [

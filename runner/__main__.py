@@ -42,14 +42,8 @@ def check_visdom_environment(kind: str) -> None:
                          "http://10.0.0.5, without port or path (the port comes from VISDOM_PORT).")
 
 
-def make_loggers(kind: str, experiment: specs.Experiment, report: bool = False,
-                 run_dir: Path | None = None) -> list[Logger]:
-    """The loggers `--logger` asks for, and with `report` the one writing report.html when the run ends;
-    the dashboard is imported only when chosen."""
-    if report:
-        from dashboards.report import ReportOnClose
-
-        return [*make_loggers(kind, experiment, run_dir=run_dir), ReportOnClose(run_dir)]
+def make_loggers(kind: str, experiment: specs.Experiment) -> list[Logger]:
+    """The loggers `--logger` asks for; the dashboard is imported only when chosen."""
     if kind == "null":
         return [NullLogger()]
     from runner.console import ConsoleLogger
@@ -102,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     with session.StopOnSignal() as stop:
         try:
-            session.execute(experiment, lambda: make_loggers(args.logger, experiment, not args.no_report, args.resume),
+            session.execute(experiment, lambda: reporting(args, make_loggers(args.logger, experiment), args.resume),
                             stop, out=args.out, resume_dir=args.resume, resume=resume)
         except train.Stopped as stopped:
             print(f"{stopped}; checkpoint saved. Continue with: python -m runner --resume {stopped.run_dir}",
@@ -132,8 +126,8 @@ def run_sweep(args: argparse.Namespace, experiments: list[tuple[specs.Experiment
             board = make_board(args.logger, plan.env, plan.server, plan.port)
             if board is not None:
                 stack.enter_context(board)
-            results, stopped = sweep.run(plan, out, lambda experiment: make_loggers(args.logger, experiment,
-                                                                                  not args.no_report), board, stop)
+            results, stopped = sweep.run(plan, out, lambda e: reporting(args, make_loggers(args.logger, e)), board,
+                                         stop)
         show_table(results, f"{plan.name} results")
         print(f"results: {out / sweep.RESULTS_MD}, {out / sweep.RESULTS_CSV}")
         if not args.no_report:
@@ -199,6 +193,16 @@ def compare(argv: Sequence[str]) -> int:
         sweep.write(a.out, plan, gathered.results, record_plan=False)
         print(f"results: {a.out / sweep.RESULTS_MD}, {a.out / sweep.RESULTS_CSV}")
     return 0
+
+
+def reporting(args: argparse.Namespace, loggers: list[Logger], run_dir: Path | None = None) -> list[Logger]:
+    """`loggers`, and unless --no-report the one writing the run's report.html when it ends, however it
+    ends (it comes after the journal, so it reads the journal whole)."""
+    if args.no_report:
+        return loggers
+    from dashboards.report import ReportOnClose
+
+    return [*loggers, ReportOnClose(run_dir)]
 
 
 def report(argv: Sequence[str]) -> int:
