@@ -167,8 +167,8 @@ def smoothing_weight(spec: dict[str, Any]) -> float:
 
 def envelope(xs: Sequence[float], ys: Sequence[float | None], limit: int = MAX_POINTS
              ) -> tuple[list[float], list[float | None]]:
-    """At most `limit` points of the curve: per bucket of consecutive points, its lowest and its highest
-    (in their order), so spikes and the spread stay visible; a gap (None) in a bucket stays a gap."""
+    """About `limit` points of the curve: per bucket of consecutive points, its lowest and its highest (in
+    their order), so spikes and the spread stay visible; a bucket with a gap (None) also keeps the gap."""
     if len(xs) <= limit:
         return list(xs), list(ys)
     size = math.ceil(len(xs) / max(1, limit // 2))
