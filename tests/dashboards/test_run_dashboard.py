@@ -92,3 +92,17 @@ def test_a_colour_dataset_shows_colour_images_class_names_and_the_learning_rate(
     image = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB")
     colours = {image.getpixel((x, y)) for x in range(0, image.width, 3) for y in range(0, image.height, 3)}
     assert any(max(c) - min(c) > 100 for c in colours)  # saturated pixels: drawn in colour, not grey
+
+
+def test_your_own_model_streams_to_the_dashboard(tmp_path: Path, tiny_mnist: Path,
+                                                 visdom_server: servers.Server) -> None:
+    from helpers import ROOT
+
+    result = run_cli(str(ROOT / "experiments" / "custom_model.json"), "--logger", "visdom",
+                     "--set", "visdom.env=custom", "--set", f"data.root={tiny_mnist}", "--set", "data.verify=false",
+                     "--set", "train.epochs=2", "--set", "data.batch_size=50", "--set", "train.log_every=4",
+                     "--set", "train.device=cpu", "--out", str(tmp_path / "run"),
+                     env={"VISDOM_PORT": str(visdom_server.port)})
+    assert result.returncode == 0, result.stderr
+    assert_complete_dashboard(visdom_server.port, "custom", steps=24, epochs=2)
+    assert len(windows(visdom_server.port, "custom")["metric_lr"]["content"]["data"][0]["x"]) == 6
