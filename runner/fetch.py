@@ -178,11 +178,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=Path("data"), help="data root (default: data)")
     parser.add_argument("datasets", nargs="*", metavar="DATASET",
                         help=f"which datasets: {', '.join(FETCHERS)} (default: all)")
+    parser.add_argument("--for", dest="spec", type=Path, metavar="SPEC.json",
+                        help="only the dataset this experiment file trains on (nothing for your own data)")
     args = parser.parse_args(argv)
     unknown = [name for name in args.datasets if name not in FETCHERS]
     if unknown:
         parser.error(f"unknown dataset {unknown[0]!r}; choose from {', '.join(FETCHERS)}")
-    for name in args.datasets or FETCHERS:
+    names = args.datasets or list(FETCHERS)
+    if args.spec is not None:
+        from runner import spec as specs
+
+        try:
+            dataset = specs.load(args.spec).data.dataset
+        except specs.SpecError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        names = [dataset] if dataset in FETCHERS else []
+    for name in names:
         try:
             paths = FETCHERS[name](args.root)
         except FetchError as exc:

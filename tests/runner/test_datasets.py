@@ -133,3 +133,29 @@ def test_a_colour_image_folder_trains_end_to_end(tmp_path: Path) -> None:
     pixels = torch.tensor(next(e for e in events if e["event"] == "images")["pixels"])
     assert pixels.shape == (6, 3, 12, 10)
     assert json.loads((out / "summary.json").read_text())["test_accuracy"] == 1.0  # flat colours: easy
+
+
+def test_fashion_mnist_is_unpacked_from_debians_package_and_checked(tmp_path: Path) -> None:
+    """From the cached .deb `make data` fetched: the four files land in torchvision's layout, checked;
+    a damaged one is replaced."""
+    from runner import fetch
+
+    deb = fetch.CACHE / "deb" / f"{fetch.FASHION_PACKAGE[0]}_{fetch.FASHION_PACKAGE[1]}_all.deb"
+    if not deb.exists():
+        pytest.skip("Debian's dataset-fashion-mnist not fetched; `make data` fetches it")
+    paths = fetch.fetch_fashion_mnist(tmp_path)
+    assert [p.name for p in paths] == list(data.FASHION_MNIST.files)
+    assert all(fetch.sha256(p) == data.FASHION_MNIST.files[p.name] for p in paths)
+    paths[0].write_bytes(b"damaged")
+    fetch.fetch_fashion_mnist(tmp_path)
+    assert fetch.sha256(paths[0]) == data.FASHION_MNIST.files[paths[0].name]
+
+
+def test_fetch_for_a_spec_fetches_only_its_dataset(tmp_path: Path) -> None:
+    from runner import fetch
+
+    own = tmp_path / "own.json"
+    own.write_text(json.dumps({"name": "own", "data": {"dataset": "idx", "root": str(tmp_path)}}))
+    assert fetch.main(["--root", str(tmp_path / "data"), "--for", str(own)]) == 0
+    assert not (tmp_path / "data").exists()  # your own data: nothing to fetch
+    assert fetch.main(["--root", str(tmp_path / "data"), "--for", str(tmp_path / "missing.json")]) == 2
