@@ -32,6 +32,7 @@ import os
 import re
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence, TextIO
@@ -167,8 +168,8 @@ def smoothing_weight(spec: dict[str, Any]) -> float:
 
 def envelope(xs: Sequence[float], ys: Sequence[float | None], limit: int = MAX_POINTS
              ) -> tuple[list[float], list[float | None]]:
-    """At most `limit` points of the curve: per bucket of consecutive points, its lowest and its highest
-    (in their order), so spikes and the spread stay visible; a gap (None) in a bucket stays a gap."""
+    """About `limit` points of the curve: per bucket of consecutive points, its lowest and its highest (in
+    their order), so spikes and the spread stay visible; a bucket with a gap (None) also keeps the gap."""
     if len(xs) <= limit:
         return list(xs), list(ys)
     size = math.ceil(len(xs) / max(1, limit // 2))
@@ -266,7 +267,7 @@ def run_figures(run: Run) -> list[dict[str, Any]]:
         xs, ys = envelope(xs, ys)
         figures.append(_figure(f"metric_{n}", METRIC_TITLES.get(key, key), "step", key, [
             {"type": "scatter", "mode": "lines", "name": key, "x": xs, "y": _short(ys),
-             "line": {"color": COLOURS[(3 + n) % len(COLOURS)], "shape": "hv"}}]))
+             "line": {"color": COLOURS[(3 + n) % len(COLOURS)]}}]))
     lr = _finite((run.spec.get("optim") or {}).get("lr"))
     if "lr" not in j.series and lr is not None and j.steps:  # journals from before the metrics event
         figures.append(_figure("lr", "learning rate (constant, optim.lr of the spec)", "step", "lr", [
@@ -453,7 +454,8 @@ def sweep_report(path: Path) -> str:
     description = str(first.spec.get("description") or "") if first else ""
     meta = [f"sweep {path.name}", f"{len(results)} variants, {ok} finished",
             f"{len(groups)} curves" + (" (seeds as mean and min-max band)" if len(groups) < len(loaded) else "")]
-    status = "finished" if ok == len(results) else f"{len(results) - ok} not finished"
+    counts = Counter(r.status for r in results if r.status != sweep.OK)
+    status = ", ".join(f"{n} {what}" for what, n in counts.items()) or "finished"
     sections = [("Charts", charts(figures) if figures else "<p class=note>No variant has trained yet.</p>"),
                 ("Results", results_html(path, results)),
                 ("Spec", spec_html(plan.variants, first))]
@@ -482,9 +484,10 @@ def results_html(path: Path, results: Sequence[Any]) -> str:
                 if target.is_file():
                     link = os.path.relpath(target, path)
                     content = f'<a href="{html.escape(quote(link))}">{content}</a>'
-            tds.append(f'<td data-v="{html.escape(sort)}">{content}</td>')
+            align = ' class="text"' if column in ("variant", "status") else ""
+            tds.append(f'<td{align} data-v="{html.escape(sort)}">{content}</td>')
         body.append("<tr>" + "".join(tds) + "</tr>")
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    head = "".join(f'<th{" class=text" if h in ("variant", "status") else ""}>{html.escape(h)}</th>' for h in header)
     errors = "".join(f"<li>{html.escape(e)}</li>" for e in sweep.errors(results))
     return (f'<table class="sortable" id="results-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
             f"</table><p class=meta>Click a column to sort by it.</p>" + (f"<h3>Errors</h3><ul>{errors}</ul>"

@@ -126,7 +126,7 @@ h3{font-size:14px;margin:16px 0 6px}.description{font-size:15px;margin:4px 0 8px
 .chart{border:1px solid #e3e3e3;border-radius:4px;min-height:340px}
 table{border-collapse:collapse;margin:6px 0}th,td{padding:3px 10px;border-bottom:1px solid #eee;text-align:right;
  font-variant-numeric:tabular-nums;vertical-align:top}th{background:#f6f6f6}td:first-child,th:first-child{text-align:left}
-table.kv td{text-align:left}table.sortable th{cursor:pointer;user-select:none}
+table.kv td,.text{text-align:left}table.sortable th{cursor:pointer;user-select:none}
 table.sortable th[aria-sort=ascending]::after{content:" \\25B2"}table.sortable th[aria-sort=descending]::after{content:" \\25BC"}
 .samples{display:flex;flex-wrap:wrap;gap:10px}figure{margin:0;text-align:center;font-size:12px;width:96px}
 figure img{image-rendering:pixelated;border:1px solid #ccc;display:block;margin:0 auto 2px}

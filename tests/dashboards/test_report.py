@@ -234,6 +234,25 @@ def test_a_sweep_report_overlays_seeds_as_a_band(tmp_path: Path) -> None:
     assert "model.activation" in text  # the varied key
 
 
+def test_a_folder_of_run_directories_is_compared_too(tmp_path: Path) -> None:
+    for name, loss in (("a", 0.5), ("b", 0.25)):
+        write_run(tmp_path / "runs" / name, [start(), *steps(1, 1, [1.0, loss]),
+                                             {"event": "evaluation", "epoch": 1, "step": 2, "test_loss": loss,
+                                              "test_accuracy": 1 - loss}],
+                  spec={**SPEC, "name": name}, summary={"test_accuracy": 1 - loss, "best_test_accuracy": 1 - loss,
+                                                       "test_loss": loss, "train_seconds": 1.0})
+    text = report.build(tmp_path / "runs")
+    assert {f["id"] for f in figures(text)} == {"train_loss", "test_accuracy", "test_loss"}
+    assert 'data-v="0.25"' in text and 'data-v="0.5"' in text  # sort keys: the exact values
+
+
+def test_the_report_module_imports_no_torch() -> None:
+    done = subprocess.run([sys.executable, "-c", "import sys, dashboards.report; "
+                           "print(sorted(m for m in ('torch', 'visdom', 'numpy') if m in sys.modules))"],
+                          cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
 # ----- command line and the end of a run -------------------------------------------------------------
 
 def test_report_of_something_else_is_one_paragraph(tmp_path: Path) -> None:
