@@ -21,7 +21,7 @@ import torch
 
 from runner.spec import DataSpec
 
-IMAGES_MAGICS = {0x00000803: 1, 0x00000804: 0}  # idx3: [N, H, W] grey; idx4: [N, C, H, W]
+IMAGES_MAGICS = (0x00000803, 0x00000804)  # idx3: [N, H, W] grey; idx4: [N, C, H, W]
 LABELS_MAGIC = 0x00000801
 IMAGES_MAGIC = 0x00000803
 SPLITS = (("train", "train"), ("test", "t10k"))  # (split, file prefix as MNIST names them)
@@ -152,12 +152,14 @@ def _split(info: DatasetInfo, images: torch.Tensor, labels: torch.Tensor, limit:
     return Split(normalise(images, info).to(device), labels.long().to(device))
 
 
-def _read_pair(folder: Path, prefix: str, sums: dict[str, str] | None, hint: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images [N, C, H, W] and labels [N] of one split, from `prefix`-images/labels files (or .gz)."""
+def _read_pair(folder: Path, prefix: str, hint: str, sums: dict[str, str] | None = None,
+               own: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images [N, C, H, W] and labels [N] of one split, from `prefix`-images/labels files (or .gz),
+    checked against `sums` when given; a person's `own` files may hold colour images (idx4)."""
     paths = []
     for kind, idx in (("images", "idx3"), ("labels", "idx1")):
         name = f"{prefix}-{kind}-{idx}-ubyte"
-        if kind == "images" and sums is None and not _exists(folder / name):
+        if kind == "images" and own and not _exists(folder / name):
             name = f"{prefix}-{kind}-idx4-ubyte"  # a person's colour images, [N, C, H, W]
         path = folder / name
         paths.append(path if path.exists() or not (folder / f"{name}.gz").exists() else folder / f"{name}.gz")
@@ -181,7 +183,7 @@ def load_known(spec: DataSpec, device: torch.device) -> Dataset:
     hint = f"{info.fetch} (into {spec.root})"
     splits = {}
     for split, prefix in SPLITS:
-        images, labels = _read_pair(folder, prefix, info.files if spec.verify else {}, hint)
+        images, labels = _read_pair(folder, prefix, hint, info.files if spec.verify else None)
         if tuple(images.shape[1:]) != info.shape:
             raise DataError(f"{folder / f'{prefix}-images-idx3-ubyte'} holds {tuple(images.shape[1:])} images; "
                             f"{info.name} has {info.shape} (C, H, W).")
@@ -207,7 +209,7 @@ def load_idx(spec: DataSpec, device: torch.device) -> Dataset:
     folder = Path(spec.root)
     hint = ("data.dataset idx reads train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
             f"t10k-labels-idx1-ubyte (or .gz, or idx4 images [N, C, H, W]) from data.root ({folder})")
-    pairs = {split: _read_pair(folder, prefix, None, hint) for split, prefix in SPLITS}
+    pairs = {split: _read_pair(folder, prefix, hint, own=True) for split, prefix in SPLITS}
     classes = int(max(pairs["train"][1].max(), pairs["test"][1].max())) + 1 if len(pairs["train"][1]) else 0
     if classes < 2:
         raise DataError(f"{folder}: the labels hold {classes} class(es); a classifier needs at least two.")

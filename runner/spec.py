@@ -67,19 +67,20 @@ class Frozen(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _strict_numbers(cls, value: Any, info: Any) -> Any:
-        kinds = _numbers(cls.model_fields[info.field_name].annotation)
-        if kinds and value is not None:
-            for item in (value if isinstance(value, (list, tuple)) else [value]):
-                _check_number(item, kinds)
-        return value
+        return cls._each_number(value, info.field_name, _check_number)
 
     @field_validator("*", mode="after")
     @classmethod
     def _numbers_that_fit(cls, value: Any, info: Any) -> Any:
-        kinds = _numbers(cls.model_fields[info.field_name].annotation)
+        return cls._each_number(value, info.field_name, _check_size)
+
+    @classmethod
+    def _each_number(cls, value: Any, field: str, check: Any) -> Any:
+        """`check(item, kinds)` on the value, or on each item of a list of them, of a numeric field."""
+        kinds = _numbers(cls.model_fields[field].annotation)
         if kinds and value is not None:
             for item in (value if isinstance(value, (list, tuple)) else [value]):
-                _check_size(item, kinds)
+                check(item, kinds)
         return value
 
 

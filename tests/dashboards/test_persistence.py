@@ -146,7 +146,7 @@ def test_a_live_run_keeps_its_env_and_the_second_run_takes_a_fresh_name(tmp_path
                          env={"VISDOM_PORT": str(port)})
         assert second.returncode == 0, second.stderr
         assert "env 'shared' is being written by another live run" in second.stderr
-        assert f"this run uses 'shared-2'" in second.stderr
+        assert "this run uses 'shared-2'" in second.stderr
         summary = json.loads((tmp_path / "second" / "summary.json").read_text())
         assert summary["visdom_env"] == "shared-2"
     finally:

@@ -11,13 +11,11 @@ import io
 import json
 import os
 import re
-import socket
 import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
 
 import pytest
 import requests
