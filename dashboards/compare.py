@@ -109,10 +109,12 @@ class ComparisonBoard(Sender):
         self._start_sender()
 
     def run(self, name: str, label: str) -> ClosingLogger:
-        """A Logger for one run; runs with the same label are seeds of one variant."""
+        """A Logger for one run; runs with the same label are seeds of one variant. A run of a name
+        already here starts again from nothing (a retried trial: its journal is replayed into it)."""
         run = _Run(name, label)
         with self._lock:
-            self._runs.append(run)
+            self._runs = [r for r in self._runs if r.name != name] + [run]
+            self._changed(*CHARTS)
         return _RunLogger(self, run)
 
     def results(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

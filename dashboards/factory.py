@@ -58,11 +58,12 @@ def env_for(experiment: Experiment, run_dir: Path | None, group: str | None = No
 
 
 def make_loggers(kind: str, experiment: Experiment, run_dir: Path | None = None, *, group: str | None = None,
-                 sweep_dir: Path | None = None, env: str | None = None) -> list[Logger]:
+                 sweep_dir: Path | None = None, env: str | None = None, progress: Any = None) -> list[Logger]:
     """The loggers `--logger` asks for; the dashboard is imported only when chosen.
 
     `group` and `sweep_dir` name a sweep's variant (see env_for); `env` overrides the name (replay
-    passes the one the run recorded).
+    passes the one the run recorded); `progress` is the console display variants training at the
+    same time share (runner.console.shared_progress).
     """
     from runner.loggers import NullLogger
 
@@ -70,7 +71,7 @@ def make_loggers(kind: str, experiment: Experiment, run_dir: Path | None = None,
         return [NullLogger()]
     from runner.console import ConsoleLogger
 
-    console = ConsoleLogger()
+    console = ConsoleLogger(shared=progress)
     if kind == "console":
         return [console]
     v = experiment.visdom

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
 import re
 import signal
 import sys
@@ -63,14 +64,20 @@ def run(args: argparse.Namespace) -> int:
         from runner import runs, sweep
 
         if (args.resume / sweep.PLAN).is_file():
+            check_executor(args)
             resumed = sweep.resume(args.resume)
             return run_sweep(args, [], resumed.plan, args.resume, resumed)
+        if args.executor == "ray":
+            raise UsageError("--executor ray runs comparisons (a spec with a sweep or search, or several specs); "
+                             "to continue one run, leave it out.")
         experiment, resume = runs.load_checkpoint(args.resume)
     elif not args.spec:
         raise UsageError("give an experiment file (e.g. experiments/relu.json) or --resume RUN_DIR.")
     else:
         experiments = [(specs.load(path, args.set), str(path)) for path in args.spec]
-        if len(experiments) > 1 or experiments[0][0].sweep is not None or args.dry_run:
+        first = experiments[0][0]
+        if len(experiments) > 1 or first.sweep is not None or first.search is not None or args.dry_run \
+                or args.executor == "ray":
             return run_sweep(args, experiments)
         experiment, resume = experiments[0][0], None
         if args.out is not None:
@@ -104,16 +111,19 @@ def run_sweep(args: argparse.Namespace, experiments: list[tuple[specs.Experiment
     check_environment(args.logger)
     if resumed is None:
         plan = sweep.plan(experiments)
+        if not args.dry_run:
+            check_executor(args, plan)
         if args.dry_run:
             print("\n".join(sweep.describe(plan)))
             return USAGE_ERROR if any(v.error for v in plan.variants) else 0
         out = sweep.sweep_dir(plan.name, args.out)
         if not (len(experiments) == 1 and experiments[0][0].visdom.env):  # the comparison env is one per sweep
             plan = dataclasses.replace(plan, env=dashboards().run_env(plan.name, out.name))
-        print(f"{plan.name}: {len(plan.variants)} variants, run directories under {out}")
+        what = f"a search of {plan.to_draw} variants" if plan.search else f"{len(plan.variants)} variants"
+        print(f"{plan.name}: {what}{' on Ray' if args.executor == 'ray' else ''}, run directories under {out}")
     else:
-        left = sum(r.status not in (sweep.OK, sweep.FAILED) for r in resumed.results)
-        print(f"{plan.name}: resuming {left} of {len(plan.variants)} variants under {out}")
+        left = sum(r.status not in sweep.DONE for r in resumed.results) + plan.to_draw
+        print(f"{plan.name}: resuming {left} of {len(plan.variants) + plan.to_draw} variants under {out}")
     from runner import session
 
     with session.StopOnSignal() as stop:
@@ -121,11 +131,21 @@ def run_sweep(args: argparse.Namespace, experiments: list[tuple[specs.Experiment
             board = dashboards().make_board(args.logger, plan.env, plan.server, plan.port)
             if board is not None:
                 stack.enter_context(board)
-            def loggers_for(experiment: specs.Experiment, run_dir: Path) -> list[Any]:
+            def loggers_for(experiment: specs.Experiment, run_dir: Path, **extra: Any) -> list[Any]:
                 return make_loggers(args.logger, experiment, run_dir, not args.no_report, group=plan.name,
-                                    sweep_dir=out)
+                                    sweep_dir=out, **extra)
 
-            results, stopped = sweep.run(plan, out, loggers_for, board, stop, resumed=resumed)
+            if args.executor == "ray":
+                from runner import on_ray
+
+                try:
+                    with on_ray.connected(ray_address(args)):
+                        results, stopped = on_ray.run(plan, out, loggers_for, board, stop, resumed=resumed,
+                                                      max_concurrent=args.max_concurrent)
+                except on_ray.RayError as exc:
+                    raise UsageError(str(exc)) from None
+            else:
+                results, stopped = sweep.run(plan, out, loggers_for, board, stop, resumed=resumed)
         show_table(results, f"{plan.name} results")
         print(f"results: {out / sweep.RESULTS_MD}, {out / sweep.RESULTS_CSV}")
         if not args.no_report:
@@ -137,12 +157,46 @@ def run_sweep(args: argparse.Namespace, experiments: list[tuple[specs.Experiment
         print(f"{stopped}; checkpoint saved, {skipped} variant(s) not run yet. Continue the sweep with: "
               f"python -m runner --resume {out}", file=sys.stderr)
         return 128 + (stop.signal or signal.SIGINT)
-    failed = [r for r in results if r.status != sweep.OK]
+    failed = [r for r in results if r.status not in (sweep.OK, sweep.STOPPED_EARLY)]
     if failed:
         print(f"error: {len(failed)} of {len(results)} variants failed: {', '.join(r.name for r in failed)}; "
               "the table says why.", file=sys.stderr)
         return VARIANTS_FAILED
     return 0
+
+
+def ray_address(args: argparse.Namespace) -> str | None:
+    return args.ray_address or os.environ.get("RAY_ADDRESS") or None
+
+
+def check_executor(args: argparse.Namespace, plan: Any = None) -> None:
+    """Refuse, before a sweep directory is made, an executor this machine cannot run: Ray not
+    installed, a cluster that does not answer; a search without Optuna."""
+    import importlib.util
+
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise UsageError(f"--max-concurrent {args.max_concurrent}: give at least 1 (or leave it out: as many as "
+                         "the cluster holds).")
+    if args.ray_address and args.executor != "ray":
+        raise UsageError("--ray-address joins a Ray cluster, which only --executor ray uses; add --executor ray.")
+    if args.executor == "ray":
+        from runner import on_ray
+
+        if not on_ray.available():
+            raise UsageError("--executor ray needs Ray Tune, which is not installed in this environment; `make "
+                             "install` installs it (or pip install 'ray[tune]==2.60.0' 'optuna==5.0.0'). Without "
+                             "it, --executor local (the default) runs the same variants one after another.")
+        address = ray_address(args)
+        if address:
+            try:
+                on_ray.check_address(address)
+            except on_ray.RayError as exc:
+                raise UsageError(str(exc)) from None
+    searched = plan is not None and plan.search is not None
+    tpe = searched and plan.search[0].search.searcher == "tpe"
+    if (args.executor == "local" and searched or tpe) and importlib.util.find_spec("optuna") is None:
+        raise UsageError("a search needs Optuna, which is not installed in this environment; `make install` "
+                         "installs it (or pip install 'optuna==5.0.0').")
 
 
 def show_table(results: Sequence[Result], title: str) -> None:
@@ -292,6 +346,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list the variants a spec's sweep makes; train nothing")
     p.add_argument("--no-report", action="store_true", help="write no report.html into the run or sweep directory "
                                                             "at the end")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: a comparison's variants one after another in this process (default); ray: as Ray "
+                        "Tune trials, several at once, on this machine or a cluster (--ray-address)")
+    p.add_argument("--ray-address", metavar="HOST:PORT", help="join the Ray cluster whose head is there (default: "
+                   "$RAY_ADDRESS, else Ray starts on this machine for the sweep alone)")
+    p.add_argument("--max-concurrent", type=int, metavar="N", help="with --executor ray: at most N variants train "
+                   "at once (default: as many as the cluster's CPUs and GPUs hold, given train.cpus and train.gpus)")
     return p
 
 

@@ -19,8 +19,13 @@ from runner.loggers import BaseLogger, Info
 
 
 class ConsoleLogger(BaseLogger):
-    def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(highlight=False)
+    """One run's console. With `shared` (a Progress that variants training at once share, as on Ray)
+    its bar is one row of it, named after the run, and its lines carry the run's name."""
+
+    def __init__(self, console: Console | None = None, shared: Progress | None = None) -> None:
+        self.console = shared.console if shared is not None else console or Console(highlight=False)
+        self._shared = shared
+        self._prefix = ""
         self._progress: Progress | None = None
         self._task = None
         self._batch_size = 1
@@ -31,6 +36,17 @@ class ConsoleLogger(BaseLogger):
     def start(self, info: Info) -> None:
         spec = info["spec"]
         self._batch_size, self._epochs = spec["data"]["batch_size"], spec["train"]["epochs"]
+        if self._shared is not None:
+            self._prefix = f"{info['name']}: "
+            where = (info.get("node") or {}).get("host")
+            self.console.print(f"[bold]{info['name']}[/bold] on {info['device']}{f' at {where}' if where else ''}, "
+                               f"run directory {info['run_dir']}", markup=True)
+            if self.console.is_terminal:
+                self._progress = self._shared
+                self._task = self._shared.add_task("train", total=info["steps_per_epoch"], epoch=1,
+                                                   epochs=self._epochs, loss=DASH, rate=DASH, run=info["name"])
+            self._epoch_started = time.perf_counter()
+            return
         self.console.print(f"[bold]{info['name']}[/bold] on {info['device']}: {spec.get('description', '')}".rstrip(": "))
         self.console.print(f"run directory: {info['run_dir']}")
         if self.console.is_terminal:
@@ -55,7 +71,7 @@ class ConsoleLogger(BaseLogger):
 
     def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
         seconds = time.perf_counter() - self._epoch_started
-        self.console.print(f"epoch {epoch:>3}/{self._epochs}  step {step:>6}  test loss {test_loss:.4f}  "
+        self.console.print(f"{self._prefix}epoch {epoch:>3}/{self._epochs}  step {step:>6}  test loss {test_loss:.4f}  "
                            f"test accuracy {test_accuracy:.2%}  ({seconds:.1f} s)")
         if self._progress is not None and self._task is not None:
             self._progress.reset(self._task)  # passing fields here would replace them all
@@ -73,10 +89,15 @@ class ConsoleLogger(BaseLogger):
 
     def close(self, summary: Info | None) -> None:
         super().close(summary)
+        if self._shared is not None:
+            if self._progress is not None and self._task is not None:
+                self._shared.remove_task(self._task)
+            self._progress = None
+            return  # the sweep's table follows
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
-        if summary is None or summary.get("status", "finished") != "finished":
+        if summary is None or summary.get("status", "finished") not in ("finished", "stopped early"):
             return
         table = Table(title=f"{summary['name']} results", show_header=True)
         for column in ("test accuracy", "test loss", "epochs", "steps", "train s", "wall s", "device"):
@@ -92,6 +113,14 @@ class ConsoleLogger(BaseLogger):
 
 
 DASH = "–"
+
+
+def shared_progress(console: Console | None = None) -> Progress:
+    """The progress display that variants training at the same time share, one row each."""
+    return Progress(TextColumn("{task.fields[run]}"), TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+                    BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+                    TextColumn("{task.fields[rate]} samples/s"), TimeRemainingColumn(),
+                    console=console or Console(highlight=False), transient=True)
 
 
 def _number(value: float, spec: str) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 from runner.spec import Experiment
 
 SPEC, JOURNAL, SUMMARY, WEIGHTS = "spec.json", "metrics.jsonl", "summary.json", "model.pt"
+DONE = ("finished", "stopped early")  # summary statuses of runs that trained as far as they were meant to
 
 
 def create(spec: Experiment, out: Path | None, root: Path = Path("runs")) -> Path:
@@ -104,7 +105,7 @@ def finished(run_dir: Path) -> bool:
         return False
     except (OSError, ValueError):
         return True  # a summary we cannot read: do not offer to resume over it
-    return not isinstance(summary, dict) or summary.get("status", "finished") == "finished"
+    return not isinstance(summary, dict) or summary.get("status", "finished") in DONE
 
 
 def check_new(out: Path) -> None:

@@ -104,25 +104,103 @@ def check_limits(experiment: Experiment, device: torch.device, info: Any, train_
         print(warning, file=sys.stderr)
 
 
+class Recorder:
+    """The run directory's side of a run: its journal and loggers, its checkpoints and its summary.
+
+    `execute` keeps one beside the training; the Ray executor keeps one per trial on the driver,
+    fed with the events the trial sends, so a trial elsewhere needs neither the dashboard nor this
+    filesystem. `logger` takes the events (timed: the logging cost); `start` adds what only this side
+    knows (run directory, env) to the start info. `resume` (a checkpoint) keeps the journal up to it
+    and replays that part into the fresh loggers first.
+    """
+
+    def __init__(self, experiment: Experiment, run_dir: Path, loggers: Sequence[Logger], device: Any,
+                 resume: dict[str, Any] | None = None) -> None:
+        """`device` None: the one the journal's start event names (a trial elsewhere, resumed)."""
+        self.experiment, self.run_dir, self.loggers = experiment, run_dir, list(loggers)
+        self.started = time.perf_counter()
+        self.journal = JsonlLogger(run_dir / runs.JOURNAL, keep=resume["journal_bytes"] if resume else 0)
+        self.fanout = FanOut(self.journal, *self.loggers)
+        self.logger = Timed(self.fanout)
+        env = next((logger.env for logger in self.loggers if hasattr(logger, "env")), None)
+        url = next((logger.url for logger in self.loggers if hasattr(logger, "env") and hasattr(logger, "url")), None)
+        self.base = {"name": experiment.name, "device": str(device), "torch_version": torch.__version__,
+                     "seed": experiment.seed, "visdom_env": env, "visdom_url": url, "run_dir": str(run_dir)}
+        if resume is not None:  # the dashboard and console first get what the journal already holds
+            replay_journal(self.journal.path, FanOut(*self.loggers), limit=resume["journal_bytes"])
+        if device is None:
+            self.base["device"] = _started_on(self.journal.path)
+
+    def start(self, info: dict[str, Any]) -> None:
+        """The start event: `info` (dataset, sizes, where it trains) with the run's own identity."""
+        self.base["device"] = str(info.get("device", self.base["device"]))
+        self.logger.start({**info, "name": self.experiment.name, "spec": self.experiment.model_dump(mode="json"),
+                           "device": self.base["device"], "run_dir": str(self.run_dir),
+                           "torch_version": self.base["torch_version"], "visdom_env": self.base["visdom_env"]})
+
+    def checkpoint(self, payload: dict[str, Any]) -> None:
+        runs.save_checkpoint(self.run_dir, {**payload, "journal_bytes": self.journal.position})
+
+    def ended(self, status: str, message: str, **extra: Any) -> dict[str, Any]:
+        """Close a run that did not finish; its summary is written unless it can be resumed (stopped)."""
+        summary = {**self.base, "status": status, "error": message, **extra,
+                   "wall_seconds": time.perf_counter() - self.started}
+        if status != "stopped":
+            runs.write_json(self.run_dir / runs.SUMMARY, summary)
+        self.fanout.close(summary)
+        return summary
+
+    def finished(self, results: dict[str, Any], save_weights: Callable[[Path], None]) -> dict[str, Any]:
+        """Close a run that trained to its end (or was stopped early by a search): weights, summary."""
+        save_weights(self.run_dir / runs.WEIGHTS)
+        status = "stopped early" if results.get("stopped_early") else "finished"
+        summary = {**self.base, "status": status, **results, "wall_seconds": time.perf_counter() - self.started}
+        summary["logging"] = logging_cost(self.loggers, self.logger.seconds, results["train_seconds"])
+        runs.write_json(self.run_dir / runs.SUMMARY, summary)
+        self.fanout.close(summary)
+        # The senders' part is known once they have drained.
+        summary["logging"] = logging_cost(self.loggers, self.logger.seconds, results["train_seconds"])
+        runs.write_json(self.run_dir / runs.SUMMARY, summary)
+        return summary
+
+
+def _started_on(journal: Path) -> str:
+    """The device a journal's start event names."""
+    import json
+
+    try:
+        with open(journal, encoding="utf-8") as f:
+            return str(json.loads(f.readline()).get("info", {}).get("device", "unknown"))
+    except (OSError, ValueError, AttributeError):
+        return "unknown"
+
+
+def start_info(dataset: data.Dataset, experiment: Experiment, device: Any) -> dict[str, Any]:
+    """What the training side knows for the start event."""
+    return {"device": str(device), "dataset": dataset.info.describe(), "train_size": len(dataset.train),
+            "test_size": len(dataset.test), "steps_per_epoch": -(-len(dataset.train) // experiment.data.batch_size)}
+
+
 def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logger]],
             should_stop: Callable[[], str | None] = lambda: None, *,
             out: Path | None = None, resume_dir: Path | None = None, resume: dict[str, Any] | None = None,
-            dataset: data.Dataset | None = None) -> dict[str, Any]:
+            dataset: data.Dataset | None = None,
+            go_on: Callable[[dict[str, Any]], bool] = lambda _: True) -> dict[str, Any]:
     """Train `experiment` (or continue `resume_dir` from `resume`) and return its summary.
 
     The loggers (`make_loggers(run_dir)`) are made only once the data is loaded, the limits checked,
     the model built and the run directory exists, so input that fails those checks leaves no
     dashboard touched and no sender thread behind.
 
-    Every ending is marked: summary.json gets `status` finished, diverged or failed (with the error's
-    first line); a stop writes no summary (the run can be resumed), and the loggers' close gets
-    status stopped with the resume command. Raises train.Stopped (with `.run_dir` set; a checkpoint
-    is saved), train.Diverged as `fit` does, and limits.LimitError when the run runs out of memory;
-    the loggers are closed in every case.
+    Every ending is marked: summary.json gets `status` finished, stopped early (`go_on`, asked after
+    each epoch, said no: a search's scheduler), diverged or failed (with the error's first line); a
+    stop writes no summary (the run can be resumed), and the loggers' close gets status stopped with
+    the resume command. Raises train.Stopped (with `.run_dir` set; a checkpoint is saved),
+    train.Diverged as `fit` does, and limits.LimitError when the run runs out of memory; the loggers
+    are closed in every case.
     """
     from runner import limits
 
-    started = time.perf_counter()
     device = train.pick_device(experiment.train)
     if dataset is None:
         dataset = data.load(experiment.data, device)  # before the run dir: bad data leaves nothing behind
@@ -136,64 +214,29 @@ def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logg
         raise
     new_dir = resume_dir is None and (out is None or not out.exists())
     run_dir = resume_dir or runs.create(experiment, out)
-    loggers = list(make_loggers(run_dir))
-    visdom_env = next((logger.env for logger in loggers if hasattr(logger, "env")), None)
-    visdom_url = next((logger.url for logger in loggers if hasattr(logger, "env") and hasattr(logger, "url")), None)
-    journal = JsonlLogger(run_dir / runs.JOURNAL, keep=resume["journal_bytes"] if resume else 0)
-
-    def checkpoint(payload: dict[str, Any]) -> None:
-        runs.save_checkpoint(run_dir, {**payload, "journal_bytes": journal.position})
-
-    timed = Timed(FanOut(journal, *loggers))
-    base = {"name": experiment.name, "device": str(device), "torch_version": torch.__version__,
-            "seed": experiment.seed, "visdom_env": visdom_env, "visdom_url": visdom_url, "run_dir": str(run_dir)}
-
-    def ended(status: str, exc: BaseException, **extra: Any) -> dict[str, Any]:
-        """The summary of a run that did not finish; written unless the run can be resumed."""
-        summary = {**base, "status": status, "error": first_line(exc), **extra,
-                   "wall_seconds": time.perf_counter() - started}
-        if status != "stopped":
-            runs.write_json(run_dir / runs.SUMMARY, summary)
-        return summary
-
-    with timed.inner as logger:
+    recorder = Recorder(experiment, run_dir, make_loggers(run_dir), device, resume)
+    with recorder.fanout:
         if resume is None:
-            timed.start({"name": experiment.name, "spec": experiment.model_dump(mode="json"),
-                         "device": str(device), "run_dir": str(run_dir), "torch_version": torch.__version__,
-                         "visdom_env": visdom_env, "dataset": dataset.info.describe(),
-                         "train_size": len(dataset.train), "test_size": len(dataset.test),
-                         "steps_per_epoch": -(-len(dataset.train) // experiment.data.batch_size)})
-        else:  # the dashboard and console first get what the journal already holds
-            replay_journal(journal.path, FanOut(*loggers), limit=resume["journal_bytes"])
+            recorder.start(start_info(dataset, experiment, device))
         try:
-            model, results = train.fit(experiment, dataset, device, timed, resume=resume, checkpoint=checkpoint,
-                                       should_stop=should_stop, built=built)
+            model, results = train.fit(experiment, dataset, device, recorder.logger, resume=resume,
+                                       checkpoint=recorder.checkpoint, should_stop=should_stop, built=built,
+                                       go_on=go_on)
         except train.Stopped as stopped:
             stopped.run_dir = run_dir
-            logger.close(ended("stopped", stopped, reason=f"stopped by {stopped.reason} after step {stopped.step}",
-                               resume=f"python -m runner --resume {run_dir}"))
+            recorder.ended("stopped", first_line(stopped), reason=f"stopped by {stopped.reason} after step "
+                           f"{stopped.step}", resume=f"python -m runner --resume {run_dir}")
             raise
         except train.Diverged as diverged:
-            logger.close(ended("diverged", diverged))
+            recorder.ended("diverged", first_line(diverged))
             raise
         except Exception as exc:
             if limits.is_allocation_error(exc):
                 message = limits.allocation_message(exc, device)
-                logger.close(ended("failed", limits.LimitError(message)))
+                recorder.ended("failed", message)
                 if new_dir and not (run_dir / runs.CHECKPOINT).exists():
                     shutil.rmtree(run_dir, ignore_errors=True)  # nothing trained: leave nothing behind
                 raise limits.LimitError(message) from None
-            logger.close(ended("failed", exc))
+            recorder.ended("failed", first_line(exc))
             raise
-        torch.save(model.state_dict(), run_dir / runs.WEIGHTS)
-        summary = {"name": experiment.name, "status": "finished", **results,
-                   "wall_seconds": time.perf_counter() - started, "device": str(device),
-                   "torch_version": torch.__version__, "seed": experiment.seed, "visdom_env": visdom_env,
-                   "visdom_url": visdom_url, "run_dir": str(run_dir)}
-        summary["logging"] = logging_cost(loggers, timed.seconds, results["train_seconds"])
-        runs.write_json(run_dir / runs.SUMMARY, summary)
-        logger.close(summary)
-        # The senders' part is known once they have drained.
-        summary["logging"] = logging_cost(loggers, timed.seconds, results["train_seconds"])
-        runs.write_json(run_dir / runs.SUMMARY, summary)
-    return summary
+        return recorder.finished(results, lambda path: torch.save(model.state_dict(), path))

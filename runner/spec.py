@@ -225,6 +225,11 @@ class TrainSpec(Frozen):
 
     channels_last: bool = Field(False, description="Keep images and convolution weights in channels-last memory "
                                                    "order (faster convolutions on some hardware).")
+    cpus: float = Field(1.0, gt=0, le=1024, description="CPUs each variant reserves with --executor ray (fractions "
+                                                         "allowed); its torch threads follow. The local executor "
+                                                         "ignores it.")
+    gpus: float = Field(0.0, ge=0, le=64, description="GPUs each variant reserves with --executor ray (fractions "
+                                                      "allowed: 0.5 puts two variants on one GPU).")
 
 class VisdomSpec(Frozen):
     server: str | None = Field(None, description="Visdom server URL; null: $VISDOM_SERVER or http://localhost.")
@@ -236,7 +241,7 @@ class VisdomSpec(Frozen):
 
 
 # Keys a sweep may not vary: they name the run and its dashboard, which the sweep names itself.
-UNSWEPT = ("name", "description", "sweep", "visdom")
+UNSWEPT = ("name", "description", "sweep", "search", "visdom")
 
 
 MODEL_SPECS: tuple[type[BaseModel], ...] = (MLPSpec, CNNSpec, PythonSpec)
@@ -261,6 +266,91 @@ def sweepable_keys(model: type[BaseModel] | None = None, prefix: str = "") -> li
     return keys
 
 
+def check_key(key: str, how: str) -> None:
+    """A dotted key a sweep or search may vary (`how`: swept, searched), or ValueError saying why not."""
+    known = sweepable_keys()
+    if key in known or any(key.startswith(p) and len(key) > len(p) for p in OPEN_KEYS):
+        return
+    if key.split(".")[0] in UNSWEPT:
+        why = f"{key} cannot be {how}: each variant gets its own name and dashboard env from the comparison"
+    elif any(k.startswith(key + ".") for k in known):
+        why = (f"{key} is a section, not a key; use one of its keys, such as "
+               f"{next(k for k in known if k.startswith(key + '.'))}")
+    else:
+        close = difflib.get_close_matches(key, known, n=1)
+        why = (f"{key} is not a key of an experiment{f' (did you mean {close[0]}?)' if close else ''}; "
+               "keys are dotted paths such as model.activation, optim.lr or seed")
+    raise ValueError(why)
+
+
+DISTRIBUTIONS = {
+    "uniform": "[low, high]: any real number between them",
+    "loguniform": "[low, high] with 0 < low: real numbers spread evenly in log scale (learning rates)",
+    "randint": "[low, high]: a whole number from low to high, both included",
+    "choice": "[value, value, ...]: one of the listed values",
+}
+
+
+def check_space(space: Any) -> dict[str, dict[str, list[Any]]]:
+    """A search space's own shape: dotted keys to one distribution each, with a range that holds values."""
+    example = ('e.g. "space": {"optim.lr": {"loguniform": [0.0001, 1]}, "model.hidden": {"choice": [[200, 200], '
+               '[800]]}}')
+    kinds = "; ".join(f"{k} {v}" for k, v in DISTRIBUTIONS.items())
+    if not isinstance(space, dict) or not space:
+        raise ValueError(f"must map dotted keys to a distribution each, {example}")
+    for key, dist in space.items():
+        check_key(key, "searched")
+        if not isinstance(dist, dict) or len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS:
+            raise ValueError(f"{key} must be one distribution, an object with one of the keys {kinds} "
+                             f"(got {json.dumps(dist)[:60]})")
+        (kind, args), = dist.items()
+        if not isinstance(args, list):
+            raise ValueError(f"{key}: {kind} takes a list, {kind} {DISTRIBUTIONS[kind]} (got {json.dumps(args)[:60]})")
+        if kind == "choice":
+            if not args:
+                raise ValueError(f"{key}: choice lists no values; give at least one")
+            continue
+        numeric = int if kind == "randint" else (int, float)
+        if len(args) != 2 or not all(isinstance(a, numeric) and not isinstance(a, bool) for a in args) \
+                or not all(math.isfinite(a) for a in args):
+            raise ValueError(f"{key}: {kind} takes {DISTRIBUTIONS[kind]} (got {json.dumps(args)[:60]})")
+        low, high = args
+        if kind == "loguniform" and low <= 0:
+            raise ValueError(f"{key}: loguniform needs bounds above 0, its values being spread in log scale (got "
+                             f"[{low}, {high}]); for a range that starts at 0 use uniform")
+        if low > high or (low == high and kind != "randint"):
+            raise ValueError(f"{key}: the range [{low}, {high}] is empty; give [low, high] with low < high")
+    return space
+
+
+class SearchSpec(Frozen):
+    space: dict[str, dict[str, list[Any]]] = Field(..., description="What to search: dotted keys to one "
+                                                   "distribution each, e.g. {\"optim.lr\": {\"loguniform\": "
+                                                   "[0.0001, 1]}}. " + "; ".join(f"{k} {v}" for k, v in
+                                                                                  DISTRIBUTIONS.items()) + ".")
+    samples: int = Field(16, gt=0, le=10000, description="How many variants to draw and train.")
+    metric: Literal["test_accuracy", "test_loss"] = Field("test_accuracy", description="What a variant is judged "
+                                                          "by, after each epoch.")
+    mode: Literal["max", "min"] | None = Field(None, description="max or min of the metric; null: max for "
+                                               "test_accuracy, min for test_loss.")
+    searcher: Literal["random", "tpe"] = Field("random", description="random draws; tpe: Optuna's "
+                                               "tree-structured Parzen estimator, drawing near what did well.")
+    scheduler: Literal["none", "asha"] = Field("none", description="asha: stop variants early that are behind "
+                                               "the others at the same epoch (asynchronous successive halving).")
+    grace_period: int = Field(1, gt=0, description="asha: epochs every variant trains before it can be stopped.")
+    reduction_factor: int = Field(3, ge=2, le=100, description="asha: about 1 in this many variants goes on at "
+                                  "each rung (epochs grace_period x reduction_factor^k).")
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _space_shape(cls, space: Any) -> Any:
+        return check_space(space)
+
+    @property
+    def direction(self) -> str:
+        return self.mode or ("max" if self.metric == "test_accuracy" else "min")
+
+
 def check_sweep(sweep: Any) -> dict[str, list[Any]]:
     """A sweep declaration's own shape; whether each value suits its key is checked per variant."""
     example = 'e.g. "sweep": {"model.activation": ["relu", "selu"], "seed": [0, 1, 2]}'
@@ -268,19 +358,8 @@ def check_sweep(sweep: Any) -> dict[str, list[Any]]:
         raise ValueError(f"must map dotted keys to lists of values to try, {example}")
     if not sweep:
         raise ValueError(f"declares nothing to vary; {example}")
-    known = sweepable_keys()
     for key, values in sweep.items():
-        if key not in known and not any(key.startswith(p) and len(key) > len(p) for p in OPEN_KEYS):
-            if key.split(".")[0] in UNSWEPT:
-                why = f"{key} cannot be swept: each variant gets its own name and dashboard env from the sweep"
-            elif any(k.startswith(key + ".") for k in known):
-                why = (f"{key} is a section, not a key; sweep one of its keys, such as "
-                       f"{next(k for k in known if k.startswith(key + '.'))}")
-            else:
-                close = difflib.get_close_matches(key, known, n=1)
-                why = (f"{key} is not a key of an experiment{f' (did you mean {close[0]}?)' if close else ''}; "
-                       "keys are dotted paths such as model.activation, optim.lr or seed")
-            raise ValueError(why)
+        check_key(key, "swept")
         if not isinstance(values, list):
             raise ValueError(f"{key} must be a list of the values to try, e.g. [{json.dumps(values)}] "
                              f"(got {json.dumps(values)[:60]})")
@@ -311,6 +390,9 @@ class Experiment(Frozen):
                           "[\"relu\", \"selu\"], \"seed\": [0, 1, 2]}. Every combination runs (a list of seeds "
                           "repeats each one), each with its own run directory and dashboard env.")
 
+    search: SearchSpec | None = Field(None, description="A search instead of a sweep: `samples` variants drawn "
+                                      "from `space`, judged by `metric`, optionally stopped early by `scheduler`.")
+
     @field_validator("sweep", mode="before")
     @classmethod
     def _sweep_shape(cls, sweep: Any) -> Any:
@@ -318,6 +400,13 @@ class Experiment(Frozen):
 
     @model_validator(mode="after")
     def _parts_fit_together(self) -> "Experiment":
+        if self.sweep is not None and self.search is not None:
+            raise ValueError("a spec has a sweep (every combination of listed values) or a search (variants drawn "
+                             "from ranges), not both; put the swept keys in search.space as choice")
+        if self.search is not None and self.search.scheduler == "asha" \
+                and self.search.grace_period >= self.train.epochs:
+            raise ValueError(f"search.grace_period ({self.search.grace_period}) must be below train.epochs "
+                             f"({self.train.epochs}) for asha to stop anything early")
         if self.train.cuda_graphs and self.optim.schedule != "none":
             raise ValueError("train.cuda_graphs replays the step with a fixed learning rate; use optim.schedule "
                              "none with it, or turn cuda_graphs off")

@@ -30,7 +30,8 @@ from runner.loggers import Logger
 
 RESULTS_CSV, RESULTS_MD, PLAN = "results.csv", "results.md", "sweep.json"
 OK, FAILED, STOPPED, NOT_RUN, UNFINISHED = "ok", "failed", "stopped", "not run", "unfinished"
-RUNNING = "running"
+RUNNING, STOPPED_EARLY = "running", "stopped early"  # stopped early: by a search's scheduler, a result
+DONE = (OK, STOPPED_EARLY, FAILED)  # statuses a resumed sweep does not run again
 OK_STATUS = "finished"  # what summary.json's status says of a run that finished
 
 
@@ -45,6 +46,7 @@ class Variant:
     error: str | None = None
     base: str = ""  # the name of the spec it came from
     label: str = ""  # what sets it apart in this comparison, seed left out
+    point: dict[str, Any] | None = None  # a search's variant: the values drawn for it
 
     @property
     def seed(self) -> Any:
@@ -58,6 +60,14 @@ class Plan:
     server: str | None
     port: int | None
     variants: tuple[Variant, ...]
+    search: tuple[specs.Experiment, str] | None = None  # a search: the spec (and its file) variants are drawn from
+
+    @property
+    def to_draw(self) -> int:
+        """How many variants a search has still to draw."""
+        if self.search is None or self.search[0].search is None:
+            return 0
+        return max(self.search[0].search.samples - sum(v.point is not None for v in self.variants), 0)
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,8 @@ class Result:
            run_dir: Path | None = None) -> "Result":
         numbers = {k: summary[k] for k in ("test_accuracy", "best_test_accuracy", "test_loss", "train_seconds")
                    } if summary else {}
+        if status == OK and summary and summary.get("status") == STOPPED_EARLY:
+            status = STOPPED_EARLY
         return cls(variant.name, variant.label, variant.seed, status, **numbers, error=error,
                    run_dir=str(run_dir) if run_dir else "")
 
@@ -205,7 +217,19 @@ def unique(variants: Sequence[Variant]) -> list[Variant]:
 
 
 def plan(experiments: Sequence[tuple[specs.Experiment, str]]) -> Plan:
-    """The comparison of these (experiment, source) pairs: every variant of each, uniquely named."""
+    """The comparison of these (experiment, source) pairs: every variant of each, uniquely named; a
+    search's variants are drawn as it runs."""
+    searches = [(e, source) for e, source in experiments if e.search is not None]
+    if searches and len(experiments) > 1:
+        raise specs.SpecError(f"{searches[0][1]} declares a search, which runs on its own; give it as the only "
+                              "experiment file.")
+    if searches:
+        from runner import search
+
+        experiment, source = searches[0]
+        search.check(experiment, source)
+        return Plan(experiment.name, experiment.visdom.env or experiment.name, experiment.visdom.server,
+                    experiment.visdom.port, (), searches[0])
     variants = unique([variant for experiment, source in experiments for variant in expand(experiment, source)])
     names = list(dict.fromkeys(experiment.name for experiment, _ in experiments))
     name = names[0] if len(names) == 1 else safe_name("-vs-".join(names))
@@ -217,7 +241,14 @@ def plan(experiments: Sequence[tuple[specs.Experiment, str]]) -> Plan:
 
 
 def describe(plan: Plan) -> list[str]:
-    """The lines `--dry-run` prints: one per variant, invalid ones with the reason."""
+    """The lines `--dry-run` prints: one per variant, invalid ones with the reason; a search's space."""
+    if plan.search is not None and not plan.variants:
+        s = plan.search[0].search
+        assert s is not None
+        lines = [f"{plan.name}: a search of {s.samples} variants by {s.metric} ({s.direction}), searcher "
+                 f"{s.searcher}, scheduler {s.scheduler}; comparison env {plan.env}"]
+        return lines + [f"  {key}: {kind} {json.dumps(args)}" for key, dist in s.space.items()
+                        for kind, args in dist.items()]
     width = max(len(v.name) for v in plan.variants)
     lines = [f"{plan.name}: {len(plan.variants)} variant{'s' * (len(plan.variants) != 1)}, "
              f"comparison env {plan.env}"]
@@ -252,6 +283,8 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment, Path], l
         should_stop: Callable[[], str | None] = lambda: None, say: Callable[[str], None] = print,
         resumed: Resumed | None = None) -> tuple[list[Result], Exception | None]:
     """Train every valid variant in turn, each in out/<variant name>; one failing does not stop the rest.
+    A search then draws its variants one by one (runner.search.LocalSearch), its scheduler stopping
+    some early.
 
     `resumed` (a stopped sweep read back by `resume`) gives the results already there, which are
     kept, and the checkpoints the unfinished variants continue from.
@@ -260,8 +293,9 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment, Path], l
     """
     from runner import data, limits, models, session, train
 
+    variants = list(plan.variants)
     results = [Result.of(v, NOT_RUN) if v.experiment else Result.of(v, FAILED, error=v.error or "")
-               for v in plan.variants]
+               for v in variants]
     checkpoints: dict[int, dict[str, Any]] = {}
     if resumed is not None:
         results, checkpoints = list(resumed.results), dict(resumed.checkpoints)
@@ -269,20 +303,15 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment, Path], l
     stopped: Exception | None = None
 
     def record() -> None:
-        write(out, plan, results)
+        write(out, replace(plan, variants=tuple(variants)), results)
         if board is not None:
             board.results(*rows(results))
 
-    record()
-    runnable = [i for i, v in enumerate(plan.variants) if v.experiment is not None and results[i].status in (
-        NOT_RUN, STOPPED, UNFINISHED)]
-    seeds = _seeds_vary(plan.variants)
-    for n, i in enumerate(runnable, 1):
-        variant, experiment = plan.variants[i], plan.variants[i].experiment
+    def train_one(i: int, n: int, total: int, go_on: Callable[[dict[str, Any]], bool]) -> None:
+        nonlocal cached, stopped
+        variant, experiment = variants[i], variants[i].experiment
         assert experiment is not None
-        if should_stop():
-            break
-        say(f"\nvariant {n} of {len(runnable)}: {variant.name} ({variant.label}"
+        say(f"\nvariant {n} of {total}: {variant.name} ({variant.label}"
             f"{f', seed={show(variant.seed)}' if seeds else ''})")
         run_dir = out / variant.name
         results[i] = Result.of(variant, RUNNING, run_dir=run_dir)
@@ -293,6 +322,7 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment, Path], l
             if cached is None or cached[0] != key:
                 cached = None  # free the previous tensors before loading others
                 cached = (key, data.load(experiment.data, device))
+
             def loggers(run_dir: Path) -> list[Logger]:
                 return [*loggers_for(experiment, run_dir), *([board.run(variant.name, variant.label)] if board else [])]
 
@@ -300,7 +330,8 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment, Path], l
                 summary = session.execute(experiment, loggers, should_stop, resume_dir=run_dir,
                                           resume=checkpoints.pop(i), dataset=cached[1])
             else:
-                summary = session.execute(experiment, loggers, should_stop, out=run_dir, dataset=cached[1])
+                summary = session.execute(experiment, loggers, should_stop, out=run_dir, dataset=cached[1],
+                                          go_on=go_on)
             results[i] = Result.of(variant, OK, summary, run_dir=run_dir)
         except train.Stopped as exc:
             results[i] = Result.of(variant, STOPPED, error=str(exc), run_dir=run_dir)
@@ -314,8 +345,36 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment, Path], l
             say(f"variant {variant.name} failed: {message}")
             results[i] = Result.of(variant, FAILED, error=message, run_dir=run_dir if run_dir.exists() else None)
         record()
-        if stopped is not None:
-            break
+
+    record()
+    runnable = [i for i, v in enumerate(variants) if v.experiment is not None and results[i].status in (
+        NOT_RUN, STOPPED, UNFINISHED)]
+    seeds = _seeds_vary(variants)
+    total = len(runnable) + plan.to_draw
+    for n, i in enumerate(runnable, 1):
+        if should_stop() or stopped is not None:
+            return results, stopped
+        train_one(i, n, total, lambda _: True)
+    if plan.search is not None and plan.to_draw and stopped is None:
+        from runner import search
+
+        experiment, source = plan.search
+        metric = experiment.search.metric  # type: ignore[union-attr]
+        drawer = search.LocalSearch(experiment, [(v.point, search.metric_of(r, metric)) for v, r in
+                                                 zip(variants, results) if v.point is not None and r.status == OK])
+        for n in range(len(runnable) + 1, total + 1):
+            if should_stop() or stopped is not None:
+                break
+            number = sum(v.point is not None for v in variants) + 1
+            name = safe_name(f"{experiment.name}-{number:03d}")
+            variant = search.variant(experiment, source, drawer.ask(name), number)
+            variants.append(variant)
+            results.append(Result.of(variant, FAILED, error=variant.error or "") if variant.error else
+                           Result.of(variant, NOT_RUN))
+            if variant.experiment is not None:
+                train_one(len(variants) - 1, n, total, lambda epoch: drawer.report(name, epoch["epoch"], epoch))
+            drawer.tell(name, results[-1])
+            record()
     return results, stopped
 
 
@@ -346,22 +405,25 @@ def resume(out: Path) -> Resumed:
     try:
         recorded = json.loads((out / PLAN).read_text())
         items = [(item["name"], item["label"], item["source"], item["flat"], item["status"], item["error"],
-                  item["run_dir"], item.get("base", "")) for item in recorded["variants"]]
+                  item["run_dir"], item.get("base", ""), item.get("point")) for item in recorded["variants"]]
         name, env = recorded["name"], recorded["env"]
+        searched = recorded.get("search")
+        search = None if searched is None else (
+            specs.parse(searched["spec"], f"{out / PLAN} (the search)"), searched["source"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise runs.RunDirError(f"--resume {out}: {PLAN} cannot be read ({type(exc).__name__}: {exc}); it is "
                                "damaged or not a sweep record of this runner.") from None
     variants, results, checkpoints = [], [], {}
-    for i, (vname, vlabel, source, flat, status, error, run_dir, base) in enumerate(items):
+    for i, (vname, vlabel, source, flat, status, error, run_dir, base, point) in enumerate(items):
         experiment = None
         if not error or status != FAILED:
             experiment = specs.parse(unflatten(flat), f"{out / PLAN} (variant {vname})")
         variant = Variant(vname, source, flat, experiment, error=error or None if experiment is None else None,
-                          base=base, label=vlabel)
+                          base=base, label=vlabel, point=point)
         variants.append(variant)
         where = out / run_dir if run_dir else out / vname
         summary = _read_summary(where) if (where / runs.SUMMARY).is_file() else None
-        if summary is not None and summary.get("status", OK_STATUS) == OK_STATUS:
+        if summary is not None and summary.get("status", OK_STATUS) in runs.DONE:
             results.append(Result.of(variant, OK, summary, run_dir=where))
         elif status == FAILED or experiment is None:
             results.append(Result.of(variant, FAILED, error=error or "", run_dir=where if where.exists() else None))
@@ -375,8 +437,10 @@ def resume(out: Path) -> Resumed:
                 shutil.rmtree(where)
             results.append(Result.of(variant, NOT_RUN))
     first = next((v.experiment.visdom for v in variants if v.experiment is not None), specs.VisdomSpec())
-    plan = Plan(name, env, first.server, first.port, tuple(variants))
-    if all(r.status in (OK, FAILED) for r in results):
+    if search is not None:
+        first = search[0].visdom
+    plan = Plan(name, env, first.server, first.port, tuple(variants), search)
+    if all(r.status in DONE for r in results) and not plan.to_draw:
         raise runs.RunDirError(f"--resume {out}: every variant of this sweep has finished (see "
                                f"{out / RESULTS_MD}); start a new sweep instead.")
     return Resumed(plan, results, checkpoints)
@@ -470,10 +534,13 @@ def write(out: Path, plan: Plan, results: Sequence[Result], record_plan: bool = 
     tmp.write_text(markdown(results, f"{plan.name} results"), encoding="utf-8")
     tmp.replace(out / RESULTS_MD)
     if record_plan:
+        search = {"search": {"source": plan.search[1], "spec": plan.search[0].model_dump(mode="json")}
+                  } if plan.search is not None else {}
         runs.write_json(out / PLAN, {
-            "name": plan.name, "env": plan.env,
+            "name": plan.name, "env": plan.env, **search,
             "variants": [{"name": v.name, "base": v.base, "label": v.label, "source": v.source, "status": r.status,
-                          "error": r.error, "run_dir": Path(r.run_dir).name if r.run_dir else None, "flat": v.flat}
+                          "error": r.error, "run_dir": Path(r.run_dir).name if r.run_dir else None, "flat": v.flat,
+                          **({"point": v.point} if v.point is not None else {})}
                          for v, r in zip(plan.variants, results)]})
 
 
@@ -531,7 +598,7 @@ def gather(paths: Sequence[Path], env: str | None = None) -> Gathered:
         if run_dir is not None:
             journals[variant.name] = run_dir / runs.JOURNAL
         summary = _read_summary(run_dir) if run_dir is not None else None
-        if summary is not None and summary.get("status", OK_STATUS) != OK_STATUS:
+        if summary is not None and summary.get("status", OK_STATUS) not in runs.DONE:
             results.append(Result.of(variant, FAILED, error=str(summary.get("error") or summary.get("status")),
                                      run_dir=run_dir))
         elif summary is not None:

@@ -223,13 +223,15 @@ def build_model(spec: Experiment, dataset: data.Dataset) -> Built:
 def fit(spec: Experiment, dataset: data.Dataset, device: torch.device, logger: Logger, *,
         resume: dict[str, Any] | None = None,
         checkpoint: Callable[[dict[str, Any]], None] = lambda _: None,
-        should_stop: Callable[[], str | None] = lambda: None, built: Built | None = None
-        ) -> tuple[nn.Module, dict[str, Any]]:
+        should_stop: Callable[[], str | None] = lambda: None, built: Built | None = None,
+        go_on: Callable[[dict[str, Any]], bool] = lambda _: True) -> tuple[nn.Module, dict[str, Any]]:
     """Train and evaluate as the spec says; returns the model and the run's results.
 
     `resume` is a dict that `checkpoint` was given earlier; `built` what build_model returned (made
-    here if not given). Raises Stopped (after checkpointing) when `should_stop` returns a reason,
-    Diverged when a loss is not finite.
+    here if not given). After each epoch's checkpoint `go_on` gets that epoch's results (epoch,
+    train_loss, test_loss, test_accuracy, train_seconds); when it says no, training ends there and
+    the results say `stopped_early` (a search's scheduler gave up on the run). Raises Stopped (after
+    checkpointing) when `should_stop` returns a reason, Diverged when a loss is not finite.
     """
     model, rng = built or build_model(spec, dataset)
     torch.set_rng_state(rng)
@@ -291,6 +293,9 @@ def fit(spec: Experiment, dataset: data.Dataset, device: torch.device, logger: L
         state.epoch, state.batch, state.loss_sum, state.loss_count = state.epoch + 1, 0, 0.0, 0
         state.epoch_rng = generator.get_state()  # where the next epoch's batch order starts
         save()
+        if state.epoch <= spec.train.epochs and not go_on({**state.history[-1], "step": state.step,
+                                                          "train_seconds": state.train_seconds}):
+            break
 
     last = state.history[-1]
     return model, {
@@ -298,10 +303,11 @@ def fit(spec: Experiment, dataset: data.Dataset, device: torch.device, logger: L
         "test_loss": last["test_loss"],
         "best_test_accuracy": max(h["test_accuracy"] for h in state.history),
         "train_loss": last["train_loss"],
-        "epochs": spec.train.epochs,
+        "epochs": len(state.history),
         "steps": state.step,
         "train_seconds": state.train_seconds,
         "eval_seconds": state.eval_seconds,
-        "samples_per_second": spec.train.epochs * len(dataset.train) / state.train_seconds,
+        "samples_per_second": len(state.history) * len(dataset.train) / state.train_seconds,
         "history": state.history,
+        **({"stopped_early": len(state.history)} if len(state.history) < spec.train.epochs else {}),
     }

@@ -1,0 +1,632 @@
+"""The Ray executor (`--executor ray`): a sweep's or search's variants as Ray Tune trials.
+
+Design: the driver keeps everything a person looks at, and trials only compute.
+
+- Each trial trains with `train.fit` wherever Tune places it. Its events (every step's loss, the
+  evaluations, the predictions), its checkpoints (bytes) and its ending go, in order, to the *relay*:
+  a small actor without a CPU of its own, pinned to the driver's node. Calls from one trial to one
+  actor arrive in the order sent, and Ray's transport is the cluster's own (token-authenticated
+  where the cluster is), so nothing new is opened to the network.
+- The driver takes the relay's inbox every Tune step (~0.1 s) and feeds it to one session.Recorder
+  per trial: the same journal, checkpoint file, summary, loggers and comparison board as a local
+  run. So the dashboard stays bound to 127.0.0.1 on the driver, trials need neither to reach it nor
+  a shared filesystem, and a trial's run directory is complete on the driver's disk.
+- The data is loaded (and checked) once on the driver and shipped through Ray's object store.
+- A trial whose process dies is retried by Tune (FailureConfig); it continues from the last
+  checkpoint the relay holds for it, and the driver cuts the journal back to that checkpoint, as
+  `--resume` does. A trial whose training raises sends the error and ends normally: an error is a
+  row in the table, and retrying it would fail again.
+- Tune's ASHAScheduler decides after each epoch; the decision goes back to the trial through the
+  relay, so a trial stopped early ends at that epoch with a summary that says so.
+- Ctrl-C: the relay tells each trial at its next chunk of steps; trials checkpoint and end, then
+  Tune stops; `--resume SWEEP_DIR` continues from those checkpoints (read from the run directories
+  and handed to the trials through the relay).
+
+Ray is imported only here, and only by `--executor ray`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from runner import runs, search, sweep
+from runner import spec as specs
+from runner.loggers import BaseLogger
+
+CONNECT_TIMEOUT = 10.0  # seconds to reach --ray-address before giving up
+DECISION_TIMEOUT = 120.0  # seconds a trial waits for the scheduler's word before going on
+STOP_GRACE = 60.0  # seconds the driver waits for trials to checkpoint after Ctrl-C
+RETRIES = 3  # times a trial whose process died is started again
+
+
+class RayError(Exception):
+    """Ray is missing or the cluster cannot be reached; the message says what to do."""
+
+
+def available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None and importlib.util.find_spec("ray.tune") is not None
+
+
+def check_address(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Refuse an address that is not HOST:PORT or does not answer within `timeout` seconds."""
+    host, sep, port = address.rpartition(":")
+    host = host.removeprefix("ray://")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise RayError(f"--ray-address {address!r}: expected HOST:PORT of a cluster's head, e.g. 10.0.0.5:6379 "
+                       "(the address `ray start --head` prints).")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise RayError(f"--ray-address {address}: no Ray cluster answered within {timeout:g} s ({exc.strerror or exc})."
+                       f" Start one with `ray start --head --port={port}` there, check the address and firewall, "
+                       "or leave --ray-address (and RAY_ADDRESS) out to run Ray on this machine alone.") from None
+
+
+@contextmanager
+def connected(address: str | None) -> Iterator[None]:
+    """Ray for this sweep: joined to the cluster at `address`, or started here for the sweep alone
+    (its temporary files in a directory of its own, deleted afterwards). Usage stats stay off."""
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl-C is the runner's to handle
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ["RAY_DEDUP_LOGS"] = "0"
+    if address:
+        check_address(address)
+    import ray
+
+    for name in ("ray", "ray.tune", "ray.train", "ray.air"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    runtime_env = {"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0", "RAY_USAGE_STATS_ENABLED": "0",
+                                "PYTHONWARNINGS": "ignore"}}
+    temp = None
+    options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR, "runtime_env": runtime_env}
+    if address:
+        ray.init(address=address, **options)
+    else:
+        temp = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must fit in 107 bytes
+        ray.init(address="local", include_dashboard=False, _temp_dir=temp, **options)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+# ----- the relay: trials -> driver ----------------------------------------------------------------
+
+class Relay:
+    """The inbox between trials and the driver (a Ray actor on the driver's node)."""
+
+    def __init__(self) -> None:
+        self.inbox: list[tuple[str, str, Any]] = []
+        self.checkpoints: dict[str, bytes] = {}
+        self.decisions: dict[tuple[str, int], bool] = {}
+        self.stopping: str | None = None
+
+    def put(self, messages: list[tuple[str, str, Any]], key: str | None = None) -> str | None:
+        """Queue a trial's messages (keeping its latest checkpoint under `key`); the answer is the
+        reason to stop, once the sweep is stopping."""
+        for _, kind, payload in messages:
+            if kind == "checkpoint" and key is not None:
+                self.checkpoints[key] = payload
+        self.inbox.extend(messages)
+        return self.stopping
+
+    def take(self) -> list[tuple[str, str, Any]]:
+        messages, self.inbox = self.inbox, []
+        return messages
+
+    def checkpoint(self, key: str) -> bytes | None:
+        return self.checkpoints.get(key)
+
+    def seed(self, key: str, blob: bytes) -> None:
+        self.checkpoints[key] = blob
+
+    def decide(self, trial_id: str, epoch: int, go_on: bool) -> None:
+        self.decisions[(trial_id, epoch)] = go_on
+
+    def decision(self, trial_id: str, epoch: int) -> bool | None:
+        return self.decisions.pop((trial_id, epoch), None)
+
+    def stop(self, reason: str) -> None:
+        self.stopping = reason
+
+    def stopping_reason(self) -> str | None:
+        return self.stopping
+
+
+class Link(BaseLogger):
+    """A trial's logger: its events, batched per chunk of steps, to the relay. The relay's answer
+    to the previous batch says whether the sweep is stopping (read without waiting)."""
+
+    def __init__(self, relay: Any, trial_id: str, key: str) -> None:
+        self.relay, self.trial_id, self.key = relay, trial_id, key
+        self.pending: list[tuple[str, str, Any]] = []
+        self.answer: Any = None
+        self.stop_reason: str | None = None
+
+    def send(self, kind: str, payload: Any, wait: bool = False) -> None:
+        import ray
+
+        self.pending.append((self.trial_id, kind, payload))
+        if not wait and kind == "event" and len(self.pending) < 4:
+            return
+        ref = self.relay.put.remote(self.pending, self.key)
+        self.pending = []
+        if wait:
+            self.stop_reason = ray.get(ref) or self.stop_reason
+            self.answer = None
+        else:
+            self._read_answer()
+            self.answer = self.answer or ref
+
+    def _read_answer(self) -> None:
+        import ray
+
+        if self.answer is not None and ray.wait([self.answer], timeout=0)[0]:
+            self.stop_reason = ray.get(self.answer) or self.stop_reason
+            self.answer = None
+
+    def should_stop(self) -> str | None:
+        return self.stop_reason
+
+    def start(self, info: Any) -> None:
+        self.send("event", ("start", (dict(info),)))
+
+    def images(self, pixels: Any) -> None:
+        self.send("event", ("images", (pixels,)))
+
+    def train_loss(self, epoch: int, steps: Any, losses: Any) -> None:
+        self.send("event", ("train_loss", (epoch, list(steps), list(losses))))
+
+    def metrics(self, epoch: int, step: int, values: Any) -> None:
+        self.send("event", ("metrics", (epoch, step, dict(values))))
+
+    def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
+        self.send("event", ("evaluation", (epoch, step, test_loss, test_accuracy)))
+
+    def predictions(self, epoch: int, predicted: Any, truth: Any) -> None:
+        self.send("event", ("predictions", (epoch, list(predicted), list(truth))))
+
+
+def _to_bytes(payload: Any) -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+_DATA: dict[str, Any] = {}  # a worker's datasets, by key: reused actors load each once
+
+
+def _dataset(shipped: dict[str, Any], experiment: specs.Experiment, device: Any) -> Any:
+    import ray
+    import torch
+
+    from runner import data
+
+    key = data_key(experiment)
+    if key not in _DATA:
+        _DATA.clear()
+        if key in shipped:
+            arrays = ray.get(shipped[key])
+            _DATA[key] = data.Dataset(data.Split(torch.from_numpy(arrays["train_x"].copy()),
+                                                 torch.from_numpy(arrays["train_y"].copy())),
+                                      data.Split(torch.from_numpy(arrays["test_x"].copy()),
+                                                 torch.from_numpy(arrays["test_y"].copy())), arrays["info"])
+        else:  # a searched data key: read here (the files must be on this node)
+            _DATA[key] = data.load(experiment.data, torch.device("cpu"))
+    dataset = _DATA[key]
+    if device.type == "cpu":
+        return dataset
+    return data.Dataset(*(data.Split(s.x.to(device), s.y.to(device)) for s in (dataset.train, dataset.test)),
+                        dataset.info)
+
+
+def data_key(experiment: specs.Experiment) -> str:
+    """Which tensors a variant trains on (its batch sizes aside)."""
+    return json.dumps(experiment.data.model_dump(mode="json", exclude={"batch_size", "test_batch_size"}),
+                      sort_keys=True)
+
+
+def trial(config: dict[str, Any], *, relay: Any, base: dict[str, Any], shipped: dict[str, Any],
+          space: dict[str, Any] | None, metric: str, decide: bool) -> None:
+    """One Tune trial: build its experiment, train it, and send everything to the relay."""
+    import ray
+    import torch
+    from ray import tune
+
+    from runner import session, train
+
+    trial_id = tune.get_context().get_trial_id()
+    variant = config.get("variant")
+    key = variant or trial_id
+    if ray.get(relay.stopping_reason.remote()):
+        return  # the sweep is stopping: this trial stays "not run"
+    link = Link(relay, trial_id, key)
+    blob = ray.get(relay.checkpoint.remote(key))
+    resume = torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu") if blob else None
+    context = ray.get_runtime_context()
+    node = {"id": context.get_node_id(), "ip": ray.util.get_node_ip_address(), "host": socket.gethostname(),
+            "pid": os.getpid()}
+    link.send("begin", {"config": config, "node": node, "resumed": resume is not None}, wait=True)
+    try:
+        if variant is not None:
+            experiment = specs.parse(base[variant], f"variant {variant}")
+        else:
+            drawn = search.variant(specs.parse(base[""], "the search"), "", search.values(space or {}, config), 0)
+            if drawn.experiment is None:
+                raise specs.SpecError(drawn.error or "invalid variant")
+            experiment = drawn.experiment
+        torch.set_num_threads(max(1, round(experiment.train.cpus)))
+        device = train.pick_device(experiment.train)
+        dataset = _dataset(shipped, experiment, device)
+        built = train.build_model(experiment, dataset)
+        if resume is None:
+            link.start({**session.start_info(dataset, experiment, device), "node": node})
+
+        def checkpoint(payload: dict[str, Any]) -> None:
+            link.send("checkpoint", _to_bytes(payload), wait=True)
+
+        def go_on(epoch: dict[str, Any]) -> bool:
+            tune.report({metric: epoch[metric], "epoch": epoch["epoch"]})
+            if not decide:
+                return True
+            waited = time.monotonic()
+            while time.monotonic() - waited < DECISION_TIMEOUT:
+                answer = ray.get(relay.decision.remote(trial_id, epoch["epoch"]))
+                if answer is not None:
+                    return answer
+                time.sleep(0.02)
+            return True
+
+        model, results = train.fit(experiment, dataset, device, link, resume=resume, checkpoint=checkpoint,
+                                   should_stop=link.should_stop, built=built, go_on=go_on)
+        weights = _to_bytes({k: v.cpu() for k, v in model.state_dict().items()})
+        link.send("end", {"status": "finished", "results": results, "weights": weights}, wait=True)
+        if not results.get("stopped_early"):
+            tune.report({metric: results[metric], "epoch": results["epochs"]})
+    except train.Stopped as stopped:
+        link.send("end", {"status": "stopped", "error": str(stopped), "step": stopped.step}, wait=True)
+    except train.Diverged as diverged:
+        link.send("end", {"status": "diverged", "error": str(diverged)}, wait=True)
+    except Exception as exc:  # noqa: BLE001 - an error is a row in the table; retrying would fail again
+        from runner import data, limits, models
+
+        known = (specs.SpecError, data.DataError, train.DeviceError, models.ModelError, limits.LimitError)
+        message = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
+        link.send("end", {"status": "failed", "error": message,
+                          "traceback": "" if isinstance(exc, known) else traceback.format_exc()}, wait=True)
+
+
+# ----- the driver ---------------------------------------------------------------------------------
+
+class Driver:
+    """The driver's side of the trials: their variants, recorders and results, fed from the relay."""
+
+    def __init__(self, plan: sweep.Plan, out: Path, loggers_for: Callable[..., list[Any]], board: Any,
+                 say: Callable[[str], None], results: list[sweep.Result], progress: Any) -> None:
+        self.plan, self.out, self.loggers_for, self.board, self.say = plan, out, loggers_for, board, say
+        self.variants = list(plan.variants)
+        self.results = results
+        self.progress = progress
+        self.by_trial: dict[str, int] = {}  # Tune trial id -> variant index
+        self.recorders: dict[int, Any] = {}  # variant index -> its session.Recorder while it trains
+        self.attempts: dict[int, int] = {}
+        self.node: dict[int, dict[str, Any]] = {}
+
+    def record(self) -> None:
+        sweep.write(self.out, replace(self.plan, variants=tuple(self.variants)), self.results)
+        if self.board is not None:
+            self.board.results(*sweep.rows(self.results))
+
+    def handle(self, messages: list[tuple[str, str, Any]]) -> None:
+        for trial_id, kind, payload in messages:
+            try:
+                getattr(self, f"_{kind}")(trial_id, payload)
+            except Exception as exc:  # noqa: BLE001 - one trial's bad message must not end the sweep
+                i = self.by_trial.get(trial_id)
+                self.say(f"error handling {kind} of {self.variants[i].name if i is not None else trial_id}: {exc!r}")
+
+    def _variant(self, trial_id: str, config: dict[str, Any]) -> int:
+        if trial_id in self.by_trial:
+            return self.by_trial[trial_id]
+        name = config.get("variant")
+        if name is not None:
+            i = next(i for i, v in enumerate(self.variants) if v.name == name)
+        else:
+            assert self.plan.search is not None
+            experiment, source = self.plan.search
+            assert experiment.search is not None
+            number = sum(v.point is not None for v in self.variants) + 1
+            self.variants.append(search.variant(experiment, source, search.values(experiment.search.space, config),
+                                                number))
+            self.results.append(sweep.Result.of(self.variants[-1], sweep.NOT_RUN))
+            i = len(self.variants) - 1
+        self.by_trial[trial_id] = i
+        return i
+
+    def _begin(self, trial_id: str, payload: dict[str, Any]) -> None:
+        i = self._variant(trial_id, payload["config"])
+        variant = self.variants[i]
+        self.attempts[i] = self.attempts.get(i, 0) + 1
+        self.node[i] = payload["node"]
+        run_dir = self.out / variant.name
+        if i in self.recorders:  # its process died: a retry
+            self.recorders.pop(i).fanout.close(None)
+            self.say(f"{variant.name}: its process died; retrying"
+                     f"{' from its last checkpoint' if payload['resumed'] else ' from the start'}")
+        if variant.experiment is None:
+            return
+        if payload["resumed"]:
+            _, checkpoint = runs.load_checkpoint(run_dir)
+            self._recorder(i, checkpoint)
+        self.results[i] = sweep.Result.of(variant, sweep.RUNNING, run_dir=run_dir)
+        self.record()
+
+    def _recorder(self, i: int, resume: dict[str, Any] | None) -> Any:
+        from runner import session
+
+        variant = self.variants[i]
+        assert variant.experiment is not None
+        run_dir = self.out / variant.name
+        if not (run_dir / runs.SPEC).exists():
+            runs.create(variant.experiment, run_dir)
+        loggers = [*self.loggers_for(variant.experiment, run_dir, progress=self.progress),
+                   *([self.board.run(variant.name, variant.label)] if self.board is not None else [])]
+        self.recorders[i] = session.Recorder(variant.experiment, run_dir, loggers, None, resume)
+        return self.recorders[i]
+
+    def _event(self, trial_id: str, payload: tuple[str, tuple[Any, ...]]) -> None:
+        i = self.by_trial[trial_id]
+        method, args = payload
+        if method == "start":
+            recorder = self._recorder(i, None)
+            recorder.start(args[0])
+        elif i in self.recorders:
+            getattr(self.recorders[i].logger, method)(*args)
+
+    def _checkpoint(self, trial_id: str, blob: bytes) -> None:
+        import torch
+
+        i = self.by_trial[trial_id]
+        if i in self.recorders:
+            self.recorders[i].checkpoint(torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu"))
+
+    def _end(self, trial_id: str, payload: dict[str, Any]) -> None:
+        i = self.by_trial[trial_id]
+        variant, recorder = self.variants[i], self.recorders.pop(i, None)
+        run_dir = self.out / variant.name
+        status = payload["status"]
+        where = {"node": self.node.get(i), "attempts": self.attempts.get(i, 1)}
+        if status == "finished" and recorder is not None:
+            blob = payload["weights"]
+            summary = recorder.finished({**payload["results"], **where}, lambda path: path.write_bytes(blob))
+            self.results[i] = sweep.Result.of(variant, sweep.OK, summary, run_dir=run_dir)
+        elif status == "stopped" and recorder is not None:
+            recorder.ended("stopped", payload["error"], reason=payload["error"],
+                           resume=f"python -m runner --resume {self.out}", **where)
+            self.results[i] = sweep.Result.of(variant, sweep.STOPPED, error=payload["error"], run_dir=run_dir)
+        else:
+            if payload.get("traceback"):
+                print(payload["traceback"], file=sys.stderr, end="")
+            if recorder is not None:
+                recorder.ended(status, payload["error"].splitlines()[0], **where)
+            self.say(f"variant {variant.name} failed: {payload['error']}")
+            self.results[i] = sweep.Result.of(variant, sweep.FAILED, error=payload["error"],
+                                              run_dir=run_dir if run_dir.exists() else None)
+        self.record()
+
+    def lost(self, trial_id: str, why: str) -> None:
+        """A trial Tune gave up on (its process died more often than retried) or never ran."""
+        i = self.by_trial.get(trial_id)
+        if i is None or self.results[i].status not in (sweep.RUNNING, sweep.NOT_RUN):
+            return
+        recorder = self.recorders.pop(i, None)
+        if recorder is not None:
+            recorder.ended("failed", why)
+        variant = self.variants[i]
+        run_dir = self.out / variant.name
+        self.results[i] = sweep.Result.of(variant, sweep.FAILED, error=why, run_dir=run_dir if run_dir.exists() else None)
+        self.record()
+
+    def close_all(self, why: str) -> None:
+        for i in list(self.recorders):
+            self.recorders.pop(i).fanout.close(None)
+            variant = self.variants[i]
+            self.results[i] = sweep.Result.of(variant, sweep.UNFINISHED, error=why, run_dir=self.out / variant.name)
+
+
+def run(plan: sweep.Plan, out: Path, loggers_for: Callable[..., list[Any]], board: Any,
+        should_stop: Callable[[], str | None] = lambda: None, say: Callable[[str], None] = print,
+        resumed: sweep.Resumed | None = None, address: str | None = None, max_concurrent: int | None = None
+        ) -> tuple[list[sweep.Result], Exception | None]:
+    """sweep.run's contract, on Ray Tune: the plan's variants (and a search's draws) as trials."""
+    import ray
+    import torch
+    from ray import tune
+
+    from runner import data, train
+    from runner.console import shared_progress
+
+    variants = list(plan.variants)
+    results = [sweep.Result.of(v, sweep.NOT_RUN) if v.experiment else sweep.Result.of(v, sweep.FAILED, error=v.error or "")
+               for v in variants]
+    if resumed is not None:
+        results = list(resumed.results)
+    runnable = [v for v, r in zip(variants, results) if v.experiment is not None and r.status in (
+        sweep.NOT_RUN, sweep.STOPPED, sweep.UNFINISHED)]
+    searched = plan.search[0] if plan.search is not None else None
+    experiments = [v.experiment for v in runnable] + ([searched] if searched is not None and plan.to_draw else [])
+    # The data, loaded and checked here once, shipped to the trials.
+    shipped: dict[str, Any] = {}
+    for experiment in experiments:
+        assert experiment is not None
+        key = data_key(experiment)
+        if key not in shipped:
+            dataset = data.load(experiment.data, torch.device("cpu"))
+            shipped[key] = ray.put({"train_x": dataset.train.x.numpy(), "train_y": dataset.train.y.numpy(),
+                                    "test_x": dataset.test.x.numpy(), "test_y": dataset.test.y.numpy(),
+                                    "info": dataset.info})
+            del dataset
+    here = ray.get_runtime_context().get_node_id()
+    relay = ray.remote(num_cpus=0)(Relay).options(
+        scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(here, soft=False)).remote()
+    for variant in runnable:
+        if (out / variant.name / runs.CHECKPOINT).is_file():  # a stopped sweep: its variants go on from here
+            relay.seed.remote(variant.name, (out / variant.name / runs.CHECKPOINT).read_bytes())
+    progress = shared_progress()
+    driver = Driver(plan, out, loggers_for, board, say, results, progress)
+    stopping: dict[str, Any] = {}
+
+    def drain() -> None:
+        driver.handle(ray.get(relay.take.remote()))
+        reason = should_stop()
+        if reason and not stopping:
+            stopping["since"] = time.monotonic()
+            relay.stop.remote(reason)
+
+    def lost(trial: Any) -> None:
+        driver.lost(trial.trial_id, f"its process died {RETRIES + 1} times")
+
+    def stop_all() -> bool:
+        return bool(stopping) and (not driver.recorders or time.monotonic() - stopping["since"] > STOP_GRACE)
+
+    Feed, Stop, Decisions = _hooks()
+    def fit(param_space: dict[str, Any], samples: int, search_alg: Any, scheduler: Any, base: dict[str, Any],
+            space: dict[str, Any] | None, metric: str, mode: str, resources: dict[str, float]) -> None:
+        trainable = tune.with_resources(tune.with_parameters(
+            trial, relay=relay, base=base, shipped=shipped, space=space, metric=metric,
+            decide=scheduler is not None), resources)
+        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune.TuneConfig(
+            metric=metric, mode=mode, num_samples=samples, search_alg=search_alg, scheduler=scheduler,
+            max_concurrent_trials=max_concurrent, reuse_actors=True),
+            run_config=tune.RunConfig(name="tune", storage_path=str((out / ".ray").resolve()), verbose=0,
+                                      callbacks=[Feed(drain, lost)], stop=Stop(stop_all), log_to_file=False,
+                                      failure_config=tune.FailureConfig(max_failures=RETRIES),
+                                      checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)))
+        tuner.fit()
+        drain()
+
+    driver.record()
+    with progress:
+        if runnable:  # the listed variants (a resumed search's unfinished draws among them)
+            first = runnable[0].experiment
+            assert first is not None
+            fit({"variant": tune.grid_search([v.name for v in runnable])}, 1, None, None,
+                {v.name: v.experiment.model_dump(mode="json") for v in runnable if v.experiment is not None},
+                None, "test_accuracy", "max", _resources(first.train))
+        if searched is not None and searched.search is not None and plan.to_draw and not stopping:
+            s = searched.search
+            space = _space(s.space)
+            if s.searcher == "tpe":
+                from ray.tune.search.optuna import OptunaSearch
+
+                done = [(v.point, search.metric_of(r, s.metric)) for v, r in zip(driver.variants, driver.results)
+                        if v.point is not None and r.status == sweep.OK]
+                known = [(search.drawn(s.space, point), value) for point, value in done if value is not None]
+                searcher = OptunaSearch(seed=searched.seed + len(done),
+                                        points_to_evaluate=[p for p, _ in known] or None,
+                                        evaluated_rewards=[v for _, v in known] or None)
+            else:
+                from ray.tune.search.basic_variant import BasicVariantGenerator
+
+                searcher = BasicVariantGenerator(random_state=searched.seed + len(driver.variants))
+            scheduler = Decisions(relay, time_attr="epoch", grace_period=s.grace_period, reduction_factor=s.reduction_factor,
+                                  max_t=searched.train.epochs) if s.scheduler == "asha" else None
+            fit(space, plan.to_draw - sum(v.point is not None for v in driver.variants[len(plan.variants):]),
+                searcher, scheduler, {"": searched.model_dump(mode="json")}, s.space, s.metric, s.direction,
+                _resources(searched.train))
+    shutil.rmtree(out / ".ray", ignore_errors=True)
+    driver.close_all("the sweep ended while it trained")
+    driver.record()
+    stopped = None
+    if stopping:
+        stopped = train.Stopped(str(should_stop()), 0)
+    return driver.results, stopped
+
+
+def _hooks() -> tuple[type, type, type]:
+    """Tune's callback, stopper and scheduler that connect it to the driver. Tune pickles its
+    settings (to restore an experiment, which this executor does itself): they pickle as empty."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    class Unpickled:
+        def __getstate__(self) -> dict[str, Any]:
+            return {}
+
+    class Feed(Unpickled, tune.Callback):
+        """Takes the relay's inbox every Tune step, and when a trial ends."""
+
+        def __init__(self, drain: Callable[[], None], lost: Callable[[Any], None]) -> None:
+            self.drain, self.lost = drain, lost
+
+        def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+            self.drain()
+
+        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self.drain()
+
+        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self.drain()
+            self.lost(trial)
+
+    class Stop(Unpickled, tune.Stopper):
+        """Ends the whole run once a stopping sweep's trials have checkpointed."""
+
+        def __init__(self, stop_all: Callable[[], bool]) -> None:
+            self.stop_all = stop_all  # type: ignore[method-assign]
+
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False
+
+    class Decisions(ASHAScheduler):
+        """ASHA, telling each trial (through the relay) whether it goes on after an epoch. Tune itself
+        is told to go on: a trial ASHA stops ends itself at that epoch, its summary and journal whole,
+        rather than being cut off wherever its process happens to be."""
+
+        def __init__(self, relay: Any, **options: Any) -> None:
+            super().__init__(**options)
+            self.relay = relay
+
+        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+            decision = super().on_trial_result(tune_controller, trial, result)
+            self.relay.decide.remote(trial.trial_id, int(result["epoch"]), decision == TrialScheduler.CONTINUE)
+            return TrialScheduler.CONTINUE
+
+    return Feed, Stop, Decisions
+
+
+def _resources(spec: specs.TrainSpec) -> dict[str, float]:
+    return {"cpu": spec.cpus, "gpu": spec.gpus}
+
+
+def _space(space: dict[str, dict[str, list[Any]]]) -> dict[str, Any]:
+    """A search space in Tune's terms; choices drawn as indices (search.values maps them back)."""
+    from ray import tune
+
+    out = {}
+    for key, dist in space.items():
+        (kind, args), = dist.items()
+        out[key] = {"uniform": lambda: tune.uniform(*args), "loguniform": lambda: tune.loguniform(*args),
+                    "randint": lambda: tune.randint(args[0], args[1] + 1),
+                    "choice": lambda: tune.choice(list(range(len(args))))}[kind]()
+    return out
