@@ -59,7 +59,10 @@ class RayError(Exception):
 def available() -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("ray") is not None and importlib.util.find_spec("ray.tune") is not None
+    try:
+        return importlib.util.find_spec("ray") is not None and importlib.util.find_spec("ray.tune") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def check_address(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
