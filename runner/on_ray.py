@@ -88,27 +88,52 @@ def connected(address: str | None) -> Iterator[None]:
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl-C is the runner's to handle
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ["RAY_DEDUP_LOGS"] = "0"
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's C++ core: no warnings on the console
     if address:
         check_address(address)
     import ray
 
-    for name in ("ray", "ray.tune", "ray.train", "ray.air"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     runtime_env = {"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0", "RAY_USAGE_STATS_ENABLED": "0",
                                 "PYTHONWARNINGS": "ignore"}}
     temp = None
     options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR, "runtime_env": runtime_env}
-    if address:
-        ray.init(address=address, **options)
-    else:
+    if not address or address.removeprefix("ray://").rpartition(":")[0] in ("127.0.0.1", "localhost"):
+        options["_node_ip_address"] = "127.0.0.1"  # Ray on this machine alone: on loopback, reachable from nowhere
+    if not address:
         temp = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must fit in 107 bytes
-        ray.init(address="local", include_dashboard=False, _temp_dir=temp, **options)
+    with _stderr_kept_unless_failing():
+        if address:
+            ray.init(address=address, **options)
+        else:
+            ray.init(address="local", include_dashboard=False, _temp_dir=temp, **options)
+    for name in ("ray", "ray.tune", "ray.train", "ray.air"):  # what goes wrong is the runner's to say
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         yield
     finally:
         ray.shutdown()
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
+
+
+@contextmanager
+def _stderr_kept_unless_failing() -> Iterator[None]:
+    """Ray's C++ core writes its start-up warnings straight to file descriptor 2 (e.g. that it found
+    no route to the internet, on an offline machine); they are shown only if starting fails."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 # ----- the relay: trials -> driver ----------------------------------------------------------------

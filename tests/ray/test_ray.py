@@ -1,0 +1,271 @@
+"""`--executor ray` on a real two-node Ray cluster (`ray start`, token auth), with the real Visdom
+server: where trials ran, that every journal and every dashboard env is whole, ASHA, a trial whose
+process is killed, and a sweep stopped with Ctrl-C and resumed.
+
+Everything here must stay on loopback: Ray's processes talk over the machine's primary address
+unless the network namespace has nothing else. `make test` runs the suite in such a namespace
+(`unshare -n`, `ip link set lo up`); elsewhere these tests skip, and under `make test` a namespace
+that is not loopback-only fails them instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from dashboards.server import Server, running
+from helpers import ROOT, make_tiny_mnist
+
+RAY = str(Path(sys.executable).with_name("ray"))
+STEPS = 600  # per epoch: 6,000 tiny training images at batch 10
+EPOCHS = 3
+ACTIVATIONS = ["relu", "selu", "tanh", "softplus"]
+
+pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
+
+
+def interfaces() -> list[str]:
+    return sorted(name for _, name in socket.if_nameindex())  # of this process's network namespace
+
+
+def loopback_only() -> bool:
+    return interfaces() == ["lo"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A head and a worker node, one CPU each, token auth; yields the env a driver needs to join."""
+    if not loopback_only():
+        if os.environ.get("RUNNER_LOOPBACK_ONLY"):
+            pytest.fail("make test should run the suite in a loopback-only network namespace, and this one has "
+                        f"{interfaces()}")
+        pytest.skip("Ray tests run only in a loopback-only network namespace: use `make test`")
+    home = tmp_path_factory.mktemp("ray-home")
+    temp = Path(tempfile.mkdtemp(prefix="rt-"))  # short: Ray's socket paths must fit in 107 bytes
+    env = {**os.environ, "HOME": str(home), "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([RAY, "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
+    env["RAY_AUTH_TOKEN"] = (home / ".ray" / "auth_token").read_text().strip()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    try:
+        subprocess.run([RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+                        "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats"],
+                       env=env, check=True, capture_output=True, timeout=120)
+        subprocess.run([RAY, "start", f"--address={address}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+                        "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=120)
+        yield {**env, "RAY_ADDRESS": address}
+    finally:
+        stop_processes_of(temp)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def stop_processes_of(temp: Path) -> None:
+    """Kill this cluster's processes only (`ray stop` would stop every Ray of the machine): those whose
+    command line or open files lie under its temp dir."""
+    mine = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            files = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            continue
+        if str(temp) in cmdline or any(f.startswith(str(temp)) for f in files):
+            mine.append(int(pid))
+    for pid in mine:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_mnist(tmp_path_factory.mktemp("data"), train=STEPS * 10, test=200)
+
+
+@pytest.fixture(scope="module")
+def visdom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running(home=tmp_path_factory.mktemp("visdom")) as server:
+        yield server
+
+
+def spec_file(folder: Path, data_root: Path, **sections: Any) -> Path:
+    spec = {"name": "tiny", "seed": 0,
+            "data": {"root": str(data_root), "verify": False, "batch_size": 10, "test_batch_size": 100},
+            "model": {"hidden": [32]}, "optim": {"name": "sgd", "lr": 0.05},
+            "train": {"epochs": EPOCHS, "device": "cpu", "log_every": 20, "samples": 8}, **sections}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "spec.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def runner(*args: str, env: dict[str, str], **options: Any) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "runner", *args, "--executor", "ray", "--no-report"], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
+
+
+def finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+
+def journal(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def results(out: Path) -> list[dict[str, str]]:
+    with open(out / "results.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if k not in ("train_seconds", "run_dir")} for row in csv.DictReader(f)]
+
+
+def assert_whole(run_dir: Path, epochs: int = EPOCHS) -> list[dict[str, Any]]:
+    """Every step and evaluation of the run in its journal exactly once, in order, and its end."""
+    events = journal(run_dir)
+    assert events[0]["event"] == "start" and events[-1]["event"] == "close"
+    steps = [e["step"] for e in events if e["event"] == "train_loss"]
+    assert steps == list(range(1, epochs * STEPS + 1))
+    assert [e["epoch"] for e in events if e["event"] == "evaluation"] == list(range(1, epochs + 1))
+    return events
+
+
+def windows(port: int, env: str) -> dict[str, Any]:
+    from visdom import Visdom
+
+    viz = Visdom(server="http://127.0.0.1", port=port, use_incoming_socket=False, raise_exceptions=True)
+    return json.loads(viz.get_window_data(env=env))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(cluster: dict[str, str], data_root: Path, visdom: Server,
+                  tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str, str]:
+    """The four-variant sweep on the cluster, start to end, streaming to the Visdom server."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    spec = spec_file(folder, data_root, sweep={"model.activation": ACTIVATIONS})
+    out = folder / "sweep"
+    code, stdout, stderr = finish(runner(str(spec), "--out", str(out), env={**cluster, "VISDOM_PORT": str(visdom.port)}))
+    return out, code, stdout, stderr
+
+
+def test_a_sweep_runs_on_both_nodes_and_every_point_reaches_the_dashboard(
+        uninterrupted: tuple[Path, int, str, str], visdom: Server) -> None:
+    out, code, stdout, stderr = uninterrupted
+    assert code == 0, stderr
+    rows = results(out)
+    assert sorted(r["variant"] for r in rows) == sorted(f"activation={a}" for a in ACTIVATIONS)
+    assert all(r["status"] == "ok" for r in rows)
+    nodes = set()
+    summaries = {}
+    for row in rows:
+        run_dir = out / row["name"]
+        events = assert_whole(run_dir)
+        nodes.add(events[0]["info"]["node"]["id"])
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["status"] == "finished" and summary["attempts"] == 1
+        assert (run_dir / "model.pt").stat().st_size > 0 and (run_dir / "checkpoint.pt").is_file()
+        summaries[row["variant"]] = summary
+        # its own env: every step's loss, both evaluations
+        env = windows(visdom.port, summary["visdom_env"])
+        raw = env["train_loss"]["content"]["data"][0]
+        assert raw["x"] == list(range(1, EPOCHS * STEPS + 1))
+        assert env["test"]["content"]["data"][1]["y"] == [h["test_accuracy"] for h in summary["history"]]
+    assert len(nodes) == 2, "the trials all ran on one node"
+    # the comparison env: one trace per variant, every epoch
+    comparison = windows(visdom.port, json.loads((out / "sweep.json").read_text())["env"])
+    traces = {t["name"]: t for t in comparison["test_accuracy"]["content"]["data"]}
+    assert set(traces) == set(summaries)
+    for label, summary in summaries.items():
+        assert traces[label]["x"] == list(range(1, EPOCHS + 1))
+        assert traces[label]["y"] == [h["test_accuracy"] for h in summary["history"]]
+    assert {t["name"] for t in comparison["train_loss"]["content"]["data"]} == set(summaries)
+    # quiet: rich's lines and the table, none of Ray's or Tune's
+    for noise in ("Trial status", "(pid=", "Traceback", "INFO", "WARNING", ".cc:", ".py:"):
+        assert noise not in stdout + stderr
+    assert "tiny results" in stdout
+
+
+def test_an_asha_search_stops_trials_early_and_says_so(cluster: dict[str, str], data_root: Path,
+                                                        tmp_path: Path) -> None:
+    spec = spec_file(tmp_path, data_root, train={"epochs": 4, "device": "cpu", "log_every": 20, "samples": 8},
+                     data={"root": str(data_root), "verify": False, "batch_size": 50, "test_batch_size": 100},
+                     search={"space": {"optim.lr": {"loguniform": [0.0005, 0.5]}}, "samples": 8,
+                             "scheduler": "asha", "grace_period": 1, "reduction_factor": 2})
+    out = tmp_path / "search"
+    code, _, stderr = finish(runner(str(spec), "--out", str(out), "--logger", "null", env=cluster))
+    assert code == 0, stderr
+    rows = results(out)
+    assert len(rows) == 8
+    early = [r for r in rows if r["status"] == "stopped early"]
+    assert early and len(early) < 8
+    for row in rows:
+        summary = json.loads((out / row["name"] / "summary.json").read_text())
+        evaluations = [e for e in journal(out / row["name"]) if e["event"] == "evaluation"]
+        assert journal(out / row["name"])[-1]["event"] == "close"
+        if row["status"] == "stopped early":
+            assert summary["status"] == "stopped early" and len(evaluations) == summary["stopped_early"] < 4
+        else:
+            assert len(evaluations) == 4
+
+
+def test_a_killed_trial_resumes_from_its_checkpoint(cluster: dict[str, str], data_root: Path, tmp_path: Path,
+                                                    uninterrupted: tuple[Path, int, str, str]) -> None:
+    spec = spec_file(tmp_path, data_root, sweep={"model.activation": ACTIVATIONS[:2]})
+    out = tmp_path / "sweep"
+    process = runner(str(spec), "--out", str(out), "--logger", "null", env=cluster)
+    victim = None
+    deadline = time.monotonic() + 120
+    while victim is None and time.monotonic() < deadline and process.poll() is None:
+        for run_dir in sorted(out.glob("tiny-*")):
+            if (run_dir / "checkpoint.pt").is_file() and not (run_dir / "summary.json").exists():
+                victim = run_dir, journal(run_dir)[0]["info"]["node"]["pid"]
+                os.kill(victim[1], signal.SIGKILL)
+                break
+        time.sleep(0.02)
+    code, stdout, stderr = finish(process)
+    assert victim is not None, "no trial to kill"
+    assert code == 0, stderr
+    run_dir, pid = victim
+    assert_whole(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["attempts"] == 2
+    # resumed exactly: the same numbers as the uninterrupted sweep's variant
+    reference = {r["name"]: r for r in results(uninterrupted[0])}[run_dir.name]
+    assert {r["name"]: r for r in results(out)}[run_dir.name] == reference
+    assert f"{run_dir.name}: its process died; retrying from its last checkpoint" in stdout + stderr
+    assert "Traceback" not in stderr and "ActorDiedError" not in stderr
+
+
+def test_ctrl_c_stops_the_sweep_and_resume_ends_with_the_same_table(
+        cluster: dict[str, str], data_root: Path, tmp_path: Path, uninterrupted: tuple[Path, int, str, str]) -> None:
+    spec = spec_file(tmp_path, data_root, sweep={"model.activation": ACTIVATIONS})
+    out = tmp_path / "sweep"
+    process = runner(str(spec), "--out", str(out), "--logger", "null", env=cluster)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("tiny-*/checkpoint.pt")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    code, _, stderr = finish(process)
+    assert code == 130, stderr
+    assert f"Continue the sweep with: python -m runner --resume {out}" in stderr
+    statuses = {v["status"] for v in json.loads((out / "sweep.json").read_text())["variants"]}
+    assert statuses & {"stopped", "not run"}, statuses
+
+    code, _, stderr = finish(runner("--resume", str(out), "--logger", "null", env=cluster))
+    assert code == 0, stderr
+    assert results(out) == results(uninterrupted[0])
+    for row in results(out):
+        assert_whole(out / row["name"])
