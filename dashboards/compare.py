@@ -113,8 +113,10 @@ class ComparisonBoard(Sender):
         already here starts again from nothing (a retried trial: its journal is replayed into it)."""
         run = _Run(name, label)
         with self._lock:
-            self._runs = [r for r in self._runs if r.name != name] + [run]
-            self._changed(*CHARTS)
+            kept = [r for r in self._runs if r.name != name]
+            if len(kept) < len(self._runs):
+                self._changed(*CHARTS)
+            self._runs = [*kept, run]
         return _RunLogger(self, run)
 
     def results(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

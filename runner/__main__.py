@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
         from runner import runs, sweep
 
         if (args.resume / sweep.PLAN).is_file():
-            check_executor(args)
             resumed = sweep.resume(args.resume)
+            check_executor(args, resumed.plan)
             return run_sweep(args, [], resumed.plan, args.resume, resumed)
         if args.executor == "ray":
             raise UsageError("--executor ray runs comparisons (a spec with a sweep or search, or several specs); "
@@ -274,6 +274,17 @@ def validate(paths: Sequence[Path]) -> int:
         except specs.SpecError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
+            continue
+        if experiment.search is not None:
+            from runner import search
+
+            try:
+                search.check(experiment, str(path))
+            except specs.SpecError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                failed += 1
+            else:
+                print(f"ok: {path} ({experiment.name}, a search of {experiment.search.samples} variants)")
             continue
         if experiment.sweep is None:
             print(f"ok: {path} ({experiment.name})")

@@ -67,8 +67,13 @@ def available() -> bool:
 
 def check_address(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
     """Refuse an address that is not HOST:PORT or does not answer within `timeout` seconds."""
+    if address == "auto":  # Ray's own: the cluster `ray start` made on this machine
+        return
+    if address.startswith("ray://"):
+        raise RayError(f"--ray-address {address}: Ray Client addresses (ray://) are not supported, since the "
+                       "driver must run where the dashboard is; give the head's HOST:PORT (default port 6379) "
+                       "and run the runner on a machine of the cluster.")
     host, sep, port = address.rpartition(":")
-    host = host.removeprefix("ray://")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise RayError(f"--ray-address {address!r}: expected HOST:PORT of a cluster's head, e.g. 10.0.0.5:6379 "
                        "(the address `ray start --head` prints).")
@@ -97,15 +102,23 @@ def connected(address: str | None) -> Iterator[None]:
                                 "PYTHONWARNINGS": "ignore"}}
     temp = None
     options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR, "runtime_env": runtime_env}
-    if not address or address.removeprefix("ray://").rpartition(":")[0] in ("127.0.0.1", "localhost"):
+    if not address or address.rpartition(":")[0] in ("127.0.0.1", "localhost"):
         options["_node_ip_address"] = "127.0.0.1"  # Ray on this machine alone: on loopback, reachable from nowhere
     if not address:
         temp = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must fit in 107 bytes
-    with _stderr_kept_unless_failing():
-        if address:
-            ray.init(address=address, **options)
-        else:
-            ray.init(address="local", include_dashboard=False, _temp_dir=temp, **options)
+    try:
+        with _stderr_kept_unless_failing():
+            if address:
+                ray.init(address=address, **options)
+            else:
+                ray.init(address="local", include_dashboard=False, _temp_dir=temp, **options)
+    except Exception as exc:  # noqa: BLE001 - a version mismatch, a port that is not Ray's, no memory...
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
+        where = f"join the Ray cluster at {address}" if address else "start Ray on this machine"
+        raise RayError(f"could not {where}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                       f". Ray's own messages are above; every node must run the same Ray version (2.60.0, "
+                       "`make install`) and, with RAY_AUTH_MODE=token, have the cluster's token.") from None
     for name in ("ray", "ray.tune", "ray.train", "ray.air"):  # what goes wrong is the runner's to say
         logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
@@ -146,6 +159,7 @@ class Relay:
         self.checkpoints: dict[str, bytes] = {}
         self.decisions: dict[tuple[str, int], bool] = {}
         self.stopping: str | None = None
+        self.ended: set[str] = set()  # keys of trials that sent their end: a retry has nothing to do
 
     def put(self, messages: list[tuple[str, str, Any]], key: str | None = None) -> str | None:
         """Queue a trial's messages (keeping its latest checkpoint under `key`); the answer is the
@@ -153,6 +167,9 @@ class Relay:
         for _, kind, payload in messages:
             if kind == "checkpoint" and key is not None:
                 self.checkpoints[key] = payload
+            elif kind == "end" and key is not None and payload["status"] != "stopped":
+                self.checkpoints.pop(key, None)  # it ended: nothing to retry from
+                self.ended.add(key)
         self.inbox.extend(messages)
         return self.stopping
 
@@ -175,8 +192,9 @@ class Relay:
     def stop(self, reason: str) -> None:
         self.stopping = reason
 
-    def stopping_reason(self) -> str | None:
-        return self.stopping
+    def to_do(self, key: str) -> bool:
+        """Whether a trial starting under `key` has work: not once the sweep stops or the trial ended."""
+        return self.stopping is None and key not in self.ended
 
 
 class Link(BaseLogger):
@@ -193,7 +211,7 @@ class Link(BaseLogger):
         import ray
 
         self.pending.append((self.trial_id, kind, payload))
-        if not wait and kind == "event" and len(self.pending) < 4:
+        if not wait and kind == "event" and payload[0] != "start" and len(self.pending) < 4:
             return
         ref = self.relay.put.remote(self.pending, self.key)
         self.pending = []
@@ -275,7 +293,7 @@ def data_key(experiment: specs.Experiment) -> str:
 
 
 def trial(config: dict[str, Any], *, relay: Any, base: dict[str, Any], shipped: dict[str, Any],
-          space: dict[str, Any] | None, metric: str, decide: bool) -> None:
+          space: dict[str, Any] | None, source: str, metric: str, decide: bool) -> None:
     """One Tune trial: build its experiment, train it, and send everything to the relay."""
     import ray
     import torch
@@ -286,20 +304,20 @@ def trial(config: dict[str, Any], *, relay: Any, base: dict[str, Any], shipped: 
     trial_id = tune.get_context().get_trial_id()
     variant = config.get("variant")
     key = variant or trial_id
-    if ray.get(relay.stopping_reason.remote()):
-        return  # the sweep is stopping: this trial stays "not run"
+    if not ray.get(relay.to_do.remote(key)):
+        return  # the sweep is stopping (this variant stays as it is), or this trial already ended
     link = Link(relay, trial_id, key)
     blob = ray.get(relay.checkpoint.remote(key))
-    resume = torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu") if blob else None
     context = ray.get_runtime_context()
     node = {"id": context.get_node_id(), "ip": ray.util.get_node_ip_address(), "host": socket.gethostname(),
             "pid": os.getpid()}
-    link.send("begin", {"config": config, "node": node, "resumed": resume is not None}, wait=True)
+    link.send("begin", {"config": config, "node": node, "resumed": blob is not None}, wait=True)
     try:
+        resume = torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu") if blob else None
         if variant is not None:
             experiment = specs.parse(base[variant], f"variant {variant}")
         else:
-            drawn = search.variant(specs.parse(base[""], "the search"), "", search.values(space or {}, config), 0)
+            drawn = search.variant(specs.parse(base[""], source), source, search.values(space or {}, config), 0)
             if drawn.experiment is None:
                 raise specs.SpecError(drawn.error or "invalid variant")
             experiment = drawn.experiment
@@ -336,9 +354,7 @@ def trial(config: dict[str, Any], *, relay: Any, base: dict[str, Any], shipped: 
     except train.Diverged as diverged:
         link.send("end", {"status": "diverged", "error": str(diverged)}, wait=True)
     except Exception as exc:  # noqa: BLE001 - an error is a row in the table; retrying would fail again
-        from runner import data, limits, models
-
-        known = (specs.SpecError, data.DataError, train.DeviceError, models.ModelError, limits.LimitError)
+        known = sweep.known_errors()
         message = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
         link.send("end", {"status": "failed", "error": message,
                           "traceback": "" if isinstance(exc, known) else traceback.format_exc()}, wait=True)
@@ -369,9 +385,17 @@ class Driver:
         for trial_id, kind, payload in messages:
             try:
                 getattr(self, f"_{kind}")(trial_id, payload)
-            except Exception as exc:  # noqa: BLE001 - one trial's bad message must not end the sweep
+            except Exception as exc:  # noqa: BLE001 - one trial's trouble here must not end the sweep
                 i = self.by_trial.get(trial_id)
-                self.say(f"error handling {kind} of {self.variants[i].name if i is not None else trial_id}: {exc!r}")
+                if i is None:
+                    continue
+                why = f"its run directory could not be written ({type(exc).__name__}: {exc})"
+                self.say(f"variant {self.variants[i].name} failed: {why}")
+                recorder = self.recorders.pop(i, None)
+                if recorder is not None:
+                    recorder.__exit__(None, None, None)
+                self.results[i] = sweep.Result.of(self.variants[i], sweep.FAILED, error=why)
+                self.record()
 
     def _variant(self, trial_id: str, config: dict[str, Any]) -> int:
         if trial_id in self.by_trial:
@@ -383,7 +407,7 @@ class Driver:
             assert self.plan.search is not None
             experiment, source = self.plan.search
             assert experiment.search is not None
-            number = sum(v.point is not None for v in self.variants) + 1
+            number = search.next_number(self.variants)
             self.variants.append(search.variant(experiment, source, search.values(experiment.search.space, config),
                                                 number))
             self.results.append(sweep.Result.of(self.variants[-1], sweep.NOT_RUN))
@@ -394,11 +418,13 @@ class Driver:
     def _begin(self, trial_id: str, payload: dict[str, Any]) -> None:
         i = self._variant(trial_id, payload["config"])
         variant = self.variants[i]
+        if self.results[i].status in sweep.DONE:
+            return  # a late retry of a trial that had ended
         self.attempts[i] = self.attempts.get(i, 0) + 1
         self.node[i] = payload["node"]
         run_dir = self.out / variant.name
         if i in self.recorders:  # its process died: a retry
-            self.recorders.pop(i).fanout.close(None)
+            self.recorders.pop(i).__exit__(None, None, None)
             self.say(f"{variant.name}: its process died; retrying"
                      f"{' from its last checkpoint' if payload['resumed'] else ' from the start'}")
         if variant.experiment is None:
@@ -419,7 +445,7 @@ class Driver:
             runs.create(variant.experiment, run_dir)
         loggers = [*self.loggers_for(variant.experiment, run_dir, progress=self.progress),
                    *([self.board.run(variant.name, variant.label)] if self.board is not None else [])]
-        self.recorders[i] = session.Recorder(variant.experiment, run_dir, loggers, None, resume)
+        self.recorders[i] = session.Recorder(variant.experiment, run_dir, loggers, None, resume).__enter__()
         return self.recorders[i]
 
     def _event(self, trial_id: str, payload: tuple[str, tuple[Any, ...]]) -> None:
@@ -444,6 +470,8 @@ class Driver:
         run_dir = self.out / variant.name
         status = payload["status"]
         where = {"node": self.node.get(i), "attempts": self.attempts.get(i, 1)}
+        if recorder is None and i not in self.by_trial.values():
+            return
         if status == "finished" and recorder is not None:
             blob = payload["weights"]
             summary = recorder.finished({**payload["results"], **where}, lambda path: path.write_bytes(blob))
@@ -455,17 +483,21 @@ class Driver:
         else:
             if payload.get("traceback"):
                 print(payload["traceback"], file=sys.stderr, end="")
+            error = payload.get("error") or f"it ended ({status}) before its run directory was made"
             if recorder is not None:
-                recorder.ended(status, payload["error"].splitlines()[0], **where)
-            self.say(f"variant {variant.name} failed: {payload['error']}")
-            self.results[i] = sweep.Result.of(variant, sweep.FAILED, error=payload["error"],
+                recorder.ended(status, error.splitlines()[0], **where)
+            self.say(f"variant {variant.name} failed: {error}")
+            self.results[i] = sweep.Result.of(variant, sweep.FAILED, error=error,
                                               run_dir=run_dir if run_dir.exists() else None)
         self.record()
 
-    def lost(self, trial_id: str, why: str) -> None:
-        """A trial Tune gave up on (its process died more often than retried) or never ran."""
+    def lost(self, trial_id: str, name: str | None, why: str) -> None:
+        """A trial Tune gave up on (its process died more often than retried, or it failed before it
+        could say anything)."""
         i = self.by_trial.get(trial_id)
-        if i is None or self.results[i].status not in (sweep.RUNNING, sweep.NOT_RUN):
+        if i is None and name is not None:
+            i = next((i for i, v in enumerate(self.variants) if v.name == name), None)
+        if i is None or self.results[i].status in sweep.DONE:
             return
         recorder = self.recorders.pop(i, None)
         if recorder is not None:
@@ -475,11 +507,18 @@ class Driver:
         self.results[i] = sweep.Result.of(variant, sweep.FAILED, error=why, run_dir=run_dir if run_dir.exists() else None)
         self.record()
 
+    def training(self) -> bool:
+        return any(r.status == sweep.RUNNING for r in self.results)
+
     def close_all(self, why: str) -> None:
+        """Whatever is still open when Tune has returned: its loggers closed, its row unfinished."""
         for i in list(self.recorders):
-            self.recorders.pop(i).fanout.close(None)
-            variant = self.variants[i]
-            self.results[i] = sweep.Result.of(variant, sweep.UNFINISHED, error=why, run_dir=self.out / variant.name)
+            self.recorders.pop(i).__exit__(None, None, None)
+        for i, result in enumerate(self.results):
+            if result.status == sweep.RUNNING:
+                run_dir = self.out / self.variants[i].name
+                self.results[i] = sweep.Result.of(self.variants[i], sweep.UNFINISHED, error=why,
+                                                  run_dir=run_dir if run_dir.exists() else None)
 
 
 def run(plan: sweep.Plan, out: Path, loggers_for: Callable[..., list[Any]], board: Any,
@@ -532,16 +571,29 @@ def run(plan: sweep.Plan, out: Path, loggers_for: Callable[..., list[Any]], boar
             relay.stop.remote(reason)
 
     def lost(trial: Any) -> None:
-        driver.lost(trial.trial_id, f"its process died {RETRIES + 1} times")
+        error = (getattr(trial, "error_msg", None) or "").strip().splitlines()
+        driver.lost(trial.trial_id, trial.config.get("variant"), f"its trial failed {RETRIES + 1} times"
+                    + (f" ({error[-1][:200]})" if error else ""))
 
     def stop_all() -> bool:
-        return bool(stopping) and (not driver.recorders or time.monotonic() - stopping["since"] > STOP_GRACE)
+        return bool(stopping) and (not driver.training() or time.monotonic() - stopping["since"] > STOP_GRACE)
 
     Feed, Stop, Decisions = _hooks()
     def fit(param_space: dict[str, Any], samples: int, search_alg: Any, scheduler: Any, base: dict[str, Any],
-            space: dict[str, Any] | None, metric: str, mode: str, resources: dict[str, float]) -> None:
+            space: dict[str, Any] | None, metric: str, mode: str) -> None:
+        source = plan.search[1] if plan.search is not None else ""
+
+        def resources(config: dict[str, Any]) -> dict[str, float]:
+            """What a variant reserves: its own train.cpus and train.gpus, drawn ones included."""
+            if "variant" in config:
+                chosen = base[config["variant"]]["train"]
+            else:
+                chosen = {**base[""]["train"], **{k.split(".", 1)[1]: v for k, v in search.values(
+                    space or {}, config).items() if k.startswith("train.")}}
+            return {"cpu": float(chosen.get("cpus", 1.0)), "gpu": float(chosen.get("gpus", 0.0))}
+
         trainable = tune.with_resources(tune.with_parameters(
-            trial, relay=relay, base=base, shipped=shipped, space=space, metric=metric,
+            trial, relay=relay, base=base, shipped=shipped, space=space, source=source, metric=metric,
             decide=scheduler is not None), resources)
         tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune.TuneConfig(
             metric=metric, mode=mode, num_samples=samples, search_alg=search_alg, scheduler=scheduler,
@@ -554,40 +606,36 @@ def run(plan: sweep.Plan, out: Path, loggers_for: Callable[..., list[Any]], boar
         drain()
 
     driver.record()
-    with progress:
-        if runnable:  # the listed variants (a resumed search's unfinished draws among them)
-            first = runnable[0].experiment
-            assert first is not None
-            fit({"variant": tune.grid_search([v.name for v in runnable])}, 1, None, None,
-                {v.name: v.experiment.model_dump(mode="json") for v in runnable if v.experiment is not None},
-                None, "test_accuracy", "max", _resources(first.train))
-        if searched is not None and searched.search is not None and plan.to_draw and not stopping:
-            s = searched.search
-            space = _space(s.space)
-            if s.searcher == "tpe":
-                from ray.tune.search.optuna import OptunaSearch
+    try:
+        with progress:
+            if runnable:  # the listed variants (a resumed search's unfinished draws among them)
+                fit({"variant": tune.grid_search([v.name for v in runnable])}, 1, None, None,
+                    {v.name: v.experiment.model_dump(mode="json") for v in runnable if v.experiment is not None},
+                    None, "test_accuracy", "max")
+            if searched is not None and searched.search is not None and plan.to_draw and not stopping:
+                s = searched.search
+                if s.searcher == "tpe":
+                    from ray.tune.search.optuna import OptunaSearch
 
-                done = [(v.point, search.metric_of(r, s.metric)) for v, r in zip(driver.variants, driver.results)
-                        if v.point is not None and r.status == sweep.OK]
-                known = [(search.drawn(s.space, point), value) for point, value in done if value is not None]
-                searcher = OptunaSearch(seed=searched.seed + len(done),
-                                        points_to_evaluate=[p for p, _ in known] or None,
-                                        evaluated_rewards=[v for _, v in known] or None)
-            else:
-                from ray.tune.search.basic_variant import BasicVariantGenerator
+                    done = search.done(driver.variants, driver.results, searched)
+                    known = [(search.drawn(s.space, point), value) for point, value in done if value is not None]
+                    searcher: Any = OptunaSearch(seed=searched.seed + len(done),
+                                                 points_to_evaluate=[p for p, _ in known] or None,
+                                                 evaluated_rewards=[v for _, v in known] or None)
+                else:
+                    from ray.tune.search.basic_variant import BasicVariantGenerator
 
-                searcher = BasicVariantGenerator(random_state=searched.seed + len(driver.variants))
-            scheduler = Decisions(relay, time_attr="epoch", grace_period=s.grace_period, reduction_factor=s.reduction_factor,
-                                  max_t=searched.train.epochs) if s.scheduler == "asha" else None
-            fit(space, plan.to_draw - sum(v.point is not None for v in driver.variants[len(plan.variants):]),
-                searcher, scheduler, {"": searched.model_dump(mode="json")}, s.space, s.metric, s.direction,
-                _resources(searched.train))
-    shutil.rmtree(out / ".ray", ignore_errors=True)
-    driver.close_all("the sweep ended while it trained")
-    driver.record()
-    stopped = None
-    if stopping:
-        stopped = train.Stopped(str(should_stop()), 0)
+                    searcher = BasicVariantGenerator(random_state=searched.seed + len(driver.variants))
+                scheduler = Decisions(relay, time_attr="epoch", grace_period=s.grace_period,
+                                      reduction_factor=s.reduction_factor, max_t=searched.train.epochs
+                                      ) if s.scheduler == "asha" else None
+                fit(_space(s.space), plan.to_draw, searcher, scheduler, {"": searched.model_dump(mode="json")},
+                    s.space, s.metric, s.direction)
+    finally:
+        shutil.rmtree(out / ".ray", ignore_errors=True)
+        driver.close_all("the sweep ended while it trained")
+        driver.record()
+    stopped = train.Stopped(str(should_stop()), 0) if stopping else None
     return driver.results, stopped
 
 
@@ -641,10 +689,6 @@ def _hooks() -> tuple[type, type, type]:
             return TrialScheduler.CONTINUE
 
     return Feed, Stop, Decisions
-
-
-def _resources(spec: specs.TrainSpec) -> dict[str, float]:
-    return {"cpu": spec.cpus, "gpu": spec.gpus}
 
 
 def _space(space: dict[str, dict[str, list[Any]]]) -> dict[str, Any]:

@@ -68,7 +68,7 @@ def variant(experiment: specs.Experiment, source: str, point: Point, number: int
         parsed = specs.parse(data, where)
     except specs.SpecError as exc:
         return sweep.Variant(data["name"], source, sweep.flatten(data), error=str(exc), base=experiment.name,
-                             label=label)
+                             label=label, point=point)
     return sweep.Variant(parsed.name, source, sweep.flatten(parsed.model_dump(mode="json")), parsed,
                          base=experiment.name, label=label, point=point)
 
@@ -84,6 +84,19 @@ def check(experiment: specs.Experiment, source: str) -> None:
                 problem = probe.error.split("invalid experiment: ", 1)[-1]
                 raise specs.SpecError(f"{source}: search.space.{key}: {kind} {json.dumps(args)} reaches "
                                       f"{json.dumps(value)}, which is not a valid value: {problem}")
+
+
+def next_number(variants: Sequence[sweep.Variant]) -> int:
+    """The number of a search's next draw."""
+    return sum(v.point is not None for v in variants) + 1
+
+
+def done(variants: Sequence[sweep.Variant], results: Sequence[sweep.Result], experiment: specs.Experiment
+         ) -> list[tuple[Point, float | None]]:
+    """The draws that trained to their end, with their metric: what a resumed search learns from."""
+    metric = experiment.search.metric  # type: ignore[union-attr]
+    return [(v.point, metric_of(r, metric)) for v, r in zip(variants, results)
+            if v.point is not None and r.status == sweep.OK]
 
 
 def metric_of(result: sweep.Result, metric: str) -> float | None:

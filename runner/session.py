@@ -115,10 +115,12 @@ class Recorder:
     """
 
     def __init__(self, experiment: Experiment, run_dir: Path, loggers: Sequence[Logger], device: Any,
-                 resume: dict[str, Any] | None = None) -> None:
-        """`device` None: the one the journal's start event names (a trial elsewhere, resumed)."""
+                 resume: dict[str, Any] | None = None, started: float | None = None) -> None:
+        """`device` None: the one the journal's start event names (a trial elsewhere, resumed);
+        `started`: when the run's wall time began (perf_counter; default now)."""
         self.experiment, self.run_dir, self.loggers = experiment, run_dir, list(loggers)
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() if started is None else started
+        self.resume = resume
         self.journal = JsonlLogger(run_dir / runs.JOURNAL, keep=resume["journal_bytes"] if resume else 0)
         self.fanout = FanOut(self.journal, *self.loggers)
         self.logger = Timed(self.fanout)
@@ -126,10 +128,19 @@ class Recorder:
         url = next((logger.url for logger in self.loggers if hasattr(logger, "env") and hasattr(logger, "url")), None)
         self.base = {"name": experiment.name, "device": str(device), "torch_version": torch.__version__,
                      "seed": experiment.seed, "visdom_env": env, "visdom_url": url, "run_dir": str(run_dir)}
-        if resume is not None:  # the dashboard and console first get what the journal already holds
-            replay_journal(self.journal.path, FanOut(*self.loggers), limit=resume["journal_bytes"])
         if device is None:
             self.base["device"] = _started_on(self.journal.path)
+
+    def __enter__(self) -> "Recorder":
+        """Closes the loggers however the run ends; a resumed run's loggers first get what the journal
+        already holds."""
+        self.fanout.__enter__()
+        if self.resume is not None:
+            replay_journal(self.journal.path, FanOut(*self.loggers), limit=self.resume["journal_bytes"])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.fanout.__exit__(*exc)
 
     def start(self, info: dict[str, Any]) -> None:
         """The start event: `info` (dataset, sizes, where it trains) with the run's own identity."""
@@ -201,6 +212,7 @@ def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logg
     """
     from runner import limits
 
+    started = time.perf_counter()
     device = train.pick_device(experiment.train)
     if dataset is None:
         dataset = data.load(experiment.data, device)  # before the run dir: bad data leaves nothing behind
@@ -214,8 +226,7 @@ def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logg
         raise
     new_dir = resume_dir is None and (out is None or not out.exists())
     run_dir = resume_dir or runs.create(experiment, out)
-    recorder = Recorder(experiment, run_dir, make_loggers(run_dir), device, resume)
-    with recorder.fanout:
+    with Recorder(experiment, run_dir, make_loggers(run_dir), device, resume, started) as recorder:
         if resume is None:
             recorder.start(start_info(dataset, experiment, device))
         try:

@@ -291,7 +291,7 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment, Path], l
     Returns the results in plan order and the train.Stopped that ended the sweep early, if one did.
     The results table and plan are rewritten after each variant, so a killed sweep still leaves them.
     """
-    from runner import data, limits, models, session, train
+    from runner import data, session, train
 
     variants = list(plan.variants)
     results = [Result.of(v, NOT_RUN) if v.experiment else Result.of(v, FAILED, error=v.error or "")
@@ -337,8 +337,7 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment, Path], l
             results[i] = Result.of(variant, STOPPED, error=str(exc), run_dir=run_dir)
             stopped = exc
         except Exception as exc:  # noqa: BLE001 - one variant's failure is a row in the table, not the end
-            known = (specs.SpecError, runs.RunDirError, data.DataError, train.DeviceError, train.Diverged,
-                     models.ModelError, limits.LimitError)
+            known = known_errors()
             if not isinstance(exc, known):
                 traceback.print_exc(file=sys.stderr)
             message = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
@@ -359,13 +358,11 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment, Path], l
         from runner import search
 
         experiment, source = plan.search
-        metric = experiment.search.metric  # type: ignore[union-attr]
-        drawer = search.LocalSearch(experiment, [(v.point, search.metric_of(r, metric)) for v, r in
-                                                 zip(variants, results) if v.point is not None and r.status == OK])
+        drawer = search.LocalSearch(experiment, search.done(variants, results, experiment))
         for n in range(len(runnable) + 1, total + 1):
             if should_stop() or stopped is not None:
                 break
-            number = sum(v.point is not None for v in variants) + 1
+            number = search.next_number(variants)
             name = safe_name(f"{experiment.name}-{number:03d}")
             variant = search.variant(experiment, source, drawer.ask(name), number)
             variants.append(variant)
@@ -376,6 +373,14 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment, Path], l
             drawer.tell(name, results[-1])
             record()
     return results, stopped
+
+
+def known_errors() -> tuple[type[Exception], ...]:
+    """Errors whose message is the whole story (one paragraph): shown as they are, no traceback."""
+    from runner import data, limits, models, train
+
+    return (specs.SpecError, runs.RunDirError, data.DataError, train.DeviceError, train.Diverged,
+            models.ModelError, limits.LimitError)
 
 
 @dataclass(frozen=True)
