@@ -139,9 +139,9 @@ def run_sweep(args: argparse.Namespace, experiments: list[tuple[specs.Experiment
                 from runner import on_ray
 
                 try:
-                    with on_ray.connected(ray_address(args)):
+                    with on_ray.connected(ray_address(args)) as ready:
                         results, stopped = on_ray.run(plan, out, loggers_for, board, stop, resumed=resumed,
-                                                      max_concurrent=args.max_concurrent)
+                                                      max_concurrent=args.max_concurrent, ready=ready)
                 except on_ray.RayError as exc:
                     raise UsageError(str(exc)) from None
             else:

@@ -27,14 +27,17 @@ Ray is imported only here, and only by `--executor ray`.
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from contextlib import contextmanager
@@ -86,11 +89,15 @@ def check_address(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
 
 
 @contextmanager
-def connected(address: str | None) -> Iterator[None]:
+def connected(address: str | None) -> Iterator[Callable[[], None]]:
     """Ray for this sweep: joined to the cluster at `address`, or started here for the sweep alone
-    (its temporary files in a directory of its own, deleted afterwards). Usage stats stay off."""
+    (on loopback, its temporary files in a directory of its own, deleted afterwards). Usage stats
+    stay off. The context gives `ready()`, which starts Ray (or raises RayError) on the calling
+    thread, Ray's own (its client must live on the main thread): the caller decides what runs
+    meanwhile on others."""
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl-C is the runner's to handle
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # the run directories hold the results
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ["RAY_DEDUP_LOGS"] = "0"
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's C++ core: no warnings on the console
@@ -100,53 +107,67 @@ def connected(address: str | None) -> Iterator[None]:
 
     runtime_env = {"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0", "RAY_USAGE_STATS_ENABLED": "0",
                                 "PYTHONWARNINGS": "ignore"}}
-    temp = None
     options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR, "runtime_env": runtime_env}
     if not address or address.rpartition(":")[0] in ("127.0.0.1", "localhost"):
         options["_node_ip_address"] = "127.0.0.1"  # Ray on this machine alone: on loopback, reachable from nowhere
-    if not address:
-        temp = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must fit in 107 bytes
-    try:
-        with _stderr_kept_unless_failing():
+    temp = None if address else tempfile.mkdtemp(prefix="ray-")  # short: socket paths must fit in 107 bytes
+
+    def ready() -> None:
+        if ray.is_initialized():
+            return
+        chatter = _Chatter()
+        try:
             if address:
                 ray.init(address=address, **options)
             else:
                 ray.init(address="local", include_dashboard=False, _temp_dir=temp, **options)
-    except Exception as exc:  # noqa: BLE001 - a version mismatch, a port that is not Ray's, no memory...
-        if temp is not None:
-            shutil.rmtree(temp, ignore_errors=True)
-        where = f"join the Ray cluster at {address}" if address else "start Ray on this machine"
-        raise RayError(f"could not {where}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-                       f". Ray's own messages are above; every node must run the same Ray version (2.60.0, "
-                       "`make install`) and, with RAY_AUTH_MODE=token, have the cluster's token.") from None
-    for name in ("ray", "ray.tune", "ray.train", "ray.air"):  # what goes wrong is the runner's to say
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+        except Exception as exc:  # noqa: BLE001 - a version mismatch, a port that is not Ray's, no memory...
+            chatter.restore(everything=True)
+            where = f"join the Ray cluster at {address}" if address else "start Ray on this machine"
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise RayError(f"could not {where}: {type(exc).__name__}: {first}. Ray's own messages are above; every "
+                           "node must run the same Ray version (2.60.0, `make install`) and, with "
+                           "RAY_AUTH_MODE=token, have the cluster's token.") from None
+        chatter.restore(everything=False)
+        for name in ("ray", "ray.tune", "ray.train", "ray.air"):  # what goes wrong is the runner's to say
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
     try:
-        yield
+        yield ready
     finally:
-        ray.shutdown()
+        if ray.is_initialized():
+            ray.shutdown()
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
 
 
-@contextmanager
-def _stderr_kept_unless_failing() -> Iterator[None]:
-    """Ray's C++ core writes its start-up warnings straight to file descriptor 2 (e.g. that it found
-    no route to the internet, on an offline machine); they are shown only if starting fails."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+class _Chatter:
+    """Ray's C++ core writes start-up warnings straight to file descriptor 2 (e.g. that it found no
+    route to the internet, on an offline machine). While Ray starts, fd 2 goes to a file; `restore`
+    puts it back and shows what else was written meanwhile (everything, if starting failed)."""
+
+    LINE = re.compile(rb"^\[\d{4}-\d\d-\d\d [\d:,]+ [DIWE] \d+ \d+\] \S+\.cc:\d+: ")
+
+    def __init__(self) -> None:
+        sys.stderr.flush()
+        self.saved: int | None = os.dup(2)
+        self.file = tempfile.TemporaryFile()
+        os.dup2(self.file.fileno(), 2)
+
+    def restore(self, everything: bool) -> None:
+        if self.saved is None:
+            return
+        sys.stderr.flush()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.saved = None
+        self.file.seek(0)
+        lines = self.file.read().splitlines(keepends=True)
+        self.file.close()
+        shown = b"".join(line for line in lines if everything or not self.LINE.match(line))
+        if shown:
+            sys.stderr.write(shown.decode(errors="replace"))
+            sys.stderr.flush()
 
 
 # ----- the relay: trials -> driver ----------------------------------------------------------------
@@ -301,6 +322,7 @@ def trial(config: dict[str, Any], *, relay: Any, base: dict[str, Any], shipped: 
 
     from runner import session, train
 
+    began = time.perf_counter()
     trial_id = tune.get_context().get_trial_id()
     variant = config.get("variant")
     key = variant or trial_id
@@ -346,7 +368,8 @@ def trial(config: dict[str, Any], *, relay: Any, base: dict[str, Any], shipped: 
         model, results = train.fit(experiment, dataset, device, link, resume=resume, checkpoint=checkpoint,
                                    should_stop=link.should_stop, built=built, go_on=go_on)
         weights = _to_bytes({k: v.cpu() for k, v in model.state_dict().items()})
-        link.send("end", {"status": "finished", "results": results, "weights": weights}, wait=True)
+        link.send("end", {"status": "finished", "results": results, "weights": weights,
+                          "trial_seconds": time.perf_counter() - began}, wait=True)
         if not results.get("stopped_early"):
             tune.report({metric: results[metric], "epoch": results["epochs"]})
     except train.Stopped as stopped:
@@ -469,7 +492,8 @@ class Driver:
         variant, recorder = self.variants[i], self.recorders.pop(i, None)
         run_dir = self.out / variant.name
         status = payload["status"]
-        where = {"node": self.node.get(i), "attempts": self.attempts.get(i, 1)}
+        where = {"node": self.node.get(i), "attempts": self.attempts.get(i, 1),
+                 **({"trial_seconds": payload["trial_seconds"]} if "trial_seconds" in payload else {})}
         if recorder is None and i not in self.by_trial.values():
             return
         if status == "finished" and recorder is not None:
@@ -523,12 +547,12 @@ class Driver:
 
 def run(plan: sweep.Plan, out: Path, loggers_for: Callable[..., list[Any]], board: Any,
         should_stop: Callable[[], str | None] = lambda: None, say: Callable[[str], None] = print,
-        resumed: sweep.Resumed | None = None, address: str | None = None, max_concurrent: int | None = None
-        ) -> tuple[list[sweep.Result], Exception | None]:
-    """sweep.run's contract, on Ray Tune: the plan's variants (and a search's draws) as trials."""
+        resumed: sweep.Resumed | None = None, max_concurrent: int | None = None,
+        ready: Callable[[], None] = lambda: None) -> tuple[list[sweep.Result], Exception | None]:
+    """sweep.run's contract, on Ray Tune: the plan's variants (and a search's draws) as trials.
+    `ready` waits for Ray to have started (connected's); the data is loaded before that."""
     import ray
     import torch
-    from ray import tune
 
     from runner import data, train
     from runner.console import shared_progress
@@ -542,17 +566,34 @@ def run(plan: sweep.Plan, out: Path, loggers_for: Callable[..., list[Any]], boar
         sweep.NOT_RUN, sweep.STOPPED, sweep.UNFINISHED)]
     searched = plan.search[0] if plan.search is not None else None
     experiments = [v.experiment for v in runnable] + ([searched] if searched is not None and plan.to_draw else [])
-    # The data, loaded and checked here once, shipped to the trials.
-    shipped: dict[str, Any] = {}
-    for experiment in experiments:
-        assert experiment is not None
-        key = data_key(experiment)
-        if key not in shipped:
-            dataset = data.load(experiment.data, torch.device("cpu"))
-            shipped[key] = ray.put({"train_x": dataset.train.x.numpy(), "train_y": dataset.train.y.numpy(),
-                                    "test_x": dataset.test.x.numpy(), "test_y": dataset.test.y.numpy(),
-                                    "info": dataset.info})
-            del dataset
+    # The data, loaded and checked here once (on another thread while Ray starts), shipped to the trials.
+    loaded: dict[str, Any] = {}
+    failed: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            importlib.import_module("ray.tune")  # a second's import, overlapping Ray's start too
+
+            for experiment in experiments:
+                assert experiment is not None
+                if data_key(experiment) not in loaded:
+                    loaded[data_key(experiment)] = data.load(experiment.data, torch.device("cpu"))
+        except BaseException as exc:  # noqa: BLE001 - raised on the main thread below
+            failed.append(exc)
+
+    loading = threading.Thread(target=load, name="load-data")
+    loading.start()
+    try:
+        ready()
+    finally:
+        loading.join()
+    if failed:
+        raise failed[0]
+    shipped = {key: ray.put({"train_x": d.train.x.numpy(), "train_y": d.train.y.numpy(), "test_x": d.test.x.numpy(),
+                             "test_y": d.test.y.numpy(), "info": d.info}) for key, d in loaded.items()}
+    loaded.clear()
+    from ray import tune
+
     here = ray.get_runtime_context().get_node_id()
     relay = ray.remote(num_cpus=0)(Relay).options(
         scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(here, soft=False)).remote()
