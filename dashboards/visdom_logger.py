@@ -21,7 +21,7 @@ set (or `username`/`password` given) the sender logs in first, keeps the session
 again after any failure (a restarted server may sign cookies with a new secret).
 
 Windows of the env (one env per run, its old windows cleared first):
-    run          status (running, finished, failed, stopped, diverged), progress, speed, device, run
+    run          status (running, finished, stopped early, failed, stopped, diverged), progress, speed, device, run
                  directory, logging cost; refreshed every RUN_PANE_EVERY seconds while running. It
                  also carries the run's lease: who writes this env, and when it last said so
     train_loss   line: loss per global step, and its debiased moving average (`visdom.smoothing`)
@@ -104,7 +104,7 @@ class Progress:
     batch_size: int = 0
     epoch: int = 0  # the last epoch seen in an event
     step: int = 0  # the last global step seen
-    status: str = "running"  # running, finished, failed, stopped, diverged
+    status: str = "running"  # running, finished, stopped early, failed, stopped, diverged
     detail: str = ""  # the error, or how the run stopped
     resume: str = ""  # the command that continues a stopped run
     cost: str = ""  # "logging cost 0.4% of training"
@@ -272,6 +272,8 @@ class VisdomLogger(Sender, BaseLogger):
         summary = summary or {}
         p.status = str(summary.get("status", "finished" if summary else "failed"))
         p.detail = str(summary.get("reason") or summary.get("error") or "")
+        if summary.get("stopped_early"):
+            p.detail = f"by the search's scheduler after epoch {summary['stopped_early']}"
         p.resume = str(summary.get("resume") or "")
         overhead = (summary.get("logging") or {}).get("overhead")
         if isinstance(overhead, (int, float)):
@@ -420,7 +422,7 @@ def _clock(seconds: float | None) -> str:
 
 
 STATUS_COLOURS = {"running": "#1f77b4", "finished": "#2ca02c", "failed": "#d62728", "diverged": "#d62728",
-                  "stopped": "#ff7f0e"}
+                  "stopped": "#ff7f0e", "stopped early": "#8c8c8c"}
 
 
 def run_pane_html(p: Progress, now: float, lease_record: Mapping[str, Any]) -> str:

@@ -154,6 +154,8 @@ def run_sweep(args: argparse.Namespace, experiments: list[tuple[specs.Experiment
             write_or_warn(out)
     if stopped is not None:
         skipped = sum(r.status == sweep.NOT_RUN for r in results)
+        if plan.search is not None and plan.search[0].search is not None:  # draws not made yet
+            skipped += max(plan.search[0].search.samples - len(results), 0)
         print(f"{stopped}; checkpoint saved, {skipped} variant(s) not run yet. Continue the sweep with: "
               f"python -m runner --resume {out}", file=sys.stderr)
         return 128 + (stop.signal or signal.SIGINT)

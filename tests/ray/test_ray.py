@@ -214,7 +214,8 @@ def test_an_asha_search_stops_trials_early_and_says_so(cluster: dict[str, str], 
     for row in rows:
         summary = json.loads((out / row["name"] / "summary.json").read_text())
         evaluations = [e for e in journal(out / row["name"]) if e["event"] == "evaluation"]
-        assert journal(out / row["name"])[-1]["event"] == "close"
+        closed = journal(out / row["name"])[-1]
+        assert closed["event"] == "close" and closed["summary"]["status"] == summary["status"]
         if row["status"] == "stopped early":
             assert summary["status"] == "stopped early" and len(evaluations) == summary["stopped_early"] < 4
         else:

@@ -53,7 +53,8 @@ def test_a_local_search_draws_its_samples_and_asha_stops_some_early(tmp_path: Pa
             assert summary["status"] == "stopped early" and summary["stopped_early"] == len(evaluations) < 4
         else:
             assert summary["status"] == "finished" and len(evaluations) == 4
-        assert journal(out / variant["name"])[-1]["event"] == "close"
+        closed = journal(out / variant["name"])[-1]
+        assert closed["event"] == "close" and closed["summary"]["status"] == summary["status"]
 
     # The same seed draws the same points.
     again = tmp_path / "again"
