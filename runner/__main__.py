@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
             runs.check_new(args.out)
     check_environment(args.logger)
+    check_executor(args)
     from runner import session, train
 
     with session.StopOnSignal() as stop:

@@ -307,6 +307,18 @@ def _dataset(shipped: dict[str, Any], experiment: specs.Experiment, device: Any)
                         dataset.info)
 
 
+def check_resources(experiments: list[specs.Experiment], nodes: list[dict[str, Any]]) -> None:
+    """Refuse variants no node of the cluster can hold (Tune would wait for them for ever)."""
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
+    for experiment in experiments:
+        wanted = {"CPU": experiment.train.cpus, "GPU": experiment.train.gpus}
+        if not any(all(have.get(k, 0.0) >= v for k, v in wanted.items() if v) for have in alive):
+            most = {k: max((have.get(k, 0.0) for have in alive), default=0.0) for k in wanted}
+            raise RayError(f"{experiment.name}: train.cpus {experiment.train.cpus:g} and train.gpus "
+                           f"{experiment.train.gpus:g} fit no node of this Ray cluster (the largest has "
+                           f"{most['CPU']:g} CPUs and {most['GPU']:g} GPUs); lower them, or add a node that has them.")
+
+
 def data_key(experiment: specs.Experiment) -> str:
     """Which tensors a variant trains on (its batch sizes aside)."""
     return json.dumps(experiment.data.model_dump(mode="json", exclude={"batch_size", "test_batch_size"}),
@@ -592,6 +604,8 @@ def run(plan: sweep.Plan, out: Path, loggers_for: Callable[..., list[Any]], boar
     shipped = {key: ray.put({"train_x": d.train.x.numpy(), "train_y": d.train.y.numpy(), "test_x": d.test.x.numpy(),
                              "test_y": d.test.y.numpy(), "info": d.info}) for key, d in loaded.items()}
     loaded.clear()
+    check_resources([v.experiment for v in runnable if v.experiment is not None] + ([searched] if searched else []),
+                    ray.nodes())
     from ray import tune
 
     here = ray.get_runtime_context().get_node_id()

@@ -270,3 +270,13 @@ def test_ctrl_c_stops_the_sweep_and_resume_ends_with_the_same_table(
     assert results(out) == results(uninterrupted[0])
     for row in results(out):
         assert_whole(out / row["name"])
+
+
+def test_variants_no_node_can_hold_are_refused(cluster: dict[str, str], data_root: Path, tmp_path: Path) -> None:
+    spec = spec_file(tmp_path, data_root, train={"epochs": 1, "device": "cpu", "gpus": 0.5},
+                     sweep={"seed": [0, 1]})
+    code, _, stderr = finish(runner(str(spec), "--out", str(tmp_path / "sweep"), "--logger", "null", env=cluster),
+                             timeout=120)
+    assert code == 2, stderr
+    assert "train.gpus 0.5 fit no node of this Ray cluster (the largest has 1 CPUs and 0 GPUs)" in stderr
+    assert "Traceback" not in stderr and stderr.count("\n") == 1
