@@ -690,7 +690,10 @@ def run(plan: sweep.Plan, out: Path, loggers_for: Callable[..., list[Any]], boar
         shutil.rmtree(out / ".ray", ignore_errors=True)
         driver.close_all("the sweep ended while it trained")
         driver.record()
-    stopped = train.Stopped(str(should_stop()), 0) if stopping else None
+    stopped = None
+    if stopping:
+        stopped = train.Stopped(str(should_stop()), 0)
+        stopped.args = (f"stopped by {should_stop()}",)  # several trials, each at its own step
     return driver.results, stopped
 
 
