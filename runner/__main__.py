@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -68,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
             check_executor(args, resumed.plan)
             return run_sweep(args, [], resumed.plan, args.resume, resumed)
         if args.executor == "ray":
-            raise UsageError("--executor ray runs comparisons (a spec with a sweep or search, or several specs); "
-                             "to continue one run, leave it out.")
+            raise UsageError("--executor ray runs comparisons in a sweep directory (a spec without a sweep is a "
+                             "comparison of one); to continue one run, leave it out.")
         experiment, resume = runs.load_checkpoint(args.resume)
     elif not args.spec:
         raise UsageError("give an experiment file (e.g. experiments/relu.json) or --resume RUN_DIR.")
@@ -143,7 +144,13 @@ def run_sweep(args: argparse.Namespace, experiments: list[tuple[specs.Experiment
                     with on_ray.connected(ray_address(args)) as ready:
                         results, stopped = on_ray.run(plan, out, loggers_for, board, stop, resumed=resumed,
                                                       max_concurrent=args.max_concurrent, ready=ready)
-                except on_ray.RayError as exc:
+                except Exception as exc:
+                    from runner.data import DataError
+
+                    if not isinstance(exc, (on_ray.RayError, DataError)):
+                        raise
+                    if resumed is None and not any(p.is_dir() for p in out.iterdir()):
+                        shutil.rmtree(out)  # nothing ran: bad input leaves nothing behind
                     raise UsageError(str(exc)) from None
             else:
                 results, stopped = sweep.run(plan, out, loggers_for, board, stop, resumed=resumed)
@@ -182,6 +189,9 @@ def check_executor(args: argparse.Namespace, plan: Any = None) -> None:
                          "the cluster holds).")
     if args.ray_address and args.executor != "ray":
         raise UsageError("--ray-address joins a Ray cluster, which only --executor ray uses; add --executor ray.")
+    if args.max_concurrent is not None and args.executor != "ray":
+        raise UsageError("--max-concurrent caps the variants training at once, which only --executor ray runs; the "
+                         "local executor runs one at a time. Add --executor ray.")
     if args.executor == "ray":
         from runner import on_ray
 
@@ -362,7 +372,8 @@ def parser() -> argparse.ArgumentParser:
                                                             "at the end")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local: a comparison's variants one after another in this process (default); ray: as Ray "
-                        "Tune trials, several at once, on this machine or a cluster (--ray-address)")
+                        "Tune trials, several at once, on this machine or a cluster (--ray-address); a spec "
+                        "without a sweep then runs as a comparison of one, in a sweep directory")
     p.add_argument("--ray-address", metavar="HOST:PORT", help="join the Ray cluster whose head is there (default: "
                    "$RAY_ADDRESS, else Ray starts on this machine for the sweep alone)")
     p.add_argument("--max-concurrent", type=int, metavar="N", help="with --executor ray: at most N variants train "

@@ -34,6 +34,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -115,28 +116,32 @@ def connected(address: str | None) -> Iterator[Callable[[], None]]:
     def ready() -> None:
         if ray.is_initialized():
             return
-        chatter = _Chatter()
+        print(f"joining the Ray cluster at {address}" if address else "starting Ray on this machine", flush=True)
+        handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}  # ray.init takes SIGTERM
+        chatter, started = _Chatter(), False
         try:
             if address:
                 ray.init(address=address, **options)
             else:
                 ray.init(address="local", include_dashboard=False, _temp_dir=temp, **options)
+            started = True
         except Exception as exc:  # noqa: BLE001 - a version mismatch, a port that is not Ray's, no memory...
-            chatter.restore(everything=True)
             where = f"join the Ray cluster at {address}" if address else "start Ray on this machine"
             first = (str(exc).strip().splitlines() or [""])[0]
             raise RayError(f"could not {where}: {type(exc).__name__}: {first}. Ray's own messages are above; every "
                            "node must run the same Ray version (2.60.0, `make install`) and, with "
                            "RAY_AUTH_MODE=token, have the cluster's token.") from None
-        chatter.restore(everything=False)
+        finally:
+            chatter.restore(everything=not started)
+            for s, handler in handlers.items():
+                signal.signal(s, handler)
         for name in ("ray", "ray.tune", "ray.train", "ray.air"):  # what goes wrong is the runner's to say
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
     try:
         yield ready
     finally:
-        if ray.is_initialized():
-            ray.shutdown()
+        ray.shutdown()  # also what a failed start left running
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
 
@@ -150,8 +155,8 @@ class _Chatter:
 
     def __init__(self) -> None:
         sys.stderr.flush()
-        self.saved: int | None = os.dup(2)
         self.file = tempfile.TemporaryFile()
+        self.saved: int | None = os.dup(2)
         os.dup2(self.file.fileno(), 2)
 
     def restore(self, everything: bool) -> None:
@@ -315,7 +320,7 @@ def check_resources(experiments: list[specs.Experiment], nodes: list[dict[str, A
         if not any(all(have.get(k, 0.0) >= v for k, v in wanted.items() if v) for have in alive):
             most = {k: max((have.get(k, 0.0) for have in alive), default=0.0) for k in wanted}
             raise RayError(f"{experiment.name}: train.cpus {experiment.train.cpus:g} and train.gpus "
-                           f"{experiment.train.gpus:g} fit no node of this Ray cluster (the largest has "
+                           f"{experiment.train.gpus:g} fit no node of this Ray cluster (its nodes have at most "
                            f"{most['CPU']:g} CPUs and {most['GPU']:g} GPUs); lower them, or add a node that has them.")
 
 
@@ -601,11 +606,11 @@ def run(plan: sweep.Plan, out: Path, loggers_for: Callable[..., list[Any]], boar
         loading.join()
     if failed:
         raise failed[0]
+    check_resources([v.experiment for v in runnable if v.experiment is not None] + ([searched] if searched else []),
+                    ray.nodes())
     shipped = {key: ray.put({"train_x": d.train.x.numpy(), "train_y": d.train.y.numpy(), "test_x": d.test.x.numpy(),
                              "test_y": d.test.y.numpy(), "info": d.info}) for key, d in loaded.items()}
     loaded.clear()
-    check_resources([v.experiment for v in runnable if v.experiment is not None] + ([searched] if searched else []),
-                    ray.nodes())
     from ray import tune
 
     here = ray.get_runtime_context().get_node_id()
@@ -661,9 +666,11 @@ def run(plan: sweep.Plan, out: Path, loggers_for: Callable[..., list[Any]], boar
         drain()
 
     driver.record()
+    if should_stop():  # Ctrl-C while Ray started: nothing has run
+        stopping["since"] = time.monotonic()
     try:
         with progress:
-            if runnable:  # the listed variants (a resumed search's unfinished draws among them)
+            if runnable and not stopping:  # the listed variants (a resumed search's unfinished draws among them)
                 fit({"variant": tune.grid_search([v.name for v in runnable])}, 1, None, None,
                     {v.name: v.experiment.model_dump(mode="json") for v in runnable if v.experiment is not None},
                     None, "test_accuracy", "max")

@@ -232,9 +232,12 @@ def test_a_killed_trial_resumes_from_its_checkpoint(cluster: dict[str, str], dat
     while victim is None and time.monotonic() < deadline and process.poll() is None:
         for run_dir in sorted(out.glob("tiny-*")):
             if (run_dir / "checkpoint.pt").is_file() and not (run_dir / "summary.json").exists():
-                victim = run_dir, journal(run_dir)[0]["info"]["node"]["pid"]
-                os.kill(victim[1], signal.SIGKILL)
-                break
+                events = journal(run_dir)
+                steps = [e["step"] for e in events if e["event"] == "train_loss"]
+                if steps and steps[-1] < (EPOCHS - 1) * STEPS:  # after a checkpoint, well before the end
+                    victim = run_dir, events[0]["info"]["node"]["pid"]
+                    os.kill(victim[1], signal.SIGKILL)
+                    break
         time.sleep(0.02)
     code, stdout, stderr = finish(process)
     assert victim is not None, "no trial to kill"
@@ -258,18 +261,43 @@ def test_ctrl_c_stops_the_sweep_and_resume_ends_with_the_same_table(
     deadline = time.monotonic() + 120
     while not list(out.glob("tiny-*/checkpoint.pt")) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.02)
+    assert list(out.glob("tiny-*/checkpoint.pt")), "no variant reached its first checkpoint"
     process.send_signal(signal.SIGINT)
     code, _, stderr = finish(process)
     assert code == 130, stderr
     assert f"Continue the sweep with: python -m runner --resume {out}" in stderr
-    statuses = {v["status"] for v in json.loads((out / "sweep.json").read_text())["variants"]}
-    assert statuses & {"stopped", "not run"}, statuses
+    variants = json.loads((out / "sweep.json").read_text())["variants"]
+    stopped = [v["name"] for v in variants if v["status"] == "stopped"]
+    assert stopped and all((out / name / "checkpoint.pt").is_file() for name in stopped)
+    import torch
+
+    kept = {}  # each stopped variant's journal up to its checkpoint: the resumed run goes on from there
+    for name in stopped:
+        upto = torch.load(out / name / "checkpoint.pt", weights_only=True)["journal_bytes"]
+        kept[name] = (out / name / "metrics.jsonl").read_bytes()[:upto]
+        assert upto > 0
 
     code, _, stderr = finish(runner("--resume", str(out), "--logger", "null", env=cluster))
     assert code == 0, stderr
     assert results(out) == results(uninterrupted[0])
     for row in results(out):
         assert_whole(out / row["name"])
+    for name, prefix in kept.items():
+        assert (out / name / "metrics.jsonl").read_bytes().startswith(prefix)
+
+
+def test_sigterm_stops_a_ray_sweep_like_ctrl_c(cluster: dict[str, str], data_root: Path, tmp_path: Path) -> None:
+    spec = spec_file(tmp_path, data_root, sweep={"model.activation": ACTIVATIONS[:2]})
+    out = tmp_path / "sweep"
+    process = runner(str(spec), "--out", str(out), "--logger", "null", env=cluster)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("tiny-*/checkpoint.pt")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    code, _, stderr = finish(process)
+    assert code == 143, stderr
+    assert f"Continue the sweep with: python -m runner --resume {out}" in stderr
+    assert {v["status"] for v in json.loads((out / "sweep.json").read_text())["variants"]} == {"stopped"}
 
 
 def test_variants_no_node_can_hold_are_refused(cluster: dict[str, str], data_root: Path, tmp_path: Path) -> None:
@@ -278,5 +306,6 @@ def test_variants_no_node_can_hold_are_refused(cluster: dict[str, str], data_roo
     code, _, stderr = finish(runner(str(spec), "--out", str(tmp_path / "sweep"), "--logger", "null", env=cluster),
                              timeout=120)
     assert code == 2, stderr
-    assert "train.gpus 0.5 fit no node of this Ray cluster (the largest has 1 CPUs and 0 GPUs)" in stderr
+    assert "train.gpus 0.5 fit no node of this Ray cluster (its nodes have at most 1 CPUs and 0 GPUs)" in stderr
     assert "Traceback" not in stderr and stderr.count("\n") == 1
+    assert not (tmp_path / "sweep").exists()

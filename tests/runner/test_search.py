@@ -6,13 +6,17 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
-from helpers import run_cli, tiny_spec
+from helpers import ROOT, run_cli, tiny_spec
 from runner import spec as specs
 
 SPACE = {"optim.lr": {"loguniform": [0.001, 0.5]}, "model.hidden": {"choice": [[16], [48, 24]]}}
@@ -63,7 +67,7 @@ def test_a_local_search_draws_its_samples_and_asha_stops_some_early(tmp_path: Pa
         [v["point"] for v in plan["variants"]]
 
 
-def test_tpe_learns_from_the_results(tmp_path: Path, tiny_mnist: Path) -> None:
+def test_a_tpe_search_by_test_loss_runs(tmp_path: Path, tiny_mnist: Path) -> None:
     spec = tiny_spec(tmp_path, tiny_mnist, train={"epochs": 1},
                      search={"space": {"optim.lr": {"uniform": [0.001, 0.3]}}, "samples": 4, "searcher": "tpe",
                              "metric": "test_loss"})
@@ -71,6 +75,54 @@ def test_tpe_learns_from_the_results(tmp_path: Path, tiny_mnist: Path) -> None:
     result = run_cli(str(spec), "--logger", "null", "--out", str(out), "--no-report")
     assert result.returncode == 0, result.stderr
     assert len(rows(out)) == 4 and all(r["status"] == "ok" for r in rows(out))
+
+
+def test_a_resumed_search_learns_from_the_draws_already_trained() -> None:
+    from runner import search, sweep
+
+    experiment = specs.parse({"name": "x", "search": {"space": SPACE, "searcher": "tpe"}}, "x.json")
+    done = [({"optim.lr": 0.01 * (i + 1), "model.hidden": [16]}, 0.5 + i / 100) for i in range(3)]
+    drawer = search.LocalSearch(experiment, done)
+    assert type(drawer.study.sampler).__name__ == "TPESampler"
+    known = drawer.study.trials
+    assert [t.value for t in known] == [0.5, 0.51, 0.52]
+    assert [t.params["model.hidden"] for t in known] == [0, 0, 0]  # choices as their index
+    point = drawer.ask("x-004")
+    assert set(point) == set(SPACE) and point["model.hidden"] in ([16], [48, 24])
+    drawer.tell("x-004", sweep.Result("x-004", "", 0, sweep.OK, test_accuracy=0.9))
+    assert drawer.study.trials[-1].value == 0.9
+
+
+def test_a_stopped_local_search_resumes_and_draws_the_rest(tmp_path: Path) -> None:
+    from helpers import make_tiny_mnist
+
+    root = make_tiny_mnist(tmp_path / "data", train=3000, test=100)
+    spec = tiny_spec(tmp_path, root, data={"root": str(root), "verify": False, "batch_size": 10},
+                     train={"epochs": 3, "device": "cpu", "log_every": 20, "samples": 8},
+                     search={"space": {"optim.lr": {"loguniform": [0.01, 0.2]}}, "samples": 4})
+    out = tmp_path / "search"
+    process = subprocess.Popen([sys.executable, "-m", "runner", str(spec), "--logger", "null", "--no-report",
+                                "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "tiny-002" / "checkpoint.pt").exists() and time.monotonic() < deadline \
+            and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "variant(s) not run yet" in stderr and f"--resume {out}" in stderr
+    before = {v["name"]: v for v in json.loads((out / "sweep.json").read_text())["variants"]}
+    assert before["tiny-001"]["status"] == "ok" and before["tiny-002"]["status"] == "stopped"
+
+    result = run_cli("--resume", str(out), "--logger", "null", "--no-report")
+    assert result.returncode == 0, result.stderr
+    after = json.loads((out / "sweep.json").read_text())["variants"]
+    assert [v["name"] for v in after] == ["tiny-001", "tiny-002", "tiny-003", "tiny-004"]
+    assert all(v["status"] == "ok" for v in after)
+    assert after[1]["point"] == before["tiny-002"]["point"]  # the stopped draw went on, not a new one
+    steps = [e["step"] for e in journal(out / "tiny-002") if e["event"] == "train_loss"]
+    assert steps == list(range(1, 3 * 300 + 1))
 
 
 def test_dry_run_describes_the_search(tmp_path: Path, tiny_mnist: Path) -> None:
@@ -134,15 +186,17 @@ def test_executor_ray_without_ray_installed_is_refused(tmp_path: Path, tiny_mnis
     assert not (tmp_path / "out").exists()
 
 
-def test_an_unreachable_ray_address_is_refused_within_the_timeout(tmp_path: Path, tiny_mnist: Path) -> None:
+def test_an_unreachable_ray_address_is_refused(tmp_path: Path, tiny_mnist: Path) -> None:
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     spec = tiny_spec(tmp_path, tiny_mnist, sweep={"seed": [0, 1]})
+    started = time.monotonic()
     result = run_cli(str(spec), "--executor", "ray", "--ray-address", f"127.0.0.1:{port}", "--out",
                      str(tmp_path / "out"), timeout=60)
     assert result.returncode == 2, result.stderr
     assert f"--ray-address 127.0.0.1:{port}: no Ray cluster answered within 10 s" in result.stderr
+    assert time.monotonic() - started < 12
     assert "ray start --head" in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
     bad = run_cli(str(spec), "--executor", "ray", "--ray-address", "nowhere", "--out", str(tmp_path / "out"))
@@ -152,6 +206,7 @@ def test_an_unreachable_ray_address_is_refused_within_the_timeout(tmp_path: Path
 @pytest.mark.parametrize("args, message", [
     (["--executor", "ray", "--max-concurrent", "0"], "--max-concurrent 0: give at least 1"),
     (["--ray-address", "127.0.0.1:6379"], "only --executor ray uses"),
+    (["--max-concurrent", "2"], "only --executor ray runs"),
 ])
 def test_executor_options_that_do_not_fit_are_refused(tmp_path: Path, tiny_mnist: Path, args: list[str],
                                                       message: str) -> None:
