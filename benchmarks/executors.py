@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -32,6 +31,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from runner.on_ray import stop_processes_under  # noqa: E402
+
 BEGIN, END = "<!-- EXECUTORS BEGIN -->", "<!-- EXECUTORS END -->"
 SPEC = ROOT / "experiments" / "activations.json"
 EPOCHS = 3
@@ -76,17 +79,6 @@ def start_cluster(temp: str) -> str:
     return f"127.0.0.1:{port}"
 
 
-def stop_cluster(temp: str) -> None:
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            files = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
-        except OSError:
-            continue
-        if temp in cmdline or any(f.startswith(temp) for f in files):
-            os.kill(int(pid), signal.SIGKILL)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3)
@@ -108,7 +100,7 @@ def main() -> None:
                 runs[name].append(one(*contenders[name]))
                 print(f"round {r + 1} {name}: {runs[name][-1]['wall']:.1f} s", flush=True)
     finally:
-        stop_cluster(temp)
+        stop_processes_under(temp)
         shutil.rmtree(temp, ignore_errors=True)
     starts = [ray_start() for _ in range(a.rounds)]
     med = {e: {k: statistics.median(x[k] for x in v) for k in v[0]} for e, v in runs.items()}

@@ -312,6 +312,21 @@ def _dataset(shipped: dict[str, Any], experiment: specs.Experiment, device: Any)
                         dataset.info)
 
 
+def stop_processes_under(temp: str | Path) -> None:
+    """Kill the processes of a Ray cluster started on this machine with `ray start --temp-dir=TEMP`
+    (tests, benchmarks): those whose command line or open files lie under TEMP. `ray stop` would
+    stop every Ray of the machine."""
+    temp = str(temp)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            files = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+            if temp in cmdline or any(f.startswith(temp) for f in files):
+                os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            continue
+
+
 def check_resources(experiments: list[specs.Experiment], nodes: list[dict[str, Any]]) -> None:
     """Refuse variants no node of the cluster can hold (Tune would wait for them for ever)."""
     alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]

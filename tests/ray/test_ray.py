@@ -27,6 +27,7 @@ import pytest
 
 from dashboards.server import Server, running
 from helpers import ROOT, make_tiny_mnist
+from runner.on_ray import stop_processes_under
 
 RAY = str(Path(sys.executable).with_name("ray"))
 STEPS = 600  # per epoch: 6,000 tiny training images at batch 10
@@ -69,27 +70,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
                         "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=120)
         yield {**env, "RAY_ADDRESS": address}
     finally:
-        stop_processes_of(temp)
+        stop_processes_under(temp)
         shutil.rmtree(temp, ignore_errors=True)
-
-
-def stop_processes_of(temp: Path) -> None:
-    """Kill this cluster's processes only (`ray stop` would stop every Ray of the machine): those whose
-    command line or open files lie under its temp dir."""
-    mine = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            files = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
-        except OSError:
-            continue
-        if str(temp) in cmdline or any(f.startswith(str(temp)) for f in files):
-            mine.append(int(pid))
-    for pid in mine:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
 
 
 @pytest.fixture(scope="module")
