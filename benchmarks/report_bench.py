@@ -30,9 +30,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 BEGIN, END = "<!-- reports: written by benchmarks/report_bench.py -->", "<!-- end of reports -->"
 
 WRITE = """
@@ -92,21 +89,17 @@ def plotly_bytes() -> int:
 
 def screenshot(report: Path, output: Path, width: int = 1300, height: int = 1280) -> None:
     """The top of the report (header, charts, samples) as the browser draws it, offline."""
-    from playwright.sync_api import sync_playwright
+    sys.path.insert(0, str(ROOT / "tests"))
+    from chromium import page as chromium_page
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": width, "height": height})
-            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else r.abort())
-            page.goto(report.resolve().as_uri())
-            page.wait_for_function("() => Array.from(document.querySelectorAll('.chart')).every("
-                                   "c => c.querySelector('svg.main-svg .scatterlayer'))", timeout=30_000)
-            time.sleep(0.5)
-            output.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(output))
-        finally:
-            browser.close()
+    with chromium_page({"width": width, "height": height}) as page:
+        page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else r.abort())
+        page.goto(report.resolve().as_uri())
+        page.wait_for_function("() => Array.from(document.querySelectorAll('.chart')).every("
+                               "c => c.querySelector('svg.main-svg .scatterlayer'))", timeout=30_000)
+        time.sleep(0.5)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(output))
     print(f"screenshot: {output}")
 
 

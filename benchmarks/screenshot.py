@@ -24,13 +24,11 @@ from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # headless Chromium, as the browser tests drive it
 
+from chromium import CHROMIUM, page as chromium_page  # noqa: E402
 from dashboards import server  # noqa: E402
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-# Headless flags known to work in containers; Playwright adds --headless and a fresh profile itself.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WINDOWS = 7  # run, train loss, test, learning rate, test batch, predictions, spec
 
 # Window titles and boxes; ready once every window is there, the plots have lines, the image decoded.
@@ -60,25 +58,18 @@ def run_experiment(spec: Path, overrides: list[str], port: int, out: Path) -> No
 
 def screenshot(url: str, output: Path, width: int, height: int, timeout_s: float = 30) -> list[Any]:
     """Full-page screenshot of `url` once all windows are drawn and still; returns the windows."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": width, "height": height})
-            page.goto(url)
-            page.wait_for_function(READY_JS, arg=WINDOWS, timeout=timeout_s * 1000)
-            # The grid animates windows into place; a screenshot mid-move shows them overlapping.
-            windows, since = page.evaluate(WINDOWS_JS), time.monotonic()
-            while time.monotonic() - since < 0.5:
-                time.sleep(0.1)
-                now = page.evaluate(WINDOWS_JS)
-                if now != windows:
-                    windows, since = now, time.monotonic()
-            output.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(output), full_page=True)
-        finally:
-            browser.close()
+    with chromium_page({"width": width, "height": height}) as page:
+        page.goto(url)
+        page.wait_for_function(READY_JS, arg=WINDOWS, timeout=timeout_s * 1000)
+        # The grid animates windows into place; a screenshot mid-move shows them overlapping.
+        windows, since = page.evaluate(WINDOWS_JS), time.monotonic()
+        while time.monotonic() - since < 0.5:
+            time.sleep(0.1)
+            now = page.evaluate(WINDOWS_JS)
+            if now != windows:
+                windows, since = now, time.monotonic()
+        output.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(output), full_page=True)
     return windows
 
 

@@ -27,9 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "dashboards"))
-sys.path.insert(0, str(ROOT / "tests"))  # test_browser's Chromium settings import the test helpers
+sys.path.insert(0, str(ROOT / "tests"))  # headless Chromium, as the browser tests drive it
 
+from chromium import page as chromium_page  # noqa: E402
 from dashboards import server as servers  # noqa: E402
 from dashboards.factory import make_loggers  # noqa: E402
 from runner import data, session, spec, train  # noqa: E402
@@ -46,43 +46,25 @@ def rss_mb(pid: int) -> float:
 
 def env_list_seconds(url: str) -> tuple[float, int]:
     """Seconds from navigation until the env selector lists the envs; how many it lists."""
-    from playwright.sync_api import sync_playwright
-
-    from test_browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport=VIEWPORT)
-            started = time.monotonic()
-            page.goto(url)
-            page.wait_for_selector(".rc-tree-select", timeout=60_000)
-            page.click(".rc-tree-select")
-            page.wait_for_selector(".rc-tree-select-tree-title", timeout=60_000)
-            seconds = time.monotonic() - started
-            count = len(page.query_selector_all(".rc-tree-select-tree-title"))
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        started = time.monotonic()
+        page.goto(url)
+        page.wait_for_selector(".rc-tree-select", timeout=60_000)
+        page.click(".rc-tree-select")
+        page.wait_for_selector(".rc-tree-select-tree-title", timeout=60_000)
+        seconds = time.monotonic() - started
+        count = len(page.query_selector_all(".rc-tree-select-tree-title"))
     return seconds, count
 
 
 def env_open_seconds(url: str) -> float:
     """Seconds until one run's env shows its train-loss lines."""
-    from playwright.sync_api import sync_playwright
-
-    from test_browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport=VIEWPORT)
-            started = time.monotonic()
-            page.goto(url)
-            page.wait_for_function("() => document.querySelectorAll('.scatterlayer .trace path.js-line').length >= 3",
-                                   timeout=60_000)
-            return time.monotonic() - started
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        started = time.monotonic()
+        page.goto(url)
+        page.wait_for_function("() => document.querySelectorAll('.scatterlayer .trace path.js-line').length >= 3",
+                               timeout=60_000)
+        return time.monotonic() - started
 
 
 def main() -> int:

@@ -11,7 +11,6 @@ Chromium is not optional here: without it the test fails and says how to install
 from __future__ import annotations
 
 import importlib.util
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from dashboards.server import Server
+from chromium import CHROMIUM, page as chromium_page
 from helpers import ROOT, run_cli, tiny_spec
 
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-# Headless flags known to work in containers; Playwright adds --headless and a fresh profile itself.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-VIEWPORT = {"width": 1400, "height": 1000}
 RENDER_TIMEOUT_MS = 30_000
 SETTLE_S = 0.5  # the grid animates windows into place: positions must hold this long
 
@@ -111,31 +106,25 @@ def render(url: str, shot: Path) -> tuple[list[tuple[str, dict[str, Any]]], list
     failed or non-local requests, a render that timed out).
     """
     from playwright.sync_api import Error as PlaywrightError
-    from playwright.sync_api import sync_playwright
 
     problems: list[str] = []
     host = urlsplit(url).netloc
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium_page() as page:
+        page.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
+        page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} ({r.failure})"))
+        page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+        # Offline means offline: every script, style and font comes from the local server.
+        page.on("request", lambda r: problems.append(f"request off the local server: {r.url}")
+                if urlsplit(r.url).scheme in ("http", "https", "ws", "wss")
+                and urlsplit(r.url).netloc != host else None)
+        page.goto(url)
         try:
-            page = browser.new_page(viewport=VIEWPORT)
-            page.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
-            page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} ({r.failure})"))
-            page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
-            # Offline means offline: every script, style and font comes from the local server.
-            page.on("request", lambda r: problems.append(f"request off the local server: {r.url}")
-                    if urlsplit(r.url).scheme in ("http", "https", "ws", "wss")
-                    and urlsplit(r.url).netloc != host else None)
-            page.goto(url)
-            try:
-                page.wait_for_function(READY_JS, arg=sorted(TITLES), timeout=RENDER_TIMEOUT_MS)
-            except PlaywrightError as exc:
-                problems.append(f"the dashboard did not finish rendering: {exc.message.splitlines()[0]}")
-            windows = settled(page)
-            shot.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+            page.wait_for_function(READY_JS, arg=sorted(TITLES), timeout=RENDER_TIMEOUT_MS)
+        except PlaywrightError as exc:
+            problems.append(f"the dashboard did not finish rendering: {exc.message.splitlines()[0]}")
+        windows = settled(page)
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot), full_page=True)
     return windows, problems
 
 

@@ -103,33 +103,28 @@ ENV_TREE_JS = """() => {
 
 def envs_in_browser(url: str, tmp_path: Path) -> dict[str, Any]:
     """Open Visdom's env list in headless Chromium, expand every group, and read it."""
-    from playwright.sync_api import sync_playwright
 
-    from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, VIEWPORT, require_browser
+    from chromium import page as chromium_page
+    from test_browser import ARTIFACTS, require_browser
 
     require_browser()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport=VIEWPORT)
-            started = time.monotonic()
-            page.goto(url)
-            page.wait_for_selector(".rc-tree-select", timeout=30_000)
-            page.click(".rc-tree-select")
-            page.wait_for_selector(".rc-tree-select-tree-title", timeout=10_000)
-            for _ in range(10):  # open every collapsed group
-                closed = page.query_selector_all(".rc-tree-select-tree-switcher_close")
-                if not closed:
-                    break
-                for switch in closed:
-                    switch.click()
-                time.sleep(0.2)
-            found = page.evaluate(ENV_TREE_JS)
-            found["seconds"] = time.monotonic() - started
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "env-list.png"))
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        started = time.monotonic()
+        page.goto(url)
+        page.wait_for_selector(".rc-tree-select", timeout=30_000)
+        page.click(".rc-tree-select")
+        page.wait_for_selector(".rc-tree-select-tree-title", timeout=10_000)
+        for _ in range(10):  # open every collapsed group
+            closed = page.query_selector_all(".rc-tree-select-tree-switcher_close")
+            if not closed:
+                break
+            for switch in closed:
+                switch.click()
+            time.sleep(0.2)
+        found = page.evaluate(ENV_TREE_JS)
+        found["seconds"] = time.monotonic() - started
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "env-list.png"))
     return found
 
 

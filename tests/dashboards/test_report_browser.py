@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from helpers import ROOT, run_cli, tiny_spec
-from test_browser import CHROMIUM, CHROMIUM_ARGS, require_browser
+from chromium import page as chromium_page
+from test_browser import require_browser
 
 ARTIFACTS = ROOT / "test-artifacts"
 MARKUP = "<script>alert(1)</script><b>x</b>"
@@ -35,7 +36,6 @@ READY_JS = """() => { const charts = document.querySelectorAll('.chart');
 def open_report(path: Path, shot: Path, actions: Any = None) -> tuple[dict[str, Any], list[str], list[str]]:
     """Open the report file offline; returns what the page shows, the requests it made, and problems."""
     from playwright.sync_api import Error as PlaywrightError
-    from playwright.sync_api import sync_playwright
 
     requests: list[str] = []
     problems: list[str] = []
@@ -47,35 +47,30 @@ def open_report(path: Path, shot: Path, actions: Any = None) -> tuple[dict[str, 
         else:
             r.abort()
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium_page({"width": 1300, "height": 900}) as page:
+        page.route("**/*", route)
+        page.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
+        page.on("dialog", lambda d: (problems.append(f"a dialog opened: {d.message}"), d.dismiss()))
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.goto(path.as_uri())
         try:
-            page = browser.new_page(viewport={"width": 1300, "height": 900})
-            page.route("**/*", route)
-            page.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
-            page.on("dialog", lambda d: (problems.append(f"a dialog opened: {d.message}"), d.dismiss()))
-            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-            page.goto(path.as_uri())
-            try:
-                page.wait_for_function(READY_JS, timeout=RENDER_TIMEOUT_MS)
-            except PlaywrightError as exc:
-                problems.append(f"the charts did not render: {exc.message.splitlines()[0]}")
-            seen = {
-                "charts": page.evaluate(CHARTS_JS),
-                "description": page.evaluate("() => { const d = document.getElementById('description');"
-                                             " return d && {text: d.innerText, children: d.children.length}; }"),
-                "images": page.evaluate("() => Array.from(document.querySelectorAll('.samples img'),"
-                                        " i => [i.complete, i.naturalWidth, i.naturalHeight])"),
-                "captions": page.evaluate("() => Array.from(document.querySelectorAll('figcaption'),"
-                                          " c => c.innerText)"),
-                "scripts": page.evaluate("() => document.scripts.length"),
-            }
-            if actions is not None:
-                seen.update(actions(page))
-            shot.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+            page.wait_for_function(READY_JS, timeout=RENDER_TIMEOUT_MS)
+        except PlaywrightError as exc:
+            problems.append(f"the charts did not render: {exc.message.splitlines()[0]}")
+        seen = {
+            "charts": page.evaluate(CHARTS_JS),
+            "description": page.evaluate("() => { const d = document.getElementById('description');"
+                                         " return d && {text: d.innerText, children: d.children.length}; }"),
+            "images": page.evaluate("() => Array.from(document.querySelectorAll('.samples img'),"
+                                    " i => [i.complete, i.naturalWidth, i.naturalHeight])"),
+            "captions": page.evaluate("() => Array.from(document.querySelectorAll('figcaption'),"
+                                      " c => c.innerText)"),
+            "scripts": page.evaluate("() => document.scripts.length"),
+        }
+        if actions is not None:
+            seen.update(actions(page))
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot), full_page=True)
     return seen, requests, problems
 
 

@@ -1,0 +1,29 @@
+"""Headless Chromium for the browser tests and the benchmarks that screenshot: where it is, the flags
+that work in containers, and a page of a fresh browser.
+
+A plain module (not conftest), without torch, so benchmarks can import it too."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+# Headless flags known to work in containers; Playwright adds --headless and a fresh profile itself.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+@contextmanager
+def page(viewport: dict[str, int] | None = None) -> Iterator[Any]:
+    """A page of a fresh headless Chromium (Playwright), closed with its browser afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport=viewport or VIEWPORT)
+        finally:
+            browser.close()
