@@ -42,7 +42,6 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -432,9 +431,7 @@ class Driver:
         self.node: dict[int, dict[str, Any]] = {}
 
     def record(self) -> None:
-        sweep.write(self.out, replace(self.plan, variants=tuple(self.variants)), self.results)
-        if self.board is not None:
-            self.board.results(*sweep.rows(self.results))
+        sweep.publish(self.out, self.plan, self.variants, self.results, self.board)
 
     def handle(self, messages: list[tuple[str, str, Any]]) -> None:
         for trial_id, kind, payload in messages:
@@ -589,13 +586,8 @@ def run(plan: sweep.Plan, out: Path, loggers_for: Callable[..., list[Any]], boar
     from runner import data, train
     from runner.console import shared_progress
 
-    variants = list(plan.variants)
-    results = [sweep.Result.of(v, sweep.NOT_RUN) if v.experiment else sweep.Result.of(v, sweep.FAILED, error=v.error or "")
-               for v in variants]
-    if resumed is not None:
-        results = list(resumed.results)
-    runnable = [v for v, r in zip(variants, results) if v.experiment is not None and r.status in (
-        sweep.NOT_RUN, sweep.STOPPED, sweep.UNFINISHED)]
+    results = sweep.first_results(plan, resumed)
+    runnable = [plan.variants[i] for i in sweep.to_run(plan.variants, results)]
     searched = plan.search[0] if plan.search is not None else None
     experiments = [v.experiment for v in runnable] + ([searched] if searched is not None and plan.to_draw else [])
     # The data, loaded and checked here once (on another thread while Ray starts), shipped to the trials.

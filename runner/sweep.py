@@ -294,18 +294,13 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment, Path], l
     from runner import data, session, train
 
     variants = list(plan.variants)
-    results = [Result.of(v, NOT_RUN) if v.experiment else Result.of(v, FAILED, error=v.error or "")
-               for v in variants]
-    checkpoints: dict[int, dict[str, Any]] = {}
-    if resumed is not None:
-        results, checkpoints = list(resumed.results), dict(resumed.checkpoints)
+    results = first_results(plan, resumed)
+    checkpoints = dict(resumed.checkpoints) if resumed is not None else {}
     cached: tuple[Any, Any] | None = None  # (data spec and device, dataset): variants share the tensors
     stopped: Exception | None = None
 
     def record() -> None:
-        write(out, replace(plan, variants=tuple(variants)), results)
-        if board is not None:
-            board.results(*rows(results))
+        publish(out, plan, variants, results, board)
 
     def train_one(i: int, n: int, total: int, go_on: Callable[[dict[str, Any]], bool]) -> None:
         nonlocal cached, stopped
@@ -346,8 +341,7 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment, Path], l
         record()
 
     record()
-    runnable = [i for i, v in enumerate(variants) if v.experiment is not None and results[i].status in (
-        NOT_RUN, STOPPED, UNFINISHED)]
+    runnable = to_run(variants, results)
     seeds = _seeds_vary(variants)
     total = len(runnable) + plan.to_draw
     for n, i in enumerate(runnable, 1):
@@ -373,6 +367,26 @@ def run(plan: Plan, out: Path, loggers_for: Callable[[specs.Experiment, Path], l
             drawer.tell(name, results[-1])
             record()
     return results, stopped
+
+
+def first_results(plan: Plan, resumed: Resumed | None) -> list[Result]:
+    """The table as a sweep starts: a resumed sweep's rows as they were, else not run (failed: invalid)."""
+    if resumed is not None:
+        return list(resumed.results)
+    return [Result.of(v, NOT_RUN) if v.experiment else Result.of(v, FAILED, error=v.error or "") for v in plan.variants]
+
+
+def to_run(variants: Sequence[Variant], results: Sequence[Result]) -> list[int]:
+    """Which variants a sweep (or a resumed one) still trains."""
+    return [i for i, (v, r) in enumerate(zip(variants, results))
+            if v.experiment is not None and r.status in (NOT_RUN, STOPPED, UNFINISHED)]
+
+
+def publish(out: Path, plan: Plan, variants: Sequence[Variant], results: Sequence[Result], board: Board | None) -> None:
+    """The table and plan as they stand, on disk and on the live comparison (variants: a search's grow)."""
+    write(out, replace(plan, variants=tuple(variants)), results)
+    if board is not None:
+        board.results(*rows(results))
 
 
 def known_errors() -> tuple[type[Exception], ...]:
