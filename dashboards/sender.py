@@ -206,9 +206,11 @@ class Sender:
             self._post({"eid": self.env}, f"env/{quote(self.env)}")
             self._post({"eid": self.env, "win": None}, "close")
             self._env_ready = sent_any = True
-        sent_any |= self._send_changes()
+        # Only the saves asked before this round looks at what to send are its to make: a save asked
+        # meanwhile (the run's end) covers points this round may not carry, so the next round makes it.
         with self._lock:
             wanted = self._save_wanted
+        sent_any |= self._send_changes()
         if wanted != self._saved:
             # What Visdom's client sends for viz.save([env]): the server writes <env_path>/<env>.json.
             self._post({"data": [self.env]}, "save")

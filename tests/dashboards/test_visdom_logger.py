@@ -170,6 +170,31 @@ def test_an_env_lost_with_its_server_is_refilled_and_saved_again(visdom_server: 
             restarted.stop()
 
 
+def test_a_save_asked_during_a_flush_follows_the_points_sent_after_it(visdom_server: Any, out: io.StringIO) -> None:
+    """The run ends (and asks for a save) while the sender is still sending an older snapshot: the
+    env on the server's disk must still end with every point, so a save follows the last send."""
+    logger = VisdomLogger(ENV, "http://localhost", visdom_server.port, flush_interval=0.05, out=out)
+    send, held = logger._send_changes, threading.Event()
+
+    def send_then_hold() -> bool:
+        sent = send()
+        if sent and not held.is_set():
+            held.set()
+            logger._closing.wait(10)  # close() is asked while this flush is under way
+        return sent
+
+    logger._send_changes = send_then_hold  # type: ignore[method-assign]
+    logger.start(INFO)
+    feed = Feed(logger)
+    feed.epochs(1)
+    assert held.wait(10)
+    feed.epochs(1)  # points the held flush does not carry, and the epoch's save
+    logger.close(None)
+    saved = json.loads((visdom_server.home / "envs" / f"{ENV}.json").read_text())["jsons"]
+    assert saved["train_loss"]["content"]["data"][0]["x"] == list(range(feed.step))
+    assert saved["test"]["content"]["data"][0]["x"] == [1, 2]
+
+
 def test_restart_between_flushes_is_noticed(visdom_server: Any, out: io.StringIO,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A restart no request saw fail: the next append is refused and everything is re-sent."""
