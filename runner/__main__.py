@@ -144,11 +144,7 @@ def run_sweep(args: argparse.Namespace, experiments: list[tuple[specs.Experiment
                     with on_ray.connected(ray_address(args)) as ready:
                         results, stopped = on_ray.run(plan, out, loggers_for, board, stop, resumed=resumed,
                                                       max_concurrent=args.max_concurrent, ready=ready)
-                except Exception as exc:
-                    from runner.data import DataError
-
-                    if not isinstance(exc, (on_ray.RayError, DataError)):
-                        raise
+                except on_ray.RayError as exc:
                     if resumed is None and not any(p.is_dir() for p in out.iterdir()):
                         shutil.rmtree(out)  # nothing ran: bad input leaves nothing behind
                     raise UsageError(str(exc)) from None

@@ -11,7 +11,8 @@ Design: the driver keeps everything a person looks at, and trials only compute.
   per trial: the same journal, checkpoint file, summary, loggers and comparison board as a local
   run. So the dashboard stays bound to 127.0.0.1 on the driver, trials need neither to reach it nor
   a shared filesystem, and a trial's run directory is complete on the driver's disk.
-- The data is loaded (and checked) once on the driver and shipped through Ray's object store.
+- The data is loaded (and checked) once on the driver and shipped through Ray's object store;
+  a variant whose data cannot be read fails with the reason, a row like any other.
 - A trial whose process dies is retried by Tune (FailureConfig); it continues from the last
   checkpoint the relay holds for it, and the driver cuts the journal back to that checkpoint, as
   `--resume` does. A trial whose training raises sends the error and ends normally: an error is a
@@ -294,6 +295,8 @@ def _dataset(shipped: dict[str, Any], experiment: specs.Experiment, device: Any)
     from runner import data
 
     key = data_key(experiment)
+    if isinstance(shipped.get(key), str):  # the driver could not read it, and says why
+        raise data.DataError(shipped[key])
     if key not in _DATA:
         _DATA.clear()
         if key in shipped:
@@ -591,7 +594,9 @@ def run(plan: sweep.Plan, out: Path, loggers_for: Callable[..., list[Any]], boar
     searched = plan.search[0] if plan.search is not None else None
     experiments = [v.experiment for v in runnable] + ([searched] if searched is not None and plan.to_draw else [])
     # The data, loaded and checked here once (on another thread while Ray starts), shipped to the trials.
+    # Data that cannot be read fails the variants that train on it, each a row, as with the local executor.
     loaded: dict[str, Any] = {}
+    unreadable: dict[str, str] = {}
     failed: list[BaseException] = []
 
     def load() -> None:
@@ -600,8 +605,12 @@ def run(plan: sweep.Plan, out: Path, loggers_for: Callable[..., list[Any]], boar
 
             for experiment in experiments:
                 assert experiment is not None
-                if data_key(experiment) not in loaded:
-                    loaded[data_key(experiment)] = data.load(experiment.data, torch.device("cpu"))
+                key = data_key(experiment)
+                if key not in loaded and key not in unreadable:
+                    try:
+                        loaded[key] = data.load(experiment.data, torch.device("cpu"))
+                    except data.DataError as exc:
+                        unreadable[key] = str(exc)
         except BaseException as exc:  # noqa: BLE001 - raised on the main thread below
             failed.append(exc)
 
@@ -617,6 +626,7 @@ def run(plan: sweep.Plan, out: Path, loggers_for: Callable[..., list[Any]], boar
                     ray.nodes())
     shipped = {key: ray.put({"train_x": d.train.x.numpy(), "train_y": d.train.y.numpy(), "test_x": d.test.x.numpy(),
                              "test_y": d.test.y.numpy(), "info": d.info}) for key, d in loaded.items()}
+    shipped.update(unreadable)
     loaded.clear()
     from ray import tune
 

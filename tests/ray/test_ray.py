@@ -26,7 +26,7 @@ from typing import Any, Iterator
 import pytest
 
 from dashboards.server import Server, running
-from helpers import ROOT, make_tiny_mnist
+from helpers import ROOT, make_tiny_mnist, run_cli
 from runner.on_ray import stop_processes_under
 
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -280,6 +280,27 @@ def test_sigterm_stops_a_ray_sweep_like_ctrl_c(cluster: dict[str, str], data_roo
     assert code == 143, stderr
     assert f"Continue the sweep with: python -m runner --resume {out}" in stderr
     assert {v["status"] for v in json.loads((out / "sweep.json").read_text())["variants"]} == {"stopped"}
+
+
+def test_a_variant_whose_data_cannot_be_read_is_a_row_and_the_rest_go_on(
+        cluster: dict[str, str], data_root: Path, tmp_path: Path) -> None:
+    broken = make_tiny_mnist(tmp_path / "broken", train=100, test=20)
+    (broken / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08")  # cut inside its header
+    spec = spec_file(tmp_path, data_root, train={"epochs": 1, "device": "cpu", "log_every": 20, "samples": 8},
+                     sweep={"data.root": [str(data_root), str(broken)]})
+    out = tmp_path / "sweep"
+    code, stdout, stderr = finish(runner(str(spec), "--out", str(out), "--logger", "null", env=cluster))
+    assert code == 1, stderr  # some variants failed, as with the local executor
+    rows = {r["variant"]: r for r in results(out)}
+    good, bad = rows[f"root={data_root}"], rows[f"root={broken}"]
+    assert good["status"] == "ok"
+    assert_whole(out / good["name"], epochs=1)
+    assert bad["status"] == "failed"
+    assert bad["error"].startswith(f"{broken / 'MNIST' / 'raw' / 't10k-labels-idx1-ubyte'} is not an IDX labels file")
+    assert "Traceback" not in stderr and "DataError" not in stdout + stderr
+    local = run_cli(str(spec), "--out", str(tmp_path / "local"), "--logger", "null", "--no-report", env=cluster)
+    assert local.returncode == 1, local.stderr
+    assert {r["variant"]: r for r in results(tmp_path / "local")}[bad["variant"]] == bad  # the row the local executor gives
 
 
 def test_variants_no_node_can_hold_are_refused(cluster: dict[str, str], data_root: Path, tmp_path: Path) -> None:
