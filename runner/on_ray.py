@@ -622,8 +622,8 @@ def run(plan: sweep.Plan, out: Path, loggers_for: Callable[..., list[Any]], boar
         loading.join()
     if failed:
         raise failed[0]
-    check_resources([v.experiment for v in runnable if v.experiment is not None] + ([searched] if searched else []),
-                    ray.nodes())
+    check_resources([v.experiment for v in runnable if v.experiment is not None]
+                    + ([search.most_resources(searched)] if searched is not None and plan.to_draw else []), ray.nodes())
     shipped = {key: ray.put({"train_x": d.train.x.numpy(), "train_y": d.train.y.numpy(), "test_x": d.test.x.numpy(),
                              "test_y": d.test.y.numpy(), "info": d.info}) for key, d in loaded.items()}
     shipped.update(unreadable)

@@ -86,6 +86,18 @@ def check(experiment: specs.Experiment, source: str) -> None:
                                       f"{json.dumps(value)}, which is not a valid value: {problem}")
 
 
+def most_resources(experiment: specs.Experiment) -> specs.Experiment:
+    """The search's experiment with the most CPUs and GPUs its space can draw (the top of a range, the
+    largest choice): what a cluster must be able to hold for every draw to run."""
+    assert experiment.search is not None
+    most = {key.split(".", 1)[1]: max(args) for key, dist in experiment.search.space.items()
+            if key in ("train.cpus", "train.gpus") for args in dist.values()}
+    if not most:
+        return experiment
+    return experiment.model_copy(update={"name": f"{experiment.name} (its search.space at most)",
+                                         "train": experiment.train.model_copy(update=most)})
+
+
 def next_number(variants: Sequence[sweep.Variant]) -> int:
     """The number of a search's next draw."""
     return sum(v.point is not None for v in variants) + 1

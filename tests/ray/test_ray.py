@@ -285,7 +285,7 @@ def test_sigterm_stops_a_ray_sweep_like_ctrl_c(cluster: dict[str, str], data_roo
 def test_a_variant_whose_data_cannot_be_read_is_a_row_and_the_rest_go_on(
         cluster: dict[str, str], data_root: Path, tmp_path: Path) -> None:
     broken = make_tiny_mnist(tmp_path / "broken", train=100, test=20)
-    (broken / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08")  # cut inside its header
+    (broken / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08")  # three bytes: not even its magic number
     spec = spec_file(tmp_path, data_root, train={"epochs": 1, "device": "cpu", "log_every": 20, "samples": 8},
                      sweep={"data.root": [str(data_root), str(broken)]})
     out = tmp_path / "sweep"
@@ -303,12 +303,18 @@ def test_a_variant_whose_data_cannot_be_read_is_a_row_and_the_rest_go_on(
     assert {r["variant"]: r for r in results(tmp_path / "local")}[bad["variant"]] == bad  # the row the local executor gives
 
 
-def test_variants_no_node_can_hold_are_refused(cluster: dict[str, str], data_root: Path, tmp_path: Path) -> None:
-    spec = spec_file(tmp_path, data_root, train={"epochs": 1, "device": "cpu", "gpus": 0.5},
-                     sweep={"seed": [0, 1]})
+@pytest.mark.parametrize("sections, refused", [
+    ({"train": {"epochs": 1, "device": "cpu", "gpus": 0.5}, "sweep": {"seed": [0, 1]}},
+     "tiny-seed_0: train.cpus 1 and train.gpus 0.5 fit no node"),
+    ({"train": {"epochs": 1, "device": "cpu"}, "search": {"space": {"train.cpus": {"randint": [1, 2]}}, "samples": 2}},
+     "tiny (its search.space at most): train.cpus 2 and train.gpus 0 fit no node"),  # a draw would wait for ever
+], ids=["sweep", "search"])
+def test_variants_no_node_can_hold_are_refused(cluster: dict[str, str], data_root: Path, tmp_path: Path,
+                                               sections: dict[str, Any], refused: str) -> None:
+    spec = spec_file(tmp_path, data_root, **sections)
     code, _, stderr = finish(runner(str(spec), "--out", str(tmp_path / "sweep"), "--logger", "null", env=cluster),
                              timeout=120)
     assert code == 2, stderr
-    assert "train.gpus 0.5 fit no node of this Ray cluster (its nodes have at most 1 CPUs and 0 GPUs)" in stderr
+    assert f"{refused} of this Ray cluster (its nodes have at most 1 CPUs and 0 GPUs)" in stderr
     assert "Traceback" not in stderr and stderr.count("\n") == 1
     assert not (tmp_path / "sweep").exists()

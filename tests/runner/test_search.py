@@ -93,6 +93,17 @@ def test_a_resumed_search_learns_from_the_draws_already_trained() -> None:
     assert drawer.study.trials[-1].value == 0.9
 
 
+def test_the_most_resources_a_search_can_draw_is_what_the_cluster_must_hold() -> None:
+    from runner import search
+
+    space = {**SPACE, "train.gpus": {"choice": [0, 0.5, 0.25]}, "train.cpus": {"uniform": [1, 3.5]}}
+    experiment = specs.parse({"name": "x", "train": {"cpus": 2}, "search": {"space": space}}, "x.json")
+    most = search.most_resources(experiment)
+    assert (most.train.cpus, most.train.gpus) == (3.5, 0.5)
+    plain = specs.parse({"name": "x", "train": {"cpus": 2}, "search": {"space": SPACE}}, "x.json")
+    assert search.most_resources(plain) is plain
+
+
 def test_a_stopped_local_search_resumes_and_draws_the_rest(tmp_path: Path) -> None:
     from helpers import make_tiny_mnist
 
