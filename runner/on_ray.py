@@ -655,7 +655,7 @@ def run(plan: sweep.Plan, out: Path, loggers_for: Callable[..., list[Any]], boar
     def stop_all() -> bool:
         return bool(stopping) and (not driver.training() or time.monotonic() - stopping["since"] > STOP_GRACE)
 
-    Feed, Stop, Decisions = _hooks()
+    Feed, Quiet, Stop, Decisions = _hooks()
     def fit(param_space: dict[str, Any], samples: int, search_alg: Any, scheduler: Any, base: dict[str, Any],
             space: dict[str, Any] | None, metric: str, mode: str) -> None:
         source = plan.search[1] if plan.search is not None else ""
@@ -676,7 +676,8 @@ def run(plan: sweep.Plan, out: Path, loggers_for: Callable[..., list[Any]], boar
             metric=metric, mode=mode, num_samples=samples, search_alg=search_alg, scheduler=scheduler,
             max_concurrent_trials=max_concurrent, reuse_actors=True),
             run_config=tune.RunConfig(name="tune", storage_path=str((out / ".ray").resolve()), verbose=0,
-                                      callbacks=[Feed(drain, lost)], stop=Stop(stop_all), log_to_file=False,
+                                      callbacks=[Feed(drain, lost), Quiet()], stop=Stop(stop_all),
+                                      log_to_file=False,
                                       failure_config=tune.FailureConfig(max_failures=RETRIES),
                                       checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)))
         tuner.fit()
@@ -721,10 +722,11 @@ def run(plan: sweep.Plan, out: Path, loggers_for: Callable[..., list[Any]], boar
     return driver.results, stopped
 
 
-def _hooks() -> tuple[type, type, type]:
-    """Tune's callback, stopper and scheduler that connect it to the driver. Tune pickles its
+def _hooks() -> tuple[type, type, type, type]:
+    """Tune's callbacks, stopper and scheduler that connect it to the driver. Tune pickles its
     settings (to restore an experiment, which this executor does itself): they pickle as empty."""
     from ray import tune
+    from ray.tune.progress_reporter import TrialProgressCallback
     from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
     class Unpickled:
@@ -746,6 +748,13 @@ def _hooks() -> tuple[type, type, type]:
         def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
             self.drain()
             self.lost(trial)
+
+    class Quiet(Unpickled, TrialProgressCallback):
+        """In place of Tune's console callback, which prints "Trial ... completed" for a trial that
+        reported nothing (one a stopping sweep skips), whatever `verbose` says."""
+
+        def _print(self, msg: str) -> None:
+            pass
 
     class Stop(Unpickled, tune.Stopper):
         """Ends the whole run once a stopping sweep's trials have checkpointed."""
@@ -770,7 +779,7 @@ def _hooks() -> tuple[type, type, type]:
             self.relay.decide.remote(trial.trial_id, int(result["epoch"]), decision == TrialScheduler.CONTINUE)
             return TrialScheduler.CONTINUE
 
-    return Feed, Stop, Decisions
+    return Feed, Quiet, Stop, Decisions
 
 
 def _space(space: dict[str, dict[str, list[Any]]]) -> dict[str, Any]:

@@ -245,10 +245,12 @@ def test_ctrl_c_stops_the_sweep_and_resume_ends_with_the_same_table(
         time.sleep(0.02)
     assert list(out.glob("tiny-*/checkpoint.pt")), "no variant reached its first checkpoint"
     process.send_signal(signal.SIGINT)
-    code, _, stderr = finish(process)
+    code, stdout, stderr = finish(process)
     assert code == 130, stderr
     assert f"Continue the sweep with: python -m runner --resume {out}" in stderr
     variants = json.loads((out / "sweep.json").read_text())["variants"]
+    assert "not run" in {v["status"] for v in variants}  # trials Tune still started, and that ended at once,
+    assert "Trial " not in stdout + stderr  # without a word from Tune
     stopped = [v["name"] for v in variants if v["status"] == "stopped"]
     assert stopped and all((out / name / "checkpoint.pt").is_file() for name in stopped)
     import torch
@@ -285,7 +287,7 @@ def test_sigterm_stops_a_ray_sweep_like_ctrl_c(cluster: dict[str, str], data_roo
 def test_a_variant_whose_data_cannot_be_read_is_a_row_and_the_rest_go_on(
         cluster: dict[str, str], data_root: Path, tmp_path: Path) -> None:
     broken = make_tiny_mnist(tmp_path / "broken", train=100, test=20)
-    (broken / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08")  # three bytes: not even its magic number
+    (broken / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08")  # not even a magic number
     spec = spec_file(tmp_path, data_root, train={"epochs": 1, "device": "cpu", "log_every": 20, "samples": 8},
                      sweep={"data.root": [str(data_root), str(broken)]})
     out = tmp_path / "sweep"
@@ -300,7 +302,7 @@ def test_a_variant_whose_data_cannot_be_read_is_a_row_and_the_rest_go_on(
     assert "Traceback" not in stderr and "DataError" not in stdout + stderr
     local = run_cli(str(spec), "--out", str(tmp_path / "local"), "--logger", "null", "--no-report", env=cluster)
     assert local.returncode == 1, local.stderr
-    assert {r["variant"]: r for r in results(tmp_path / "local")}[bad["variant"]] == bad  # the row the local executor gives
+    assert {r["variant"]: r for r in results(tmp_path / "local")}[bad["variant"]] == bad  # the local executor's row
 
 
 @pytest.mark.parametrize("sections, refused", [
