@@ -206,8 +206,8 @@ class Sender:
             self._post({"eid": self.env}, f"env/{quote(self.env)}")
             self._post({"eid": self.env, "win": None}, "close")
             self._env_ready = sent_any = True
-        # Only the saves asked before this round looks at what to send are its to make: a save asked
-        # meanwhile (the run's end) covers points this round may not carry, so the next round makes it.
+        # A round makes only the saves asked before it looks at what to send: a save asked meanwhile
+        # (at the run's end) covers points this round may not carry, so the next round makes it.
         with self._lock:
             wanted = self._save_wanted
         sent_any |= self._send_changes()
