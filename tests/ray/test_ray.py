@@ -1,6 +1,6 @@
 """`--executor ray` on a real two-node Ray cluster (`ray start`, token auth), with the real Visdom
 server: where trials ran, that every journal and every dashboard env is whole, ASHA, a trial whose
-process is killed, and a sweep stopped with Ctrl-C and resumed.
+process is killed, a sweep and a search stopped with Ctrl-C and resumed, unreadable data.
 
 Everything here must stay on loopback: Ray's processes talk over the machine's primary address
 unless the network namespace has nothing else. `make test` runs the suite in such a namespace
@@ -266,6 +266,39 @@ def test_ctrl_c_stops_the_sweep_and_resume_ends_with_the_same_table(
     assert results(out) == results(uninterrupted[0])
     for row in results(out):
         assert_whole(out / row["name"])
+    for name, prefix in kept.items():
+        assert (out / name / "metrics.jsonl").read_bytes().startswith(prefix)
+
+
+def test_a_stopped_ray_search_resumes_and_draws_the_rest(cluster: dict[str, str], data_root: Path,
+                                                         tmp_path: Path) -> None:
+    spec = spec_file(tmp_path, data_root, search={"space": {"optim.lr": {"loguniform": [0.01, 0.2]}}, "samples": 4})
+    out = tmp_path / "search"
+    process = runner(str(spec), "--out", str(out), "--logger", "null", env=cluster)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("tiny-*/checkpoint.pt")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    code, _, stderr = finish(process)
+    assert code == 130, stderr
+    assert f"Continue the sweep with: python -m runner --resume {out}" in stderr
+    before = {v["name"]: v for v in json.loads((out / "sweep.json").read_text())["variants"]}
+    stopped = [name for name, v in before.items() if v["status"] == "stopped"]
+    assert stopped and len(before) < 4  # some draws stopped part-way, some not made yet
+    import torch
+
+    kept = {name: (out / name / "metrics.jsonl").read_bytes()[
+        :torch.load(out / name / "checkpoint.pt", weights_only=True)["journal_bytes"]] for name in stopped}
+
+    code, _, stderr = finish(runner("--resume", str(out), "--logger", "null", env=cluster))
+    assert code == 0, stderr
+    after = {v["name"]: v for v in json.loads((out / "sweep.json").read_text())["variants"]}
+    assert sorted(after) == ["tiny-001", "tiny-002", "tiny-003", "tiny-004"]  # each draw once, names unique
+    assert {v["status"] for v in after.values()} == {"ok"}
+    for name, v in before.items():
+        assert after[name]["point"] == v["point"]  # the stopped draws went on, not new ones
+    for name in after:
+        assert_whole(out / name)
     for name, prefix in kept.items():
         assert (out / name / "metrics.jsonl").read_bytes().startswith(prefix)
 
