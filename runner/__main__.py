@@ -141,7 +141,7 @@ def run_sweep(args: argparse.Namespace, experiments: list[tuple[specs.Experiment
                 from runner import on_ray
 
                 try:
-                    with on_ray.connected(ray_address(args)) as ready:
+                    with on_ray.connected(ray_address(args), stop.last_words) as ready:
                         results, stopped = on_ray.run(plan, out, loggers_for, board, stop, resumed=resumed,
                                                       max_concurrent=args.max_concurrent, ready=ready)
                 except on_ray.RayError as exc:

@@ -90,9 +90,11 @@ def check_address(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
 
 
 @contextmanager
-def connected(address: str | None) -> Iterator[Callable[[], None]]:
+def connected(address: str | None, last_words: list[Callable[[], None]] | None = None
+              ) -> Iterator[Callable[[], None]]:
     """Ray for this sweep: joined to the cluster at `address`, or started here for the sweep alone
-    (on loopback, its temporary files in a directory of its own, deleted afterwards). Usage stats
+    (on loopback, its temporary files in a directory of its own, deleted afterwards, and by a hard
+    exit too when `last_words` is StopOnSignal's; its processes end with this one). Usage stats
     stay off. The context gives `ready()`, which starts Ray (or raises RayError) on the calling
     thread, Ray's own (its client must live on the main thread): the caller decides what runs
     meanwhile on others."""
@@ -112,6 +114,8 @@ def connected(address: str | None) -> Iterator[Callable[[], None]]:
     if not address or address.rpartition(":")[0] in ("127.0.0.1", "localhost"):
         options["_node_ip_address"] = "127.0.0.1"  # Ray on this machine alone: on loopback, reachable from nowhere
     temp = None if address else tempfile.mkdtemp(prefix="ray-")  # short: socket paths must fit in 107 bytes
+    if temp is not None and last_words is not None:
+        last_words.append(lambda: shutil.rmtree(temp, ignore_errors=True))
 
     def ready() -> None:
         if ray.is_initialized():

@@ -22,13 +22,15 @@ from runner.spec import Experiment
 
 
 class StopOnSignal:
-    """Ctrl-C or SIGTERM asks training to stop after the current step; a second one exits at once.
+    """Ctrl-C or SIGTERM asks training to stop after the current step; a second one exits at once,
+    after `last_words` (quick clean-ups, such as deleting temporary files).
 
     The journal is written one whole-line write(2) per event, so even the hard exit leaves it valid.
     """
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.last_words: list[Callable[[], None]] = []
 
     def __enter__(self) -> "StopOnSignal":
         self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -40,6 +42,8 @@ class StopOnSignal:
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.signal is not None:
+            for clean_up in self.last_words:
+                clean_up()
             os._exit(128 + signum)
         self.signal = signum
         print(f"\n{signal.Signals(signum).name}: stopping after this step and saving a checkpoint "

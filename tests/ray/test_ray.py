@@ -125,6 +125,13 @@ def assert_whole(run_dir: Path, epochs: int = EPOCHS) -> list[dict[str, Any]]:
     return events
 
 
+def command_line(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:  # ended meanwhile
+        return ""
+
+
 def windows(port: int, env: str) -> dict[str, Any]:
     from visdom import Visdom
 
@@ -301,6 +308,34 @@ def test_a_stopped_ray_search_resumes_and_draws_the_rest(cluster: dict[str, str]
         assert_whole(out / name)
     for name, prefix in kept.items():
         assert (out / name / "metrics.jsonl").read_bytes().startswith(prefix)
+
+
+def test_a_second_ctrl_c_quits_at_once_and_leaves_no_ray_behind(data_root: Path, tmp_path: Path) -> None:
+    if not loopback_only():
+        pytest.skip("Ray tests run only in a loopback-only network namespace: use `make test`")
+    spec = spec_file(tmp_path, data_root, sweep={"model.activation": ACTIVATIONS[:2]})
+    out, temp = tmp_path / "sweep", Path(tempfile.mkdtemp(prefix="t-"))  # short: Ray's socket paths
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    process = runner(str(spec), "--out", str(out), "--logger", "null", env={**env, "TMPDIR": str(temp)})
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("tiny-*/checkpoint.pt")) and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.02)
+        assert list(temp.glob("ray-*")), "Ray (started for the sweep) keeps its files under TMPDIR"
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        code, _, stderr = finish(process, timeout=30)
+        assert code == 130, stderr
+        time.sleep(2)  # Ray's processes end with the runner; none may write there afterwards
+        assert not list(temp.glob("ray-*"))  # Ray's temp directory is gone
+        assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and str(temp) in command_line(pid)]
+        for run_dir in out.glob("tiny-*"):
+            journal(run_dir)  # still whole lines
+    finally:
+        process.kill()
+        stop_processes_under(temp)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_sigterm_stops_a_ray_sweep_like_ctrl_c(cluster: dict[str, str], data_root: Path, tmp_path: Path) -> None:
