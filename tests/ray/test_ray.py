@@ -106,6 +106,14 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str, s
     return process.returncode, out, err
 
 
+def wait_for_a_checkpoint(process: subprocess.Popen, out: Path) -> None:
+    """Until a variant of the sweep in `out` has written its first checkpoint."""
+    deadline = time.monotonic() + 120
+    while not list(out.glob("tiny-*/checkpoint.pt")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    assert list(out.glob("tiny-*/checkpoint.pt")), "no variant reached its first checkpoint"
+
+
 def journal(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
@@ -247,10 +255,7 @@ def test_ctrl_c_stops_the_sweep_and_resume_ends_with_the_same_table(
     spec = spec_file(tmp_path, data_root, sweep={"model.activation": ACTIVATIONS})
     out = tmp_path / "sweep"
     process = runner(str(spec), "--out", str(out), "--logger", "null", env=cluster)
-    deadline = time.monotonic() + 120
-    while not list(out.glob("tiny-*/checkpoint.pt")) and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.02)
-    assert list(out.glob("tiny-*/checkpoint.pt")), "no variant reached its first checkpoint"
+    wait_for_a_checkpoint(process, out)
     process.send_signal(signal.SIGINT)
     code, stdout, stderr = finish(process)
     assert code == 130, stderr
@@ -282,9 +287,7 @@ def test_a_stopped_ray_search_resumes_and_draws_the_rest(cluster: dict[str, str]
     spec = spec_file(tmp_path, data_root, search={"space": {"optim.lr": {"loguniform": [0.01, 0.2]}}, "samples": 4})
     out = tmp_path / "search"
     process = runner(str(spec), "--out", str(out), "--logger", "null", env=cluster)
-    deadline = time.monotonic() + 120
-    while not list(out.glob("tiny-*/checkpoint.pt")) and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.02)
+    wait_for_a_checkpoint(process, out)
     process.send_signal(signal.SIGINT)
     code, _, stderr = finish(process)
     assert code == 130, stderr
@@ -318,9 +321,7 @@ def test_a_second_ctrl_c_quits_at_once_and_leaves_no_ray_behind(data_root: Path,
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     process = runner(str(spec), "--out", str(out), "--logger", "null", env={**env, "TMPDIR": str(temp)})
     try:
-        deadline = time.monotonic() + 120
-        while not list(out.glob("tiny-*/checkpoint.pt")) and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.02)
+        wait_for_a_checkpoint(process, out)
         assert list(temp.glob("ray-*")), "Ray (started for the sweep) keeps its files under TMPDIR"
         process.send_signal(signal.SIGINT)
         time.sleep(0.2)
@@ -342,9 +343,7 @@ def test_sigterm_stops_a_ray_sweep_like_ctrl_c(cluster: dict[str, str], data_roo
     spec = spec_file(tmp_path, data_root, sweep={"model.activation": ACTIVATIONS[:2]})
     out = tmp_path / "sweep"
     process = runner(str(spec), "--out", str(out), "--logger", "null", env=cluster)
-    deadline = time.monotonic() + 120
-    while not list(out.glob("tiny-*/checkpoint.pt")) and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.02)
+    wait_for_a_checkpoint(process, out)
     process.send_signal(signal.SIGTERM)
     code, _, stderr = finish(process)
     assert code == 143, stderr
