@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # headless Chromium, as the browser tests drive it
 
-from chromium import page as chromium_page  # noqa: E402
+from chromium import open_env_list, page as chromium_page  # noqa: E402
 from dashboards import server as servers  # noqa: E402
 from dashboards.factory import make_loggers  # noqa: E402
 from runner import data, session, spec, train  # noqa: E402
@@ -48,10 +48,7 @@ def env_list_seconds(url: str) -> tuple[float, int]:
     """Seconds from navigation until the env selector lists the envs; how many it lists."""
     with chromium_page() as page:
         started = time.monotonic()
-        page.goto(url)
-        page.wait_for_selector(".rc-tree-select", timeout=60_000)
-        page.click(".rc-tree-select")
-        page.wait_for_selector(".rc-tree-select-tree-title", timeout=60_000)
+        open_env_list(page, url)
         seconds = time.monotonic() - started
         count = len(page.query_selector_all(".rc-tree-select-tree-title"))
     return seconds, count

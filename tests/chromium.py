@@ -27,3 +27,11 @@ def page(viewport: dict[str, int] | None = None) -> Iterator[Any]:
             yield browser.new_page(viewport=viewport or VIEWPORT)
         finally:
             browser.close()
+
+
+def open_env_list(page: Any, url: str, timeout_ms: int = 60_000) -> None:
+    """Load Visdom at `url` and open its env selector, until it lists the envs."""
+    page.goto(url)
+    page.wait_for_selector(".rc-tree-select", timeout=timeout_ms)
+    page.click(".rc-tree-select")
+    page.wait_for_selector(".rc-tree-select-tree-title", timeout=timeout_ms)

@@ -104,16 +104,13 @@ ENV_TREE_JS = """() => {
 def envs_in_browser(url: str, tmp_path: Path) -> dict[str, Any]:
     """Open Visdom's env list in headless Chromium, expand every group, and read it."""
 
-    from chromium import page as chromium_page
+    from chromium import open_env_list, page as chromium_page
     from test_browser import ARTIFACTS, require_browser
 
     require_browser()
     with chromium_page() as page:
         started = time.monotonic()
-        page.goto(url)
-        page.wait_for_selector(".rc-tree-select", timeout=30_000)
-        page.click(".rc-tree-select")
-        page.wait_for_selector(".rc-tree-select-tree-title", timeout=10_000)
+        open_env_list(page, url, timeout_ms=30_000)
         for _ in range(10):  # open every collapsed group
             closed = page.query_selector_all(".rc-tree-select-tree-switcher_close")
             if not closed:

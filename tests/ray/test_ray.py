@@ -114,6 +114,18 @@ def wait_for_a_checkpoint(process: subprocess.Popen, out: Path) -> None:
     assert list(out.glob("tiny-*/checkpoint.pt")), "no variant reached its first checkpoint"
 
 
+def stopped_at_a_checkpoint(spec: Path, out: Path, env: dict[str, str], signum: int) -> tuple[str, str]:
+    """Run the sweep, send `signum` once a variant has checkpointed; it must stop as a stopped sweep
+    does (exit 128 + signum, with the command that continues it). Its stdout and stderr."""
+    process = runner(str(spec), "--out", str(out), "--logger", "null", env=env)
+    wait_for_a_checkpoint(process, out)
+    process.send_signal(signum)
+    code, stdout, stderr = finish(process)
+    assert code == 128 + signum, stderr
+    assert f"Continue the sweep with: python -m runner --resume {out}" in stderr
+    return stdout, stderr
+
+
 def journal(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
@@ -254,12 +266,7 @@ def test_ctrl_c_stops_the_sweep_and_resume_ends_with_the_same_table(
         cluster: dict[str, str], data_root: Path, tmp_path: Path, uninterrupted: tuple[Path, int, str, str]) -> None:
     spec = spec_file(tmp_path, data_root, sweep={"model.activation": ACTIVATIONS})
     out = tmp_path / "sweep"
-    process = runner(str(spec), "--out", str(out), "--logger", "null", env=cluster)
-    wait_for_a_checkpoint(process, out)
-    process.send_signal(signal.SIGINT)
-    code, stdout, stderr = finish(process)
-    assert code == 130, stderr
-    assert f"Continue the sweep with: python -m runner --resume {out}" in stderr
+    stdout, stderr = stopped_at_a_checkpoint(spec, out, cluster, signal.SIGINT)
     variants = json.loads((out / "sweep.json").read_text())["variants"]
     assert "not run" in {v["status"] for v in variants}  # trials Tune still started, and that ended at once,
     assert "Trial " not in stdout + stderr  # without a word from Tune
@@ -286,12 +293,7 @@ def test_a_stopped_ray_search_resumes_and_draws_the_rest(cluster: dict[str, str]
                                                          tmp_path: Path) -> None:
     spec = spec_file(tmp_path, data_root, search={"space": {"optim.lr": {"loguniform": [0.01, 0.2]}}, "samples": 4})
     out = tmp_path / "search"
-    process = runner(str(spec), "--out", str(out), "--logger", "null", env=cluster)
-    wait_for_a_checkpoint(process, out)
-    process.send_signal(signal.SIGINT)
-    code, _, stderr = finish(process)
-    assert code == 130, stderr
-    assert f"Continue the sweep with: python -m runner --resume {out}" in stderr
+    stopped_at_a_checkpoint(spec, out, cluster, signal.SIGINT)
     before = {v["name"]: v for v in json.loads((out / "sweep.json").read_text())["variants"]}
     stopped = [name for name, v in before.items() if v["status"] == "stopped"]
     assert stopped and len(before) < 4  # some draws stopped part-way, some not made yet
@@ -342,12 +344,7 @@ def test_a_second_ctrl_c_quits_at_once_and_leaves_no_ray_behind(data_root: Path,
 def test_sigterm_stops_a_ray_sweep_like_ctrl_c(cluster: dict[str, str], data_root: Path, tmp_path: Path) -> None:
     spec = spec_file(tmp_path, data_root, sweep={"model.activation": ACTIVATIONS[:2]})
     out = tmp_path / "sweep"
-    process = runner(str(spec), "--out", str(out), "--logger", "null", env=cluster)
-    wait_for_a_checkpoint(process, out)
-    process.send_signal(signal.SIGTERM)
-    code, _, stderr = finish(process)
-    assert code == 143, stderr
-    assert f"Continue the sweep with: python -m runner --resume {out}" in stderr
+    stopped_at_a_checkpoint(spec, out, cluster, signal.SIGTERM)
     assert {v["status"] for v in json.loads((out / "sweep.json").read_text())["variants"]} == {"stopped"}
 
 
