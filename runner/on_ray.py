@@ -530,8 +530,6 @@ class Driver:
         status = payload["status"]
         where = {"node": self.node.get(i), "attempts": self.attempts.get(i, 1),
                  **({"trial_seconds": payload["trial_seconds"]} if "trial_seconds" in payload else {})}
-        if recorder is None and i not in self.by_trial.values():
-            return
         if status == "finished" and recorder is not None:
             blob = payload["weights"]
             summary = recorder.finished({**payload["results"], **where}, lambda path: path.write_bytes(blob))
@@ -564,7 +562,8 @@ class Driver:
             recorder.ended("failed", why)
         variant = self.variants[i]
         run_dir = self.out / variant.name
-        self.results[i] = sweep.Result.of(variant, sweep.FAILED, error=why, run_dir=run_dir if run_dir.exists() else None)
+        self.results[i] = sweep.Result.of(variant, sweep.FAILED, error=why,
+                                          run_dir=run_dir if run_dir.exists() else None)
         self.record()
 
     def training(self) -> bool:
@@ -626,8 +625,8 @@ def run(plan: sweep.Plan, out: Path, loggers_for: Callable[..., list[Any]], boar
         loading.join()
     if failed:
         raise failed[0]
-    check_resources([v.experiment for v in runnable if v.experiment is not None]
-                    + ([search.most_resources(searched)] if searched is not None and plan.to_draw else []), ray.nodes())
+    largest_draw = [search.most_resources(searched)] if searched is not None and plan.to_draw else []
+    check_resources([v.experiment for v in runnable if v.experiment is not None] + largest_draw, ray.nodes())
     shipped = {key: ray.put({"train_x": d.train.x.numpy(), "train_y": d.train.y.numpy(), "test_x": d.test.x.numpy(),
                              "test_y": d.test.y.numpy(), "info": d.info}) for key, d in loaded.items()}
     shipped.update(unreadable)
@@ -660,6 +659,7 @@ def run(plan: sweep.Plan, out: Path, loggers_for: Callable[..., list[Any]], boar
         return bool(stopping) and (not driver.training() or time.monotonic() - stopping["since"] > STOP_GRACE)
 
     Feed, Quiet, Stop, Decisions = _hooks()
+
     def fit(param_space: dict[str, Any], samples: int, search_alg: Any, scheduler: Any, base: dict[str, Any],
             space: dict[str, Any] | None, metric: str, mode: str) -> None:
         source = plan.search[1] if plan.search is not None else ""
