@@ -175,8 +175,8 @@ def main() -> int:
         contenders["null+cuda_graphs"] = runner_epoch(dataset.train, NullLogger(), with_train(cuda_graphs=True))
     server = visdom_logger = None
     if not args.no_visdom:
-        from dashboards import server as visdom_server
-        from dashboards.visdom_logger import VisdomLogger
+        from dashboards.visdom import server as visdom_server
+        from dashboards.visdom.logger import VisdomLogger
 
         server = visdom_server.running()
         handle = server.__enter__()

@@ -82,7 +82,7 @@ def cpu() -> str:
 
 def plotly_bytes() -> int:
     sys.path.insert(0, str(ROOT))
-    from dashboards.report_page import plotly_js
+    from dashboards.report.page import plotly_js
 
     return len(plotly_js().encode())
 

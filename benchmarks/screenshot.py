@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # headless Chromium, as the browser tests drive it
 
 from chromium import CHROMIUM, page as chromium_page  # noqa: E402
-from dashboards import server  # noqa: E402
+from dashboards.visdom import server  # noqa: E402
 
 WINDOWS = 7  # run, train loss, test, learning rate, test batch, predictions, spec
 

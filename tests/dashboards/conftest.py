@@ -1,4 +1,4 @@
-"""Fixtures for tests that need the real Visdom server, started through `dashboards.server`."""
+"""Fixtures for tests that need the real Visdom server, started through `dashboards.visdom.server`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Iterator
 
 import pytest
 
-from dashboards.server import Server, running
+from dashboards.visdom.server import Server, running
 
 
 @pytest.fixture
@@ -15,7 +15,7 @@ def visdom_server(tmp_path: Path) -> Iterator[Server]:
     """A real, offline Visdom server on a free port with its home in tmp_path; always stopped.
 
     The handle has .url, .port, .pid, .log_path and .stop(); stopping it early (to simulate an
-    outage) is fine, and a server restarted with `dashboards.server.start(port, home)` is the
+    outage) is fine, and a server restarted with `dashboards.visdom.server.start(port, home)` is the
     test's to stop.
     """
     with running(home=tmp_path / "visdom") as server:

@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any, Callable
 
-from dashboards.visdom_logger import VisdomLogger
+from dashboards.visdom.logger import VisdomLogger
 
 
 def windows(port: int, env: str, username: str | None = None, password: str | None = None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from dashboards.server import Server
+from dashboards.visdom.server import Server
 from chromium import CHROMIUM, page as chromium_page
 from helpers import ROOT, run_cli, tiny_spec
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from dashboard_helpers import windows
-from dashboards import server as servers
-from dashboards.compare import SMOOTH, ComparisonBoard
+from dashboards.visdom import server as servers
+from dashboards.visdom.compare import SMOOTH, ComparisonBoard
 from helpers import run_cli, tiny_spec
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")

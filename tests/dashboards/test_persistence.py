@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from dashboard_helpers import wait_until, windows
-from dashboards import server as servers
+from dashboards.visdom import server as servers
 from helpers import ROOT, run_cli, tiny_spec
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
@@ -69,7 +69,7 @@ def test_two_runs_at_once_keep_their_envs_and_a_killed_server_brings_them_back(
         # The server dies hard; started again the way `make visdom` starts it.
         os.kill(server.pid, signal.SIGKILL)
         wait_until(lambda: not servers._alive(server.pid), timeout=10)
-        started = subprocess.run([sys.executable, "-m", "dashboards.server", "start", "--port", str(port),
+        started = subprocess.run([sys.executable, "-m", "dashboards.visdom.server", "start", "--port", str(port),
                                   "--home", str(home)], cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert started.returncode == 0, started.stderr
         assert f"envs are kept in {home / 'envs'}" in started.stdout
@@ -166,7 +166,7 @@ def test_prune_deletes_old_envs_only(tmp_path: Path, visdom_server: servers.Serv
     os.utime(envs / "relu_old.json", (old, old))
     listed = servers.prune(visdom_server.port, visdom_server.home, 30, dry_run=True)
     assert listed == ["relu_old"] and (envs / "relu_old.json").exists()
-    result = subprocess.run([sys.executable, "-m", "dashboards.server", "prune", "--older-than", "30", "--port",
+    result = subprocess.run([sys.executable, "-m", "dashboards.visdom.server", "prune", "--older-than", "30", "--port",
                              str(visdom_server.port), "--home", str(visdom_server.home)], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "deleted 1 env(s)" in result.stdout and "relu_old" in result.stdout

@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
-from dashboards import report, report_page
+from dashboards import report
+from dashboards.report import page as report_page
+from dashboards.report.figures import MAX_POINTS, envelope, stride
 from helpers import ROOT, run_cli, tiny_spec
 
 SPEC = {"name": "handmade", "description": "made by hand", "optim": {"name": "sgd", "lr": 0.05},
@@ -57,16 +59,16 @@ def test_envelope_bounds_points_and_keeps_extremes() -> None:
     ys: list[float | None] = [math.sin(x / 500) for x in xs]
     ys[12_345], ys[54_321] = 50.0, -50.0  # one-step spikes
     ys[70_000] = None
-    out_x, out_y = report.envelope(xs, ys, limit=2000)
+    out_x, out_y = envelope(xs, ys, limit=2000)
     assert len(out_x) == len(out_y) <= 2000 + 2000 // 2  # two per bucket, plus a marker per gap
     assert 50.0 in out_y and -50.0 in out_y
     assert None in out_y  # the gap stays a gap
     assert out_x == sorted(out_x) and out_x[-1] >= 99_000
-    assert report.envelope([1, 2, 3], [1.0, 2.0, 3.0]) == ([1, 2, 3], [1.0, 2.0, 3.0])  # short: untouched
+    assert envelope([1, 2, 3], [1.0, 2.0, 3.0]) == ([1, 2, 3], [1.0, 2.0, 3.0])  # short: untouched
 
 
 def test_stride_keeps_the_last_point() -> None:
-    keep = report.stride(list(range(10_001)), 1000)
+    keep = stride(list(range(10_001)), 1000)
     assert len(keep) <= 1000 and keep[0] == 0 and keep[-1] == 10_000
 
 
@@ -193,7 +195,7 @@ def test_long_runs_are_downsampled_on_the_chart_only(tmp_path: Path) -> None:
     text = report.build(run)
     for figure in figures(text):
         for trace in figure["data"]:
-            assert len(trace["x"]) <= report.MAX_POINTS
+            assert len(trace["x"]) <= MAX_POINTS
     raw = figures(text)[0]["data"][0]["y"]
     assert any(v is not None and abs(v - losses[17_000]) < 1e-4 for v in raw)  # the spike survives
     assert f"{n:,} rows" in text  # the CSV keeps every step

@@ -9,7 +9,7 @@ import pytest
 
 from dashboard_helpers import windows
 from helpers import run_cli, tiny_spec
-from dashboards import server as servers
+from dashboards.visdom import server as servers
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
 

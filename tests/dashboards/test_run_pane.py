@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from dashboard_helpers import wait_until, windows
-from dashboards import server as servers
+from dashboards.visdom import server as servers
 from helpers import ROOT, run_cli, tiny_spec
 from runner.smoothing import ema
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from dashboards import server as servers
-from dashboards.server import Credentials
+from dashboards.visdom import server as servers
+from dashboards.visdom.server import Credentials
 from dashboard_helpers import delivered, wait_until, windows
-from dashboards.visdom_logger import MAX_ENV_CHARS, MAX_IMAGES, MAX_TEXT_CHARS, VisdomLogger, safe_env
+from dashboards.visdom.logger import MAX_ENV_CHARS, MAX_IMAGES, MAX_TEXT_CHARS, VisdomLogger, safe_env
 from helpers import tiny_spec
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
@@ -36,9 +36,9 @@ TAGS_WE_WRITE = {"pre", "b", "table", "tr", "td", "code"}
 
 
 def launcher(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`python -m dashboards.server ARGS` as `make visdom` runs it, without any inherited login."""
+    """`python -m dashboards.visdom.server ARGS` as `make visdom` runs it, without any inherited login."""
     base = {k: v for k, v in os.environ.items() if k not in ("VISDOM_USERNAME", "VISDOM_PASSWORD", "VISDOM_BIND")}
-    return subprocess.run([sys.executable, "-m", "dashboards.server", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "dashboards.visdom.server", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env={**base, **(env or {})})
 
 

@@ -1,6 +1,6 @@
 """The Visdom launcher and its offline assets, against the real server and a real (local) registry.
 
-Server tests start `python -m visdom.server` through `dashboards.server` on free ports; asset tests
+Server tests start `python -m visdom.server` through `dashboards.visdom.server` on free ports; asset tests
 serve hand-made npm tarballs from a local HTTP registry, so checksum handling is checked without
 the network and without touching visdom's own static directory.
 """
@@ -29,16 +29,16 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from dashboards import assets
-from dashboards import server as servers
-from dashboards.server import Server
+from dashboards.visdom import assets
+from dashboards.visdom import server as servers
+from dashboards.visdom.server import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def launcher(*args: str, env: dict[str, str] | None = None,
-             module: str = "dashboards.server") -> subprocess.CompletedProcess[str]:
+             module: str = "dashboards.visdom.server") -> subprocess.CompletedProcess[str]:
     """The command line as `make visdom` runs it, from the project root."""
     return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env={**os.environ, **(env or {})})
@@ -366,7 +366,7 @@ def test_a_tarball_that_does_not_match_the_manifest_is_rejected(tmp_path: Path, 
 
 def test_unreachable_registry_is_one_clear_line(tmp_path: Path) -> None:
     result = launcher("--static", str(tmp_path / "static"), "--cache", str(tmp_path / "cache"),
-                      module="dashboards.assets",
+                      module="dashboards.visdom.assets",
                       env={"npm_config_registry": f"http://127.0.0.1:{servers.free_port()}/"})
     assert result.returncode == 1
     assert result.stderr.startswith("error: could not download") and "Traceback" not in result.stderr
@@ -379,6 +379,6 @@ def test_unreachable_registry_is_one_clear_line(tmp_path: Path) -> None:
     (["status", "--home", "README.md"], "is a file"),
 ])
 def test_bad_launcher_arguments_are_one_line_and_exit_2(args: list[str], words: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "dashboards.server", *args], cwd=ROOT, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "dashboards.visdom.server", *args], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr

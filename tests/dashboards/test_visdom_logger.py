@@ -18,9 +18,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from dashboards import server as servers
+from dashboards.visdom import server as servers
 from dashboard_helpers import delivered, wait_until, windows
-from dashboards.visdom_logger import READ_TIMEOUT, VisdomLogger
+from dashboards.visdom.logger import READ_TIMEOUT, VisdomLogger
 from helpers import tiny_spec
 from runner.smoothing import ema
 
@@ -198,7 +198,7 @@ def test_a_save_asked_during_a_flush_follows_the_points_sent_after_it(visdom_ser
 def test_restart_between_flushes_is_noticed(visdom_server: Any, out: io.StringIO,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A restart no request saw fail: the next append is refused and everything is re-sent."""
-    from dashboards import visdom_logger
+    from dashboards.visdom import logger as visdom_logger
 
     monkeypatch.setattr(visdom_logger, "RUN_PANE_EVERY", 3600.0)  # no heartbeat of the run pane meanwhile
     port, home = visdom_server.port, visdom_server.home
@@ -378,7 +378,7 @@ def test_server_and_port_default_to_the_environment(monkeypatch: pytest.MonkeyPa
 
 
 def test_visdom_is_imported_only_when_a_logger_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
-    code = "import sys, dashboards.visdom_logger; print('visdom' in sys.modules)"
+    code = "import sys, dashboards.visdom.logger; print('visdom' in sys.modules)"
     root = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

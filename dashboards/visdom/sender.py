@@ -6,7 +6,7 @@ A subclass says what the server lacks (`_send_changes`) and how to forget what i
 - one daemon thread per env, so HTTP never runs on the training thread;
 - pacing: after a round that took d seconds it waits at least `pace` * d, bounding the server's
   share of a core, and retries after a failure with a backoff of up to MAX_RETRY_DELAY;
-- login (dashboards.connection), env creation, and clearing the windows an earlier run left under
+- login (dashboards.visdom.connection), env creation, and clearing the windows an earlier run left under
   the same name;
 - saving: `save()` asks for the env to be written to the server's env folder (Visdom's `save`
   call); it happens once everything asked for so far is delivered, and again after any failure, so
@@ -28,8 +28,8 @@ from urllib.parse import quote
 
 import requests
 
-from dashboards.connection import Connection, LoginRefused, Refused
-from dashboards.names import safe_env
+from dashboards.visdom.connection import Connection, LoginRefused, Refused
+from dashboards.visdom.names import safe_env
 
 MAX_RETRY_DELAY = 2.0  # while the server is away; a refused connection is cheap, so retry often
 # Visdom's server diffs the whole window on every append (deepcopy + jsonpatch), so an append costs

@@ -13,7 +13,7 @@ One trace per variant, named by its label (what differs). Runs sharing a label d
 seed: they are drawn as their mean, with a shaded band from their minimum to their maximum.
 
 Each chart is small (points per epoch, or per SMOOTH steps), so every send replaces a whole window:
-the sender thread (dashboards.sender, shared with the run dashboard) re-sends the windows that
+the sender thread (dashboards.visdom.sender, shared with the run dashboard) re-sends the windows that
 changed, at most every `flush_interval` seconds, and after a failure sends them all again, so the
 server ends up with the whole comparison once it answers. The env is saved to the server's env
 folder whenever the results table changes and at close.
@@ -22,22 +22,29 @@ folder whenever the results table changes and at close.
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence, TextIO
 
-from dashboards.sender import Say, Sender
-from dashboards.sender import finite as _finite
+from dashboards.charts import (
+    COMPARISON,
+    Chart,
+    Ema,
+    colour_of,
+    legend_below,
+    percent_axis,
+    seed_columns,
+    seed_traces,
+    smoothing_weight,
+)
+from dashboards.visdom.sender import Say, Sender
+from dashboards.visdom.sender import finite as _finite
 from runner.loggers import ClosingLogger, Info
-from runner.smoothing import Ema
+from runner.status import FINISHED
 
 SMOOTH = 20  # steps per point of the train loss chart
-# Plotly's default colours, given explicitly so a seed band has its line's colour.
-COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf")
-CHARTS = {  # window id -> (title, x axis, y axis)
-    "train_loss": (f"train loss (smoothed, a point every {SMOOTH} steps)", "step", "loss"),
-    "test_accuracy": ("test accuracy", "epoch", "accuracy"),
-    "test_loss": ("test loss", "epoch", "loss"),
+CHARTS: dict[str, Chart] = {  # window id -> its chart (dashboards.charts.COMPARISON)
+    **COMPARISON,
+    "train_loss": replace(COMPARISON["train_loss"], title=f"train loss (smoothed, a point every {SMOOTH} steps)"),
 }
 
 
@@ -59,9 +66,9 @@ class _RunLogger(ClosingLogger):
         self._board, self._run = board, run
 
     def start(self, info: Info) -> None:
-        weight = ((info.get("spec") or {}).get("visdom") or {}).get("smoothing", 0.6)
-        if isinstance(weight, (int, float)) and 0 < weight < 1:
-            self._run.ema = Ema(float(weight))
+        weight = smoothing_weight(info.get("spec") or {})
+        if weight > 0:
+            self._run.ema = Ema(weight)
 
     def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
         with self._board._lock:
@@ -121,8 +128,8 @@ class ComparisonBoard(Sender):
 
     def results(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         header, rows = list(header), [list(r) for r in rows]
-        if "status" not in header:  # the console leaves it out when every run is ok; the board always shows it
-            header, rows = [*header, "status"], [[*r, "ok"] for r in rows]
+        if "status" not in header:  # the console leaves it out when every run finished; the board always shows it
+            header, rows = [*header, "status"], [[*r, FINISHED] for r in rows]
         with self._lock:
             self._table = (header, rows)
             self._changed("results")
@@ -133,6 +140,10 @@ class ComparisonBoard(Sender):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def where(self) -> dict[str, Any]:
+        """What sweep.json records of the comparison: its env (a resumed sweep draws on it again)."""
+        return {"env": self.env}
 
     def close(self) -> None:
         """Send what is left, for at most `close_timeout` seconds, and say where it is. Never raises."""
@@ -181,7 +192,7 @@ class ComparisonBoard(Sender):
     def _chart_message(self, win: str) -> dict[str, Any]:
         figure = self.figures(win)[win]
         return {"data": figure["data"], "layout": figure["layout"], "win": win, "eid": self.env,
-                "opts": {"title": CHARTS[win][0], "width": 600, "height": 460}}
+                "opts": {"title": CHARTS[win].title, "width": 600, "height": 460}}
 
     def _table_message(self) -> dict[str, Any]:
         with self._lock:
@@ -195,33 +206,12 @@ class ComparisonBoard(Sender):
 
 
 def _figure(win: str, groups: dict[str, list[_Run]]) -> dict[str, Any]:
-    title, xlabel, ylabel = CHARTS[win]
+    chart = CHARTS[win]
     data: list[dict[str, Any]] = []
     for i, (label, runs) in enumerate(groups.items()):
-        colour = COLOURS[i % len(COLOURS)]
-        xs = sorted({x for run in runs for x in run.points[win]})
-        columns = [[y for run in runs if (y := run.points[win].get(x)) is not None] for x in xs]
-        mode = "lines" if win == "train_loss" else "lines+markers"
-        line = {"type": "scatter", "mode": mode, "x": xs, "line": {"color": colour}, "legendgroup": label}
-        if len(runs) == 1:
-            data.append({**line, "name": label, "y": [c[0] if c else None for c in columns]})
-            continue
-        band = {"type": "scatter", "mode": "lines", "x": xs, "legendgroup": label, "showlegend": False,
-                "hoverinfo": "skip", "line": {"width": 0, "color": colour}}
-        data += [
-            {**band, "name": f"{label} min", "y": [min(c) if c else None for c in columns]},
-            {**band, "name": f"{label} max", "y": [max(c) if c else None for c in columns], "fill": "tonexty",
-             "fillcolor": _translucent(colour)},
-            {**line, "name": f"{label} (mean of {len(runs)} seeds)",
-             "y": [sum(c) / len(c) if c else None for c in columns]},
-        ]
-    layout = {"title": title, "showlegend": True, "xaxis": {"title": xlabel},
-              "yaxis": {"title": ylabel, **({"tickformat": ".1%"} if win == "test_accuracy" else {})},
-              "legend": {"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"},  # below: the plot keeps its width
-              "margin": {"l": 70, "r": 20, "t": 50, "b": 40}}
+        xs, columns = seed_columns([run.points[win] for run in runs])
+        data += seed_traces(label, colour_of(i), xs, columns, len(runs), markers=win != "train_loss")
+    layout = {"title": chart.title, "showlegend": True, "xaxis": {"title": chart.x},
+              "yaxis": {"title": chart.y, **percent_axis(chart.percent)},
+              "legend": legend_below(), "margin": {"l": 70, "r": 20, "t": 50, "b": 40}}
     return {"data": data, "layout": layout}
-
-
-def _translucent(colour: str) -> str:
-    r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
-    return f"rgba({r},{g},{b},0.2)"

@@ -8,7 +8,8 @@ npm package tarball whose sha256 is pinned in `assets.json`, fetched through `ru
 caches tarballs outside git and checks every byte), and `version.built` is written last, so a
 half-done install is never mistaken for a finished one.
 
-`python -m dashboards.assets` installs them by hand; `dashboards.server start` calls `ensure()`.
+`python -m dashboards.visdom.assets` installs them by hand; `dashboards.visdom.server start` calls `ensure()`.
+The report (dashboards.report.page) reads its plotly.js pin from the same manifest.
 """
 
 from __future__ import annotations
@@ -204,7 +205,7 @@ def _readable(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dashboards.assets", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m dashboards.visdom.assets", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--static", type=Path, help="target directory (default: visdom's static/)")
     parser.add_argument("--cache", type=Path, default=CACHE, help=f"tarball cache (default: {CACHE})")

@@ -1,7 +1,7 @@
 """VisdomLogger: a run's live Visdom dashboard, sent from a background thread.
 
 The Logger methods only record events in memory (under a lock) and return; the sender thread
-(dashboards.sender: pacing, backoff, login, env creation, saving) sends each window's new points as
+(dashboards.visdom.sender: pacing, backoff, login, env creation, saving) sends each window's new points as
 ONE append request, so a training step never waits on HTTP and the request count does not grow with
 the step count. The env is saved to the server's env folder at each epoch end and at close, so a
 restarted server shows the run again.
@@ -12,7 +12,7 @@ each window holds every point exactly once. A server that never answers costs on
 line at close; the run's journal can rebuild the dashboard later (`python -m runner replay RUN_DIR`).
 
 Visdom's client only builds the messages here (`send=False`: plot layout, PNG encoding); the HTTP is
-ours (dashboards.connection), so we choose the timeouts, see status codes, and count requests.
+ours (dashboards.visdom.connection), so we choose the timeouts, see status codes, and count requests.
 
 What reaches the server is bounded and inert (docs/SECURITY.md): every text pane is HTML-escaped, the
 env name is reduced to a safe file name, at most MAX_IMAGES images of at most MAX_IMAGE_SIDE pixels a
@@ -30,6 +30,7 @@ Windows of the env (one env per run, its old windows cleared first):
     images       the fixed test batch as a grid of images, grey or colour
     predictions  predicted vs true class names for that batch, wrong ones marked
     spec         the run's resolved spec
+The run pane's and the predictions' HTML, and the lease, are dashboards.visdom.panes'.
 """
 
 from __future__ import annotations
@@ -37,25 +38,29 @@ from __future__ import annotations
 import html
 import json
 import os
-import re
 import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
-# READ_TIMEOUT is re-exported: a request's longest wait is part of what this logger promises.
-from dashboards.connection import READ_TIMEOUT, Connection, Refused  # noqa: F401
-from dashboards.names import MAX_ENV_CHARS, safe_env  # noqa: F401 - safe_env: imported from here elsewhere
-from dashboards.sender import PACE, Say, Sender, finite
-from runner.loggers import BaseLogger, Info, Pixels
-from runner.smoothing import Ema
+from dashboards.charts import Ema, metric_title
 
-IMAGES_PER_ROW = 8  # the image grid and the prediction table share this layout
+# READ_TIMEOUT is re-exported: a request's longest wait is part of what this logger promises.
+from dashboards.visdom.connection import READ_TIMEOUT  # noqa: F401
+from dashboards.visdom.names import MAX_ENV_CHARS, safe_env  # noqa: F401 - safe_env: imported from here elsewhere
+from dashboards.visdom.panes import (
+    IMAGES_PER_ROW,
+    Progress,
+    predictions_html,
+    run_pane_html,
+)
+from dashboards.visdom.sender import PACE, Say, Sender, finite
+from runner.loggers import BaseLogger, Info, Pixels
+
 MAX_IMAGES = 100  # as many as a spec may ask for (train.samples); more are dropped
 MAX_IMAGE_SIDE = 64  # pixels; MNIST's are 28. Larger images are not sent at all
 MAX_TEXT_CHARS = 50_000  # the spec pane, before escaping
 RUN_PANE_EVERY = 5.0  # seconds between refreshes of the run pane while the run goes
-LEASE_SECONDS = 60.0  # a run pane that says "running" and is younger than this marks a live run
 
 Message = tuple[dict[str, Any], str]  # (JSON body, endpoint), as visdom's client builds them
 
@@ -90,48 +95,6 @@ class _Pane:
     content: Any = None
     updates: int = 0
     sent: int = 0  # `updates` as of the last successful send
-
-
-@dataclass
-class Progress:
-    """What the run pane shows; written by the training thread, read by the sender under the lock."""
-
-    name: str = ""
-    device: str = ""
-    run_dir: str = ""
-    epochs: int = 0
-    steps_per_epoch: int = 0
-    batch_size: int = 0
-    epoch: int = 0  # the last epoch seen in an event
-    step: int = 0  # the last global step seen
-    status: str = "running"  # running, finished, stopped early, failed, stopped, diverged
-    detail: str = ""  # the error, or how the run stopped
-    resume: str = ""  # the command that continues a stopped run
-    cost: str = ""  # "logging cost 0.4% of training"
-    started: float = field(default_factory=time.monotonic)
-    rate_since: tuple[float, int] | None = None  # (time, step) the speed is measured from
-    rate: float | None = None  # steps per second
-    ended: float | None = None
-
-
-def lease(conn: Connection, env: str) -> dict[str, Any] | None:
-    """The lease in `env`'s run pane if a live run holds it (status running, recent), else None."""
-    try:
-        window = json.loads(conn.post({"eid": env, "win": "run"}, "win_data"))
-    except (Refused, ValueError):  # no such env or window
-        return None
-    found = re.search(r"<!--lease (\{.*?\})-->", str(window.get("content", "")) if isinstance(window, dict) else "")
-    if not found:
-        return None
-    try:
-        held = json.loads(html.unescape(found.group(1)))
-        fresh = time.time() - float(held["beat"]) < LEASE_SECONDS
-    except (ValueError, KeyError, TypeError):
-        return None
-    return held if held.get("status") == "running" and fresh else None
-
-
-METRIC_TITLES = {"lr": "learning rate"}
 
 
 class VisdomLogger(Sender, BaseLogger):
@@ -212,7 +175,7 @@ class VisdomLogger(Sender, BaseLogger):
                 win = f"metric_{safe_env(name)}"
                 plot = next((p for p in self._plots if p.win == win), None)
                 if plot is None:
-                    title = METRIC_TITLES.get(name, name)
+                    title = metric_title(name)
                     plot = _Plot(win, {"title": title, "xlabel": "step", "ylabel": title},
                                  ys=[[]])
                     self._plots.append(plot)
@@ -232,6 +195,10 @@ class VisdomLogger(Sender, BaseLogger):
     def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
         # The table follows the image grid, so it is capped like it; HTML made by the sender.
         self._set(self._predictions, (epoch, list(predicted[:MAX_IMAGES]), list(truth[:MAX_IMAGES]), self._classes))
+
+    def where(self) -> dict[str, Any]:
+        """What summary.json records of the dashboard: the env and its exact address."""
+        return {"visdom_env": self.env, "visdom_url": self.url}
 
     def close(self, summary: Info | None) -> None:
         """Mark the run's end on the dashboard, drain for at most `close_timeout` seconds, then report
@@ -346,6 +313,7 @@ class VisdomLogger(Sender, BaseLogger):
         text = run_pane_html(p, time.monotonic(), {"pid": self._pid, "host": self._host, "run_dir": p.run_dir,
                                                    "beat": round(time.time(), 1), "status": p.status})
         return self._viz.text(text, win="run", env=self.env, opts={"title": "run", "width": 520, "height": 230})
+
     def _plot_message(self, plot: _Plot, xs: list[float], ys: list[list[float | None]]) -> Message:
         """The whole chart: creates the window, or replaces whatever the server holds under its id."""
         import numpy as np
@@ -392,58 +360,5 @@ class VisdomLogger(Sender, BaseLogger):
         # Room for the whole table, which the default text pane would hide behind scroll bars.
         opts = {"title": "predictions", "width": max(520, min(1400, 100 + IMAGES_PER_ROW * 16 * longest)),
                 "height": 90 + 26 * rows}
-        return self._viz.text(_predictions_html(epoch, predicted, truth, classes), win="predictions", env=self.env,
+        return self._viz.text(predictions_html(epoch, predicted, truth, classes), win="predictions", env=self.env,
                               opts=opts)
-
-
-def _predictions_html(epoch: int, predicted: list[int], truth: list[int], classes: list[str] | None = None) -> str:
-    """A table laid out like the image grid: each cell is the predicted class, wrong ones red with the
-    true class ("Sneaker ✗ (Sandal)")."""
-    def name(label: int) -> str:
-        known = classes is not None and 0 <= label < len(classes)
-        return html.escape(classes[label] if known else str(label))  # type: ignore[index]
-
-    right = sum(p == t for p, t in zip(predicted, truth))
-    cells = [f"<td>{name(p)}</td>" if p == t else
-             f'<td style="color:#d00;font-weight:bold">{name(p)} &#10007; ({name(t)})</td>'
-             for p, t in zip(predicted, truth)]
-    rows = "".join(f"<tr>{''.join(cells[i:i + IMAGES_PER_ROW])}</tr>" for i in range(0, len(cells), IMAGES_PER_ROW))
-    return (f"<b>epoch {html.escape(str(epoch))}</b>: {right} of {len(truth)} right; cells follow the test batch "
-            "image, wrong ones read predicted &#10007; (true)"
-            f'<table style="text-align:center;white-space:nowrap;border-collapse:separate;border-spacing:10px 4px">'
-            f"{rows}</table>")
-
-
-def _clock(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0 or seconds > 1e7:
-        return "–"
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-STATUS_COLOURS = {"running": "#1f77b4", "finished": "#2ca02c", "failed": "#d62728", "diverged": "#d62728",
-                  "stopped": "#ff7f0e", "stopped early": "#8c8c8c"}
-
-
-def run_pane_html(p: Progress, now: float, lease_record: Mapping[str, Any]) -> str:
-    """The run pane: status, progress, speed, where the run is; every text escaped."""
-    e = html.escape
-    total = p.epochs * p.steps_per_epoch
-    elapsed = (p.ended or now) - p.started
-    rate = p.rate if p.status == "running" else None
-    eta = (total - p.step) / rate if rate and total else None
-    speed = f"{p.rate * p.batch_size:,.0f} samples/s" if p.rate and p.batch_size else "–"
-    status = p.status + (f": {p.detail}" if p.detail else "")
-    colour = STATUS_COLOURS.get(p.status, "#333")
-    rows = [("status", f'<b style="color:{colour}">{e(status)}</b>'),
-            ("progress", f"epoch {p.epoch or '–'} of {p.epochs or '–'}, step {p.step:,}" + (f" of {total:,}" if total else "")),
-            ("speed", f"{speed}, ETA {_clock(eta) if p.status == 'running' else '–'}, elapsed {_clock(elapsed)}"),
-            ("device", e(p.device or "–")), ("run directory", e(p.run_dir or "–"))]
-    if p.resume:
-        rows.append(("continue with", f"<code>{e(p.resume)}</code>"))
-    if p.cost:
-        rows.append(("dashboard", e(p.cost)))
-    cells = "".join(f'<tr><td style="padding:1px 12px 1px 0;color:#666">{k}</td><td>{v}</td></tr>' for k, v in rows)
-    # The lease: which live process writes this env; a second run reads it before taking the name.
-    record = html.escape(json.dumps(dict(lease_record)), quote=False).replace("--", "- -")
-    return f'<b>{e(p.name)}</b><table style="border-collapse:collapse">{cells}</table><!--lease {record}-->'

@@ -1,7 +1,11 @@
 """The self-contained HTML page a report is: inline plotly.js (from the npm tarball pinned in
-assets.json), inline style and script, a Content-Security-Policy that lets nothing be fetched, PNG
-data URIs for images, and tables whose every cell is escaped. What goes on the page is
-dashboards.report's business; this module only makes it safe and offline.
+dashboards/visdom/assets.json, the one list of pinned web assets), inline style and script, a
+Content-Security-Policy that lets nothing be fetched, PNG data URIs for images, and tables whose every
+cell is escaped. What goes on the page is the rest of dashboards.report's business; this module only
+makes it safe and offline.
+
+`python -c "from dashboards.report.page import plotly_js; plotly_js()"` (`make assets`) fetches
+plotly.js into the tarball cache ahead of the offline tests.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from dashboards.assets import AssetError, load_manifest
+from dashboards.visdom.assets import AssetError, load_manifest
 from runner.fetch import FetchError, npm_tarball
+from runner.status import FINISHED
 
 PLOTLY, PLOTLY_MEMBER = "plotly.js-dist-min", "package/plotly.min.js"
 
@@ -195,12 +200,13 @@ def plotly_version() -> str:
     return next((p.version for p in load_manifest().packages if p.name == PLOTLY), "?")
 
 
-def charts(figures: list[dict[str, Any]]) -> str:
+def chart_grid(figures: list[dict[str, Any]]) -> str:
+    """Where the figures go: one empty box per figure, filled by the page's script."""
     return '<div class=charts>' + "".join(f'<div class=chart id="{f["id"]}"></div>' for f in figures) + "</div>"
 
 
 def header(name: str, description: str, status: str, meta: Sequence[str], notes: Sequence[str]) -> str:
-    problem = "" if status in ("finished", "ok") else " problem"
+    problem = "" if status == FINISHED else " problem"
     return (f"<header><h1>{html.escape(name)} <span class=\"status{problem}\">{html.escape(status)}</span></h1>"
             + (f'<p class=description id=description>{html.escape(description)}</p>' if description else "")
             + f"<p class=meta>{' &middot; '.join(html.escape(m) for m in meta if m)}</p>"

@@ -1,0 +1,140 @@
+"""What a report is made from: a run directory read back into memory.
+
+A run is its spec.json, its metrics.jsonl journal replayed through `runner.loggers.replay` into a
+`Journal` (a Logger that keeps every event), and its summary.json. A damaged journal is read up to
+the damage and the report says so (`Run.notes`); a missing spec or summary falls back on what the
+journal's start and end events carry, so copied or half-written run directories still report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from runner import runs
+from runner.loggers import BaseLogger, Info, JournalError, replay
+
+REPORT = "report.html"  # a report's file name in its run or sweep directory
+
+
+def finite(value: Any) -> float | None:
+    """A number as a float, or None (a gap on a chart) for NaN, inf or anything not a number."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+class Journal(BaseLogger):
+    """A Logger that keeps every event it is given: what a report draws."""
+
+    def __init__(self) -> None:
+        self.info: dict[str, Any] = {}
+        self.pixels: list[Any] = []
+        self.epochs: list[int] = []  # per train step
+        self.steps: list[int] = []
+        self.losses: list[float | None] = []
+        self.evaluations: list[dict[str, Any]] = []
+        self.series: dict[str, tuple[list[int], list[float | None]]] = {}  # metrics events: key -> (steps, values)
+        self.last_predictions: dict[str, Any] | None = None
+        self.closed = False
+        self.summary: dict[str, Any] | None = None
+
+    def start(self, info: Info) -> None:
+        self.info = dict(info)
+
+    def images(self, pixels: Sequence[Any]) -> None:
+        self.pixels = list(pixels)
+
+    def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
+        self.epochs += [epoch] * len(steps)
+        self.steps += steps
+        self.losses += [finite(v) for v in losses]
+
+    def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
+        self.evaluations.append({"epoch": epoch, "step": step, "test_loss": test_loss,
+                                 "test_accuracy": test_accuracy})
+
+    def metrics(self, epoch: int, step: int, values: Info) -> None:
+        for key, value in values.items():
+            xs, ys = self.series.setdefault(str(key), ([], []))
+            xs.append(step)
+            ys.append(finite(value) if isinstance(value, (int, float)) else None)
+
+    def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
+        self.last_predictions = {"epoch": epoch, "predicted": list(predicted), "truth": list(truth)}
+
+    def close(self, summary: Info | None) -> None:
+        super().close(summary)
+        self.closed = True
+        self.summary = None if summary is None else dict(summary)
+
+
+@dataclass
+class Run:
+    """What a run directory holds, read back."""
+
+    path: Path
+    spec: dict[str, Any]
+    journal: Journal
+    summary: dict[str, Any] | None
+    notes: list[str] = field(default_factory=list)  # what could not be read
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.get("name") or self.journal.info.get("name") or self.path.name)
+
+    @property
+    def status(self) -> str:
+        if self.summary is not None:
+            return str(self.summary.get("status", "finished"))
+        if self.journal.losses and self.journal.losses[-1] is None:
+            return "diverged"
+        return "stopped" if self.journal.closed else "unfinished"
+
+
+def read_run(run_dir: Path) -> Run:
+    notes: list[str] = []
+    journal = Journal()
+    try:
+        replay(run_dir / runs.JOURNAL, journal)
+    except JournalError as exc:
+        notes.append(f"{exc} The report shows the events before that line.")
+        line = re.search(r", line (\d+):", str(exc))
+        if line:  # replay stops at the damage with the last steps unsent: read just the lines before it
+            with open(run_dir / runs.JOURNAL, "rb") as f:
+                limit = sum(map(len, f.read().splitlines(keepends=True)[:int(line.group(1)) - 1]))
+            journal = Journal()
+            replay(run_dir / runs.JOURNAL, journal, limit=limit)
+    except OSError as exc:
+        notes.append(f"{run_dir / runs.JOURNAL} cannot be read: {exc.strerror}.")
+    spec = _read_json(run_dir / runs.SPEC, notes)
+    if not isinstance(spec, dict):
+        spec = dict(journal.info.get("spec") or {})
+    summary = _read_json(run_dir / runs.SUMMARY, notes if (run_dir / runs.SUMMARY).exists() else None)
+    if not isinstance(summary, dict):
+        summary = journal.summary
+    return Run(run_dir, spec, journal, summary, notes)
+
+
+def _read_json(path: Path, notes: list[str] | None) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        if notes is not None:
+            notes.append(f"{path.name} cannot be read ({type(exc).__name__}).")
+        return None
+
+
+def epoch_means(j: Journal) -> dict[int, float]:
+    """The mean train loss of each epoch, from every step the journal holds (exact)."""
+    sums: dict[int, list[float]] = {}
+    for epoch, loss in zip(j.epochs, j.losses):
+        if loss is not None:
+            sums.setdefault(epoch, []).append(loss)
+    return {epoch: math.fsum(v) / len(v) for epoch, v in sums.items()}

@@ -1,0 +1,184 @@
+"""A report's charts: Plotly figures (data and layout) from runs read back by `report.data`.
+
+A run's figures: the train loss per step (a min/max envelope of the raw curve, so spikes survive,
+with its smoothed trace), test loss and accuracy per epoch, and one chart per `metrics` key (the
+learning rate). A sweep's figures: the comparison's charts (dashboards.charts.COMPARISON) plus one
+per `metrics` key, a trace per variant, seeds as mean and min-max band as in the comparison env.
+
+Charts keep at most MAX_POINTS points per trace (SWEEP_MAX_POINTS on a sweep's, which draws three
+traces per variant), numbers cut to five significant digits; the page's tables hold exact values.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import replace
+from typing import Any, Iterable, Sequence
+
+from dashboards.charts import (
+    COLOURS,
+    COMPARISON,
+    Chart,
+    colour_of,
+    ema,
+    legend_below,
+    metric_title,
+    percent_axis,
+    seed_columns,
+    seed_traces,
+    smoothing_weight,
+)
+from dashboards.report.data import Journal, Run, epoch_means, finite
+
+MAX_POINTS = 2000  # per trace on a chart
+SWEEP_MAX_POINTS = 1000  # per trace on a sweep's charts: three traces per variant
+
+Curves = dict[str, list[dict[float, float | None]]]  # chart id -> one {x: y} per run
+
+
+# ----- curves fit for a chart --------------------------------------------------------------------
+
+def envelope(xs: Sequence[float], ys: Sequence[float | None], limit: int = MAX_POINTS
+             ) -> tuple[list[float], list[float | None]]:
+    """About `limit` points of the curve: per bucket of consecutive points, its lowest and its highest (in
+    their order), so spikes and the spread stay visible; a bucket with a gap (None) also keeps the gap."""
+    if len(xs) <= limit:
+        return list(xs), list(ys)
+    size = math.ceil(len(xs) / max(1, limit // 2))
+    out_x: list[float] = []
+    out_y: list[float | None] = []
+    for start in range(0, len(xs), size):
+        bucket = [i for i in range(start, min(start + size, len(xs))) if ys[i] is not None]
+        if len(bucket) < min(size, len(xs) - start):  # a gap: keep it, so the line breaks there
+            out_x.append(xs[start])
+            out_y.append(None)
+        if not bucket:
+            continue
+        low = min(bucket, key=lambda i: ys[i])  # type: ignore[arg-type, return-value]
+        high = max(bucket, key=lambda i: ys[i])  # type: ignore[arg-type, return-value]
+        for i in sorted({low, high}):
+            out_x.append(xs[i])
+            out_y.append(ys[i])
+    return out_x, out_y
+
+
+def stride(xs: Sequence[Any], limit: int) -> list[int]:
+    """Indices of at most `limit` evenly spread points, the last one always among them."""
+    if len(xs) <= limit:
+        return list(range(len(xs)))
+    step = math.ceil(len(xs) / (limit - 1))
+    return sorted({*range(0, len(xs), step), len(xs) - 1})
+
+
+def _short(values: Iterable[float | None]) -> list[float | None]:
+    # Five significant digits are plenty for a chart and halve the page's numbers; tables stay exact.
+    return [None if v is None else float(f"{v:.5g}") for v in values]
+
+
+# ----- figures -----------------------------------------------------------------------------------
+
+def _layout(title: str, xtitle: str, ytitle: str, percent: bool = False) -> dict[str, Any]:
+    return {"title": {"text": html.escape(title), "font": {"size": 15}}, "height": 340,
+            "margin": {"l": 60, "r": 20, "t": 45, "b": 40}, "showlegend": True, "legend": legend_below(),
+            "xaxis": {"title": {"text": xtitle, "standoff": 4}}, "yaxis": {"title": {"text": ytitle},
+                                                                           **percent_axis(percent)}}
+
+
+def _figure(fid: str, title: str, xtitle: str, ytitle: str, data: list[dict[str, Any]],
+            percent: bool = False) -> dict[str, Any]:
+    layout = _layout(title, xtitle, ytitle, percent)
+    values = {y for d in data for y in d["y"] if y is not None}
+    if len(values) == 1:  # plotly would centre a flat line in [-1, 1]; show it against zero instead
+        (v,) = values
+        layout["yaxis"]["range"] = [0, 1.05] if percent and 0 <= v <= 1 else sorted([0, 1.5 * v]) if v else [-1, 1]
+    if xtitle == "epoch":  # whole epochs only, at most about ten ticks
+        last = max((x for d in data for x in d["x"]), default=1)
+        layout["xaxis"]["dtick"] = max(1, math.ceil(last / 10))
+    layout["height"] += 20 * max(0, len([d for d in data if d.get("showlegend", True)]) - 2) // 2
+    return {"id": fid, "data": data, "layout": layout}
+
+
+def run_figures(run: Run) -> list[dict[str, Any]]:
+    j, weight = run.journal, smoothing_weight(run.spec)
+    figures = []
+    if j.steps:
+        xs, ys = envelope(j.steps, j.losses)
+        keep = stride(j.steps, MAX_POINTS)
+        smooth = ema(j.losses, weight)
+        data = [{"type": "scatter", "mode": "lines", "name": "loss per step" + (" (min/max envelope)" if
+                                                                                len(j.steps) > MAX_POINTS else ""),
+                 "x": xs, "y": _short(ys), "line": {"color": COLOURS[0], "width": 1}, "opacity": 0.35}]
+        if weight > 0:
+            data.append({"type": "scatter", "mode": "lines", "name": f"smoothed (EMA {weight:g})",
+                         "x": [j.steps[i] for i in keep], "y": _short(smooth[i] for i in keep),
+                         "line": {"color": COLOURS[0], "width": 2}})
+        figures.append(_figure("train_loss", "train loss", "step", "loss", data))
+    if j.evaluations:
+        figures += _test_figures(j)
+    for n, (key, (xs, ys)) in enumerate(sorted(j.series.items())):
+        xs, ys = envelope(xs, ys)
+        figures.append(_figure(f"metric_{n}", metric_title(key), "step", key, [
+            {"type": "scatter", "mode": "lines", "name": key, "x": xs, "y": _short(ys),
+             "line": {"color": colour_of(3 + n)}}]))
+    lr = finite((run.spec.get("optim") or {}).get("lr"))
+    if "lr" not in j.series and lr is not None and j.steps:  # journals from before the metrics event
+        figures.append(_figure("lr", "learning rate (constant, optim.lr of the spec)", "step", "lr", [
+            {"type": "scatter", "mode": "lines", "name": "lr", "x": [j.steps[0], j.steps[-1]], "y": [lr, lr],
+             "line": {"color": COLOURS[3]}}]))
+    return figures
+
+
+def _test_figures(j: Journal) -> list[dict[str, Any]]:
+    """Test loss (with the train loss's epoch mean) and test accuracy, per epoch."""
+    epochs = [e["epoch"] for e in j.evaluations]
+    means = epoch_means(j)
+    data = [{"type": "scatter", "mode": "lines+markers", "name": "test loss", "x": epochs,
+             "y": _short(finite(e["test_loss"]) for e in j.evaluations), "line": {"color": COLOURS[1]}},
+            {"type": "scatter", "mode": "lines+markers", "name": "train loss (epoch mean)", "x": epochs,
+             "y": _short(means.get(e) for e in epochs), "line": {"color": COLOURS[0], "dash": "dot"}}]
+    return [_figure("test_loss", "test loss", "epoch", "loss", data),
+            _figure("test_accuracy", "test accuracy", "epoch", "accuracy", [
+                {"type": "scatter", "mode": "lines+markers", "name": "test accuracy", "x": epochs,
+                 "y": _short(finite(e["test_accuracy"]) for e in j.evaluations), "line": {"color": COLOURS[2]}}],
+                percent=True)]
+
+
+def band_traces(label: str, colour: str, per_run: list[dict[float, float | None]], limit: int,
+                markers: bool) -> list[dict[str, Any]]:
+    """One variant's curve: the run itself, or for several seeds their mean with a min-max band."""
+    xs, columns = seed_columns(per_run)
+    keep = stride(xs, limit)
+    xs, columns = [xs[i] for i in keep], [columns[i] for i in keep]
+    traces = seed_traces(label, colour, xs, columns, len(per_run), markers=markers, name=html.escape(label))
+    for trace in traces:
+        trace["y"] = _short(trace["y"])
+    return traces
+
+
+def sweep_figures(groups: dict[str, list[Run]], weight: float) -> list[dict[str, Any]]:
+    keys = sorted({key for members in groups.values() for run in members for key in run.journal.series})
+    charts: dict[str, Chart] = {**COMPARISON, "train_loss": replace(
+        COMPARISON["train_loss"], title=f"train loss (EMA {weight:g} of each run)" if weight else "train loss")}
+    for n, key in enumerate(keys):
+        charts[f"metric_{n}"] = Chart(metric_title(key), "step", key)
+    data: dict[str, list[dict[str, Any]]] = {chart: [] for chart in charts}
+    for i, (label, members) in enumerate(groups.items()):
+        for chart, per_run in _curves(members, keys, weight).items():
+            per_run = [points for points in per_run if points]
+            if per_run:
+                data[chart].extend(band_traces(label, colour_of(i), per_run, SWEEP_MAX_POINTS,
+                                               markers=not chart.startswith(("train", "metric"))))
+    return [_figure(cid, c.title, c.x, c.y, data[cid], c.percent) for cid, c in charts.items() if data[cid]]
+
+
+def _curves(members: list[Run], keys: list[str], weight: float) -> Curves:
+    """Each chart's curve of each run of one variant (the train loss smoothed with `weight`)."""
+    curves: Curves = {
+        "train_loss": [dict(zip(r.journal.steps, ema(r.journal.losses, weight))) for r in members],
+        "test_accuracy": [{e["epoch"]: finite(e["test_accuracy"]) for e in r.journal.evaluations} for r in members],
+        "test_loss": [{e["epoch"]: finite(e["test_loss"]) for e in r.journal.evaluations} for r in members],
+    }
+    for n, key in enumerate(keys):
+        curves[f"metric_{n}"] = [dict(zip(*r.journal.series[key])) for r in members if key in r.journal.series]
+    return curves

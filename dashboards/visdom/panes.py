@@ -1,0 +1,117 @@
+"""What the text panes of a run's env say, as escaped HTML, and the lease the run pane carries.
+
+    run          status, progress, speed, device, run directory, logging cost (`Progress`,
+                 `run_pane_html`); an HTML comment in it holds the run's lease: which live process
+                 writes this env, and when it last said so
+    predictions  predicted vs true class names laid out like the image grid, wrong ones marked
+
+`lease` reads a lease back (dashboards.visdom.runs asks before a run takes an env name): a pane that
+says "running" and was refreshed in the last LEASE_SECONDS marks an env a live run holds. Every text
+taken from the run is escaped (docs/SECURITY.md).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from dashboards.visdom.connection import Connection, Refused
+
+IMAGES_PER_ROW = 8  # the image grid and the prediction table share this layout
+LEASE_SECONDS = 60.0  # a run pane that says "running" and is younger than this marks a live run
+
+
+@dataclass
+class Progress:
+    """What the run pane shows; written by the training thread, read by the sender under the lock."""
+
+    name: str = ""
+    device: str = ""
+    run_dir: str = ""
+    epochs: int = 0
+    steps_per_epoch: int = 0
+    batch_size: int = 0
+    epoch: int = 0  # the last epoch seen in an event
+    step: int = 0  # the last global step seen
+    status: str = "running"  # running, finished, stopped early, failed, stopped, diverged
+    detail: str = ""  # the error, or how the run stopped
+    resume: str = ""  # the command that continues a stopped run
+    cost: str = ""  # "logging cost 0.4% of training"
+    started: float = field(default_factory=time.monotonic)
+    rate_since: tuple[float, int] | None = None  # (time, step) the speed is measured from
+    rate: float | None = None  # steps per second
+    ended: float | None = None
+
+
+def lease(conn: Connection, env: str) -> dict[str, Any] | None:
+    """The lease in `env`'s run pane if a live run holds it (status running, recent), else None."""
+    try:
+        window = json.loads(conn.post({"eid": env, "win": "run"}, "win_data"))
+    except (Refused, ValueError):  # no such env or window
+        return None
+    found = re.search(r"<!--lease (\{.*?\})-->", str(window.get("content", "")) if isinstance(window, dict) else "")
+    if not found:
+        return None
+    try:
+        held = json.loads(html.unescape(found.group(1)))
+        fresh = time.time() - float(held["beat"]) < LEASE_SECONDS
+    except (ValueError, KeyError, TypeError):
+        return None
+    return held if held.get("status") == "running" and fresh else None
+
+
+def predictions_html(epoch: int, predicted: list[int], truth: list[int], classes: list[str] | None = None) -> str:
+    """A table laid out like the image grid: each cell is the predicted class, wrong ones red with the
+    true class ("Sneaker ✗ (Sandal)")."""
+    def name(label: int) -> str:
+        known = classes is not None and 0 <= label < len(classes)
+        return html.escape(classes[label] if known else str(label))  # type: ignore[index]
+
+    right = sum(p == t for p, t in zip(predicted, truth))
+    cells = [f"<td>{name(p)}</td>" if p == t else
+             f'<td style="color:#d00;font-weight:bold">{name(p)} &#10007; ({name(t)})</td>'
+             for p, t in zip(predicted, truth)]
+    rows = "".join(f"<tr>{''.join(cells[i:i + IMAGES_PER_ROW])}</tr>" for i in range(0, len(cells), IMAGES_PER_ROW))
+    return (f"<b>epoch {html.escape(str(epoch))}</b>: {right} of {len(truth)} right; cells follow the test batch "
+            "image, wrong ones read predicted &#10007; (true)"
+            f'<table style="text-align:center;white-space:nowrap;border-collapse:separate;border-spacing:10px 4px">'
+            f"{rows}</table>")
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0 or seconds > 1e7:
+        return "–"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+STATUS_COLOURS = {"running": "#1f77b4", "finished": "#2ca02c", "failed": "#d62728", "diverged": "#d62728",
+                  "stopped": "#ff7f0e", "stopped early": "#8c8c8c"}
+
+
+def run_pane_html(p: Progress, now: float, lease_record: Mapping[str, Any]) -> str:
+    """The run pane: status, progress, speed, where the run is; every text escaped."""
+    e = html.escape
+    total = p.epochs * p.steps_per_epoch
+    elapsed = (p.ended or now) - p.started
+    rate = p.rate if p.status == "running" else None
+    eta = (total - p.step) / rate if rate and total else None
+    speed = f"{p.rate * p.batch_size:,.0f} samples/s" if p.rate and p.batch_size else "–"
+    status = p.status + (f": {p.detail}" if p.detail else "")
+    colour = STATUS_COLOURS.get(p.status, "#333")
+    rows = [("status", f'<b style="color:{colour}">{e(status)}</b>'),
+            ("progress", f"epoch {p.epoch or '–'} of {p.epochs or '–'}, step {p.step:,}" + (f" of {total:,}" if total else "")),
+            ("speed", f"{speed}, ETA {_clock(eta) if p.status == 'running' else '–'}, elapsed {_clock(elapsed)}"),
+            ("device", e(p.device or "–")), ("run directory", e(p.run_dir or "–"))]
+    if p.resume:
+        rows.append(("continue with", f"<code>{e(p.resume)}</code>"))
+    if p.cost:
+        rows.append(("dashboard", e(p.cost)))
+    cells = "".join(f'<tr><td style="padding:1px 12px 1px 0;color:#666">{k}</td><td>{v}</td></tr>' for k, v in rows)
+    # The lease: which live process writes this env; a second run reads it before taking the name.
+    record = html.escape(json.dumps(dict(lease_record)), quote=False).replace("--", "- -")
+    return f'<b>{e(p.name)}</b><table style="border-collapse:collapse">{cells}</table><!--lease {record}-->'
