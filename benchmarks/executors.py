@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner.on_ray import stop_processes_under  # noqa: E402
+from runner.executors.ray.cluster import stop_processes_under  # noqa: E402
 
 BEGIN, END = "<!-- EXECUTORS BEGIN -->", "<!-- EXECUTORS END -->"
 SPEC = ROOT / "experiments" / "activations.json"
@@ -61,8 +61,8 @@ def one(executor: str, address: str | None = None) -> dict[str, float]:
 
 
 def ray_start() -> float:
-    code = ("import time, sys; sys.path.insert(0, '.'); from runner import on_ray; t = time.perf_counter()\n"
-            "with on_ray.connected(None) as ready:\n    ready(); print(time.perf_counter() - t)")
+    code = ("import time, sys; sys.path.insert(0, '.'); from runner.executors.ray import cluster; t = time.perf_counter()\n"
+            "with cluster.connected(None) as ready:\n    ready(); print(time.perf_counter() - t)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     return float(out.stdout.split()[-1])
 

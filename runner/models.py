@@ -19,13 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runner.data import MNIST, DatasetInfo
+from runner.datasets import MNIST, DatasetInfo
+from runner.errors import UserError
 from runner.spec import CNNSpec, MLPSpec, PythonSpec
 
 ModelSpec = MLPSpec  # the tutorial's
 
 
-class ModelError(Exception):
+class ModelError(UserError):
     """A model that cannot be built or does not fit the data; the message names the key and the shapes."""
 
 ACTIVATIONS: dict[str, tuple[Callable[[], nn.Module], Callable[[torch.Tensor], torch.Tensor]]] = {

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from runner import status
+from runner.errors import UserError
+from runner.files import atomic, write_json
 from runner.spec import Experiment
 
 SPEC, JOURNAL, SUMMARY, WEIGHTS = "spec.json", "metrics.jsonl", "summary.json", "model.pt"
-DONE = ("finished", "stopped early")  # summary statuses of runs that trained as far as they were meant to
 
 
 def create(spec: Experiment, out: Path | None, root: Path = Path("runs")) -> Path:
@@ -33,21 +33,12 @@ def create(spec: Experiment, out: Path | None, root: Path = Path("runs")) -> Pat
     return out
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write atomically: a reader sees the old file or the new one, never half of one."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as tmp:
-        json.dump(data, tmp, indent=2)
-        tmp.write("\n")
-    os.chmod(tmp.name, 0o644)
-    os.replace(tmp.name, path)
-
-
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_KEYS = {"format", "model", "optimizer", "torch_rng", "state", "journal_bytes"}
 
 
-class RunDirError(Exception):
+class RunDirError(UserError):
     """A run directory that cannot be used as asked; the message says why and what to do."""
 
 
@@ -55,9 +46,8 @@ def save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> None:
     """Write the checkpoint atomically (temp file + rename): a crash leaves the previous one whole."""
     import torch
 
-    with tempfile.NamedTemporaryFile(dir=run_dir, delete=False, suffix=".tmp") as tmp:
-        torch.save({**payload, "format": CHECKPOINT_FORMAT}, tmp)
-    os.replace(tmp.name, run_dir / CHECKPOINT)
+    with atomic(run_dir / CHECKPOINT, "wb") as f:
+        torch.save({**payload, "format": CHECKPOINT_FORMAT}, f)
 
 
 def load_checkpoint(run_dir: Path) -> tuple[Experiment, dict[str, Any]]:
@@ -105,7 +95,7 @@ def finished(run_dir: Path) -> bool:
         return False
     except (OSError, ValueError):
         return True  # a summary we cannot read: do not offer to resume over it
-    return not isinstance(summary, dict) or summary.get("status", "finished") in DONE
+    return not isinstance(summary, dict) or status.read(summary.get("status", status.FINISHED)) in status.TRAINED
 
 
 def check_new(out: Path) -> None:

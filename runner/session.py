@@ -15,7 +15,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from runner import data, runs, train
+from runner import data, runs, status, train
+from runner.files import write_json
 from runner.loggers import FanOut, JsonlLogger, Logger
 from runner.loggers import replay as replay_journal
 from runner.spec import Experiment
@@ -128,10 +129,8 @@ class Recorder:
         self.journal = JsonlLogger(run_dir / runs.JOURNAL, keep=resume["journal_bytes"] if resume else 0)
         self.fanout = FanOut(self.journal, *self.loggers)
         self.logger = Timed(self.fanout)
-        env = next((logger.env for logger in self.loggers if hasattr(logger, "env")), None)
-        url = next((logger.url for logger in self.loggers if hasattr(logger, "env") and hasattr(logger, "url")), None)
         self.base = {"name": experiment.name, "device": str(device), "torch_version": torch.__version__,
-                     "seed": experiment.seed, "visdom_env": env, "visdom_url": url, "run_dir": str(run_dir)}
+                     "seed": experiment.seed, **self.fanout.where(), "run_dir": str(run_dir)}
         if device is None:
             self.base["device"] = _started_on(self.journal.path)
 
@@ -151,31 +150,31 @@ class Recorder:
         self.base["device"] = str(info.get("device", self.base["device"]))
         self.logger.start({**info, "name": self.experiment.name, "spec": self.experiment.model_dump(mode="json"),
                            "device": self.base["device"], "run_dir": str(self.run_dir),
-                           "torch_version": self.base["torch_version"], "visdom_env": self.base["visdom_env"]})
+                           "torch_version": self.base["torch_version"], **self.fanout.where()})
 
     def checkpoint(self, payload: dict[str, Any]) -> None:
         runs.save_checkpoint(self.run_dir, {**payload, "journal_bytes": self.journal.position})
 
-    def ended(self, status: str, message: str, **extra: Any) -> dict[str, Any]:
+    def ended(self, state: str, message: str, **extra: Any) -> dict[str, Any]:
         """Close a run that did not finish; its summary is written unless it can be resumed (stopped)."""
-        summary = {**self.base, "status": status, "error": message, **extra,
+        summary = {**self.base, "status": state, "error": message, **extra,
                    "wall_seconds": time.perf_counter() - self.started}
-        if status != "stopped":
-            runs.write_json(self.run_dir / runs.SUMMARY, summary)
+        if state != status.STOPPED:
+            write_json(self.run_dir / runs.SUMMARY, summary)
         self.fanout.close(summary)
         return summary
 
     def finished(self, results: dict[str, Any], save_weights: Callable[[Path], None]) -> dict[str, Any]:
         """Close a run that trained to its end (or was stopped early by a search): weights, summary."""
         save_weights(self.run_dir / runs.WEIGHTS)
-        status = "stopped early" if results.get("stopped_early") else "finished"
-        summary = {**self.base, "status": status, **results, "wall_seconds": time.perf_counter() - self.started}
+        state = status.STOPPED_EARLY if results.get("stopped_early") else status.FINISHED
+        summary = {**self.base, "status": state, **results, "wall_seconds": time.perf_counter() - self.started}
         summary["logging"] = logging_cost(self.loggers, self.logger.seconds, results["train_seconds"])
-        runs.write_json(self.run_dir / runs.SUMMARY, summary)
+        write_json(self.run_dir / runs.SUMMARY, summary)
         self.fanout.close(summary)
         # The senders' part is known once they have drained.
         summary["logging"] = logging_cost(self.loggers, self.logger.seconds, results["train_seconds"])
-        runs.write_json(self.run_dir / runs.SUMMARY, summary)
+        write_json(self.run_dir / runs.SUMMARY, summary)
         return summary
 
 
@@ -239,19 +238,19 @@ def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logg
                                        go_on=go_on)
         except train.Stopped as stopped:
             stopped.run_dir = run_dir
-            recorder.ended("stopped", first_line(stopped), reason=f"stopped by {stopped.reason} after step "
+            recorder.ended(status.STOPPED, first_line(stopped), reason=f"stopped by {stopped.reason} after step "
                            f"{stopped.step}", resume=f"python -m runner --resume {run_dir}")
             raise
         except train.Diverged as diverged:
-            recorder.ended("diverged", first_line(diverged))
+            recorder.ended(status.DIVERGED, first_line(diverged))
             raise
         except Exception as exc:
             if limits.is_allocation_error(exc):
                 message = limits.allocation_message(exc, device)
-                recorder.ended("failed", message)
+                recorder.ended(status.FAILED, message)
                 if new_dir and not (run_dir / runs.CHECKPOINT).exists():
                     shutil.rmtree(run_dir, ignore_errors=True)  # nothing trained: leave nothing behind
                 raise limits.LimitError(message) from None
-            recorder.ended("failed", first_line(exc))
+            recorder.ended(status.FAILED, first_line(exc))
             raise
         return recorder.finished(results, lambda path: torch.save(model.state_dict(), path))

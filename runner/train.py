@@ -17,13 +17,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from runner import data, models, steps
+from runner.errors import UserError
 from runner.loggers import Logger
 from runner.spec import Experiment, OptimSpec, TrainSpec
 
 LossFn = steps.LossFn
 
 
-class DeviceError(Exception):
+class DeviceError(UserError):
     """The spec asks for a device this machine does not have."""
 
 
@@ -237,22 +238,7 @@ def fit(spec: Experiment, dataset: data.Dataset, device: torch.device, logger: L
     torch.set_rng_state(rng)
     generator = torch.Generator().manual_seed(spec.seed)
     info = dataset.info
-    memory_format = torch.channels_last if spec.train.channels_last else torch.contiguous_format
-    model = model.to(device, memory_format=memory_format)
-    if spec.train.channels_last:
-        dataset = data.Dataset(*(data.Split(s.x.contiguous(memory_format=memory_format), s.y)
-                                 for s in (dataset.train, dataset.test)), info)
-    optimizer = make_optimizer(spec.optim, model.parameters(), capturable=spec.train.cuda_graphs)
-    steps_per_epoch = -(-len(dataset.train) // spec.data.batch_size)
-    schedule = make_schedule(spec.optim, optimizer, steps_per_epoch, spec.train.epochs)
-    state = State()
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        if schedule is not None:
-            schedule.load_state_dict(resume["schedule"])
-        torch.set_rng_state(resume["torch_rng"])
-        state = State(**resume["state"])
+    model, dataset, optimizer, schedule, state = _prepare(spec, model, dataset, device, resume)
     loss_fn = loss_function(spec.loss, len(info.classes))
     step = steps.make(model, optimizer, loss_fn, device, compile=spec.train.compile,
                       cuda_graphs=spec.train.cuda_graphs, batch_size=spec.data.batch_size)
@@ -283,13 +269,7 @@ def fit(spec: Experiment, dataset: data.Dataset, device: torch.device, logger: L
         if reason:
             save()
             raise Stopped(reason, state.step)
-        started = time.perf_counter()
-        test_loss, accuracy, predicted = evaluate(model, loss_fn, dataset.test, spec.data.test_batch_size)
-        state.eval_seconds += time.perf_counter() - started
-        state.history.append({"epoch": state.epoch, "train_loss": state.loss_sum / max(state.loss_count, 1),
-                              "test_loss": test_loss, "test_accuracy": accuracy})
-        logger.evaluation(state.epoch, state.step, test_loss, accuracy)
-        logger.predictions(state.epoch, predicted[:shown].tolist(), truth)
+        _evaluate_epoch(model, loss_fn, dataset.test, spec.data.test_batch_size, state, logger, truth)
         state.epoch, state.batch, state.loss_sum, state.loss_count = state.epoch + 1, 0, 0.0, 0
         state.epoch_rng = generator.get_state()  # where the next epoch's batch order starts
         save()
@@ -297,8 +277,48 @@ def fit(spec: Experiment, dataset: data.Dataset, device: torch.device, logger: L
                                                           "train_seconds": state.train_seconds}):
             break
 
+    return model, _results(state, len(dataset.train), spec.train.epochs)
+
+
+def _evaluate_epoch(model: nn.Module, loss_fn: LossFn, test: data.Split, batch_size: int, state: State,
+                    logger: Logger, truth: list[int]) -> None:
+    """The epoch's evaluation: timed, in the history, and to the logger with the fixed batch's predictions."""
+    started = time.perf_counter()
+    test_loss, accuracy, predicted = evaluate(model, loss_fn, test, batch_size)
+    state.eval_seconds += time.perf_counter() - started
+    state.history.append({"epoch": state.epoch, "train_loss": state.loss_sum / max(state.loss_count, 1),
+                          "test_loss": test_loss, "test_accuracy": accuracy})
+    logger.evaluation(state.epoch, state.step, test_loss, accuracy)
+    logger.predictions(state.epoch, predicted[:len(truth)].tolist(), truth)
+
+
+def _prepare(spec: Experiment, model: nn.Module, dataset: data.Dataset, device: torch.device,
+             resume: dict[str, Any] | None) -> tuple[nn.Module, data.Dataset, torch.optim.Optimizer, Any, State]:
+    """The model on the device (channels-last if asked, the data too), its optimizer and schedule, and
+    the position: fresh, or all of it as the checkpoint `resume` left it."""
+    memory_format = torch.channels_last if spec.train.channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format)
+    if spec.train.channels_last:
+        dataset = data.Dataset(*(data.Split(s.x.contiguous(memory_format=memory_format), s.y)
+                                 for s in (dataset.train, dataset.test)), dataset.info)
+    optimizer = make_optimizer(spec.optim, model.parameters(), capturable=spec.train.cuda_graphs)
+    steps_per_epoch = -(-len(dataset.train) // spec.data.batch_size)
+    schedule = make_schedule(spec.optim, optimizer, steps_per_epoch, spec.train.epochs)
+    state = State()
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        if schedule is not None:
+            schedule.load_state_dict(resume["schedule"])
+        torch.set_rng_state(resume["torch_rng"])
+        state = State(**resume["state"])
+    return model, dataset, optimizer, schedule, state
+
+
+def _results(state: State, train_size: int, epochs: int) -> dict[str, Any]:
+    """What a run that trained to its end (or was stopped early) reports."""
     last = state.history[-1]
-    return model, {
+    return {
         "test_accuracy": last["test_accuracy"],
         "test_loss": last["test_loss"],
         "best_test_accuracy": max(h["test_accuracy"] for h in state.history),
@@ -307,7 +327,7 @@ def fit(spec: Experiment, dataset: data.Dataset, device: torch.device, logger: L
         "steps": state.step,
         "train_seconds": state.train_seconds,
         "eval_seconds": state.eval_seconds,
-        "samples_per_second": len(state.history) * len(dataset.train) / state.train_seconds,
+        "samples_per_second": len(state.history) * train_size / state.train_seconds,
         "history": state.history,
-        **({"stopped_early": len(state.history)} if len(state.history) < spec.train.epochs else {}),
+        **({"stopped_early": len(state.history)} if len(state.history) < epochs else {}),
     }

@@ -25,9 +25,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from dashboards.server import Server, running
+from dashboards.visdom.server import Server, running
 from helpers import ROOT, make_tiny_mnist, run_cli
-from runner.on_ray import stop_processes_under
+from runner.executors.ray.cluster import stop_processes_under
 
 RAY = str(Path(sys.executable).with_name("ray"))
 STEPS = 600  # per epoch: 6,000 tiny training images at batch 10
@@ -176,7 +176,7 @@ def test_a_sweep_runs_on_both_nodes_and_every_point_reaches_the_dashboard(
     assert code == 0, stderr
     rows = results(out)
     assert sorted(r["variant"] for r in rows) == sorted(f"activation={a}" for a in ACTIVATIONS)
-    assert all(r["status"] == "ok" for r in rows)
+    assert all(r["status"] == "finished" for r in rows)
     nodes = set()
     summaries = {}
     for row in rows:
@@ -306,7 +306,7 @@ def test_a_stopped_ray_search_resumes_and_draws_the_rest(cluster: dict[str, str]
     assert code == 0, stderr
     after = {v["name"]: v for v in json.loads((out / "sweep.json").read_text())["variants"]}
     assert sorted(after) == ["tiny-001", "tiny-002", "tiny-003", "tiny-004"]  # each draw once, names unique
-    assert {v["status"] for v in after.values()} == {"ok"}
+    assert {v["status"] for v in after.values()} == {"finished"}
     for name, v in before.items():
         assert after[name]["point"] == v["point"]  # the stopped draws went on, not new ones
     for name in after:
@@ -359,7 +359,7 @@ def test_a_variant_whose_data_cannot_be_read_is_a_row_and_the_rest_go_on(
     assert code == 1, stderr  # some variants failed, as with the local executor
     rows = {r["variant"]: r for r in results(out)}
     good, bad = rows[f"root={data_root}"], rows[f"root={broken}"]
-    assert good["status"] == "ok"
+    assert good["status"] == "finished"
     assert_whole(out / good["name"], epochs=1)
     assert bad["status"] == "failed"
     assert bad["error"].startswith(f"{broken / 'MNIST' / 'raw' / 't10k-labels-idx1-ubyte'} is not an IDX labels file")

@@ -81,7 +81,7 @@ def test_count_mismatch_between_images_and_labels(tiny_mnist: Path) -> None:
 
 def test_real_mnist_matches_its_published_facts(real_mnist: Path) -> None:
     raw = real_mnist.joinpath(*RAW)
-    for name, digest in data.MNIST_FILES.items():
+    for name, digest in data.MNIST.files.items():
         assert hashlib.sha256((raw / name).read_bytes()).hexdigest() == digest
     dataset = data.load(DataSpec(root=str(real_mnist)), torch.device("cpu"))
     assert (len(dataset.train), len(dataset.test)) == (60000, 10000)

@@ -140,14 +140,15 @@ def test_fashion_mnist_is_unpacked_from_debians_package_and_checked(tmp_path: Pa
     a damaged one is replaced."""
     from runner import fetch
 
-    deb = fetch.CACHE / "deb" / f"{fetch.FASHION_PACKAGE[0]}_{fetch.FASHION_PACKAGE[1]}_all.deb"
+    source = data.FASHION_MNIST.source
+    deb = fetch.CACHE / "deb" / f"{source.package}_{source.version}_all.deb"
     if not deb.exists():
         pytest.skip("Debian's dataset-fashion-mnist not fetched; `make data` fetches it")
-    paths = fetch.fetch_fashion_mnist(tmp_path)
+    paths = fetch.fetch(data.FASHION_MNIST, tmp_path)
     assert [p.name for p in paths] == list(data.FASHION_MNIST.files)
     assert all(fetch.sha256(p) == data.FASHION_MNIST.files[p.name] for p in paths)
     paths[0].write_bytes(b"damaged")
-    fetch.fetch_fashion_mnist(tmp_path)
+    fetch.fetch(data.FASHION_MNIST, tmp_path)
     assert fetch.sha256(paths[0]) == data.FASHION_MNIST.files[paths[0].name]
 
 

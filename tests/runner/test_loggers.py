@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import pytest
 from rich.console import Console
 
-from runner.console import ConsoleLogger
+from runner.loggers.console import ConsoleLogger
 from runner.loggers import BaseLogger, FanOut, JsonlLogger, Logger, NullLogger, replay
 
 INFO = {"name": "contract", "spec": {"description": "d", "data": {"batch_size": 10}, "train": {"epochs": 2}},

@@ -41,7 +41,7 @@ def test_a_local_search_draws_its_samples_and_asha_stops_some_early(tmp_path: Pa
     table = rows(out)
     assert len(table) == 8
     statuses = [r["status"] for r in table]
-    assert "stopped early" in statuses and "ok" in statuses
+    assert "stopped early" in statuses and "finished" in statuses
     plan = json.loads((out / "sweep.json").read_text())
     assert plan["search"]["spec"]["search"]["samples"] == 8
     names = [v["name"] for v in plan["variants"]]
@@ -74,11 +74,13 @@ def test_a_tpe_search_by_test_loss_runs(tmp_path: Path, tiny_mnist: Path) -> Non
     out = tmp_path / "tpe"
     result = run_cli(str(spec), "--logger", "null", "--out", str(out), "--no-report")
     assert result.returncode == 0, result.stderr
-    assert len(rows(out)) == 4 and all(r["status"] == "ok" for r in rows(out))
+    assert len(rows(out)) == 4 and all(r["status"] == "finished" for r in rows(out))
 
 
 def test_a_resumed_search_learns_from_the_draws_already_trained() -> None:
-    from runner import search, sweep
+    from runner import status
+    from runner.sweeps import search
+    from runner.sweeps.results import Result
 
     experiment = specs.parse({"name": "x", "search": {"space": SPACE, "searcher": "tpe"}}, "x.json")
     done = [({"optim.lr": 0.01 * (i + 1), "model.hidden": [16]}, 0.5 + i / 100) for i in range(3)]
@@ -89,12 +91,12 @@ def test_a_resumed_search_learns_from_the_draws_already_trained() -> None:
     assert [t.params["model.hidden"] for t in known] == [0, 0, 0]  # choices as their index
     point = drawer.ask("x-004")
     assert set(point) == set(SPACE) and point["model.hidden"] in ([16], [48, 24])
-    drawer.tell("x-004", sweep.Result("x-004", "", 0, sweep.OK, test_accuracy=0.9))
+    drawer.tell("x-004", Result("x-004", "", 0, status.FINISHED, test_accuracy=0.9))
     assert drawer.study.trials[-1].value == 0.9
 
 
 def test_the_most_resources_a_search_can_draw_is_what_the_cluster_must_hold() -> None:
-    from runner import search
+    from runner.sweeps import search
 
     space = {**SPACE, "train.gpus": {"choice": [0, 0.5, 0.25]}, "train.cpus": {"uniform": [1, 3.5]}}
     experiment = specs.parse({"name": "x", "train": {"cpus": 2}, "search": {"space": space}}, "x.json")
@@ -124,13 +126,13 @@ def test_a_stopped_local_search_resumes_and_draws_the_rest(tmp_path: Path) -> No
     assert process.returncode == 130, stderr
     assert "variant(s) not run yet" in stderr and f"--resume {out}" in stderr
     before = {v["name"]: v for v in json.loads((out / "sweep.json").read_text())["variants"]}
-    assert before["tiny-001"]["status"] == "ok" and before["tiny-002"]["status"] == "stopped"
+    assert before["tiny-001"]["status"] == "finished" and before["tiny-002"]["status"] == "stopped"
 
     result = run_cli("--resume", str(out), "--logger", "null", "--no-report")
     assert result.returncode == 0, result.stderr
     after = json.loads((out / "sweep.json").read_text())["variants"]
     assert [v["name"] for v in after] == ["tiny-001", "tiny-002", "tiny-003", "tiny-004"]
-    assert all(v["status"] == "ok" for v in after)
+    assert all(v["status"] == "finished" for v in after)
     assert after[1]["point"] == before["tiny-002"]["point"]  # the stopped draw went on, not a new one
     steps = [e["step"] for e in journal(out / "tiny-002") if e["event"] == "train_loss"]
     assert steps == list(range(1, 3 * 300 + 1))

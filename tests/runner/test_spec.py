@@ -98,7 +98,7 @@ BAD_INPUTS = {
     "huge seed": ('{"name": "x"}', ["--set", "seed=99999999999999999999999"], ["seed", "less than"]),
     "compile with cuda graphs": ('{"name": "x", "train": {"compile": true, "cuda_graphs": true}}', [],
                                  ["train", "alternatives"]),
-    "unknown logger": ('{"name": "x"}', ["--logger", "tensorboard"], ["--logger", "visdom"]),
+    "unknown logger": ('{"name": "x"}', ["--logger", "wandb"], ["--logger", "visdom"]),
 }
 
 

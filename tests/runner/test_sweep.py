@@ -17,7 +17,9 @@ import pytest
 
 from helpers import ROOT, run_cli, tiny_spec
 from runner import spec as specs
-from runner import sweep
+from runner.executors.local import Local
+from runner.sweeps import record
+from runner.sweeps.plan import plan as make_plan
 from runner.__main__ import main
 
 GRID = {"model.activation": ["relu", "selu"], "optim.lr": [0.1, 0.05]}
@@ -32,8 +34,8 @@ def test_a_sweep_is_the_product_of_its_values_named_after_what_varies() -> None:
     experiment = specs.parse({"name": "act", "model": {"hidden": [16, 8]},
                               "sweep": {"model.activation": ["relu", "selu"], "model.hidden": [[16, 8]],
                                         "optim.lr": [0.1, 1e-3], "seed": [0, 1]}}, "act.json")
-    plan = sweep.plan([(experiment, "act.json")])
-    assert len(plan.variants) == 8 and (plan.name, plan.env) == ("act", "act")
+    plan = make_plan([(experiment, "act.json")])
+    assert len(plan.variants) == 8 and plan.name == "act"
     first = plan.variants[0]
     # model.hidden has one value: it varies nothing, so it names nothing
     assert first.name == "act-activation_relu-lr_0.1-seed_0"
@@ -49,11 +51,11 @@ def test_a_sweep_is_the_product_of_its_values_named_after_what_varies() -> None:
 
 def test_several_specs_are_one_comparison_labelled_by_what_differs() -> None:
     paths = [ROOT / "experiments" / f"{name}.json" for name in ("relu", "adam", "momentum")]
-    plan = sweep.plan([(specs.load(p), str(p)) for p in paths])
+    plan = make_plan([(specs.load(p), str(p)) for p in paths])
     assert plan.name == "relu-vs-adam-vs-momentum"
     # Only what departs from the usual value is named; the one that departs from nothing keeps its name.
     assert [v.label for v in plan.variants] == ["relu", "optim=adam, lr=0.001", "momentum=0.9"]
-    shipped = sweep.plan([(specs.load(ROOT / "experiments" / "activations.json"), "activations.json")])
+    shipped = make_plan([(specs.load(ROOT / "experiments" / "activations.json"), "activations.json")])
     assert [v.label for v in shipped.variants] == [f"activation={a}" for a in
                                                    ("relu", "leaky_relu", "selu", "softplus")]
     assert shipped.variants[2].name == "activations-activation_selu"
@@ -88,7 +90,7 @@ def test_dry_run_lists_variants_and_trains_nothing_without_importing_torch(tmp_p
                              "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert not re.search(r"\|\s+torch\b", result.stderr), "--dry-run imported torch"
     lines = result.stdout.splitlines()
-    assert lines[0] == "act: 4 variants, comparison env act"
+    assert lines[0] == "act: 4 variants"
     assert [line.split()[0] for line in lines[1:] if not line.startswith("    ")] == [
         "act-activation_relu-lr_0.1", "act-activation_relu-lr_0.05", "act-activation_swish-lr_0.1",
         "act-activation_swish-lr_0.05"]
@@ -106,7 +108,7 @@ def test_a_failing_variant_fails_alone(tmp_path: Path, tiny_mnist: Path, capsys:
     assert len(rows) == 8
     # labels follow the order of the schema: data before model before optim
     ok = rows[f"root={tiny_mnist}, activation=relu, lr=0.1"]
-    assert ok["status"] == "ok" and float(ok["test_accuracy"]) > 0.5
+    assert ok["status"] == "finished" and float(ok["test_accuracy"]) > 0.5
     diverged = rows[f"root={tiny_mnist}, activation=relu, lr=1000000.0"]
     assert diverged["status"] == "failed" and "became nan" in diverged["error"]
     assert (out / diverged["name"] / "metrics.jsonl").exists()  # its journal up to the bad step is kept
@@ -136,7 +138,7 @@ def test_the_table_holds_each_runs_summary(tmp_path: Path, tiny_mnist: Path,
                                                                 reverse=True)
     for row in rows:
         summary = json.loads((out / row["name"] / "summary.json").read_text())
-        assert row["status"] == "ok" and Path(row["run_dir"]) == out / row["name"]
+        assert row["status"] == "finished" and Path(row["run_dir"]) == out / row["name"]
         for key in ("test_accuracy", "best_test_accuracy", "test_loss", "train_seconds"):
             assert float(row[key]) == summary[key]
         cells = [row["variant"], f"{summary['test_accuracy']:.2%}", f"{summary['best_test_accuracy']:.2%}",
@@ -179,7 +181,7 @@ def test_compare_keeps_two_sweeps_of_the_same_spec_apart(tmp_path: Path, tiny_mn
     spec = tiny_spec(tmp_path, tiny_mnist, train={"epochs": 1}, sweep={"model.activation": ["relu", "selu"]})
     for out, seed in (("a", 0), ("b", 1)):
         assert main([str(spec), "--logger", "null", "--set", f"seed={seed}", "--out", str(tmp_path / out)]) == 0
-    gathered = sweep.gather([tmp_path / "a", tmp_path / "b"])
+    gathered = record.gather([tmp_path / "a", tmp_path / "b"])
     assert len(gathered.plan.variants) == 4
     assert len(set(gathered.journals.values())) == 4  # each variant replays its own journal
     assert {str(r.run_dir) for r in gathered.results} == {str(tmp_path / d / n) for d in "ab"
@@ -229,16 +231,16 @@ def test_the_live_table_marks_the_variant_that_is_training(tmp_path: Path, tiny_
             return NullLogger()
 
         def results(self, header: list[str], rows: list[list[str]]) -> None:
-            tables.append([dict(zip(header, row)).get("status", "ok") for row in rows])
+            tables.append([dict(zip(header, row)).get("status", "finished") for row in rows])
 
         def close(self) -> None:
             pass
 
     spec = tiny_spec(tmp_path, tiny_mnist, train={"epochs": 1}, sweep={"optim.lr": [0.1, 0.05]})
-    plan = sweep.plan([(specs.load(spec), str(spec))])
-    results, stopped = sweep.run(plan, sweep.sweep_dir("tiny", tmp_path / "sweep"), lambda e, d: [NullLogger()], Board(),
-                                 say=lambda line: None)
-    assert stopped is None and [r.status for r in results] == ["ok", "ok"]
+    plan = make_plan([(specs.load(spec), str(spec))])
+    results, stopped = Local().run(plan, record.sweep_dir("tiny", tmp_path / "sweep"), lambda v, d: [NullLogger()],
+                                   Board(), lambda: None, say=lambda line: None)
+    assert stopped is None and [r.status for r in results] == ["finished", "finished"]
     assert tables[0] == ["not run", "not run"]
-    assert sorted(tables[1]) == ["not run", "running"] and sorted(tables[3]) == ["ok", "running"]
-    assert tables[-1] == ["ok", "ok"]
+    assert sorted(tables[1]) == ["not run", "running"] and sorted(tables[3]) == ["finished", "running"]
+    assert tables[-1] == ["finished", "finished"]

@@ -1,12 +1,12 @@
 """Searches: variants drawn from a spec's `search.space` instead of listed in a `sweep`.
 
-A drawn point is a dict of dotted keys to values; `variant` turns it into a named, labelled sweep
+A drawn point is a dict of dotted keys to values; `variant` turns it into a named, labelled
 Variant (`search_lr-007`, label `lr=0.0123, hidden=[800]`), so a search's trials are ordinary runs
 in the sweep directory, its table and its dashboards. Two engines draw the points:
 
 - `LocalSearch` (the local executor, one variant after another): Optuna's RandomSampler or
   TPESampler, and its SuccessiveHalvingPruner for `scheduler: asha`;
-- runner.on_ray: Tune's own random search or OptunaSearch, and Tune's ASHAScheduler.
+- runner.executors.ray: Tune's own random search or OptunaSearch, and Tune's ASHAScheduler.
 
 `choice` values are drawn as their index in the list, so any JSON value (a list of widths) can be a
 choice for both engines; `value` maps a drawn point back.
@@ -21,7 +21,9 @@ import math
 from typing import Any, Sequence
 
 from runner import spec as specs
-from runner import sweep
+from runner import status
+from runner.sweeps.variants import Variant, assign, make, safe_name, short_keys
+from runner.sweeps.variants import show as show_value
 
 Point = dict[str, Any]
 
@@ -48,29 +50,19 @@ def show(value: Any) -> str:
     """A value for a label: reals to three significant digits."""
     if isinstance(value, float):
         return f"{value:.3g}"
-    return sweep.show(value)
+    return show_value(value)
 
 
-def variant(experiment: specs.Experiment, source: str, point: Point, number: int) -> sweep.Variant:
+def variant(experiment: specs.Experiment, source: str, point: Point, number: int) -> Variant:
     """The `number`th variant of a search: `experiment` with `point`'s values, checked like a sweep's."""
-    base = experiment.model_dump(mode="json")
-    base.pop("search")
-    data = json.loads(json.dumps(base))
+    data = experiment.model_dump(mode="json")
+    data.pop("search")
     for key, value in point.items():
-        sweep._assign(data, key, value)
-    data["name"] = sweep.safe_name(f"{experiment.name}-{number:03d}")
-    if experiment.visdom.env:
-        data["visdom"]["env"] = sweep.safe_name(f"{experiment.visdom.env}-{number:03d}")
-    shorts = sweep._short_keys(point)
+        assign(data, key, value)
+    data["name"] = safe_name(f"{experiment.name}-{number:03d}")
+    shorts = short_keys(point)
     label = ", ".join(f"{shorts[k]}={show(v)}" for k, v in point.items())
-    where = f"{source}, search variant {number} ({label})"
-    try:
-        parsed = specs.parse(data, where)
-    except specs.SpecError as exc:
-        return sweep.Variant(data["name"], source, sweep.flatten(data), error=str(exc), base=experiment.name,
-                             label=label, point=point)
-    return sweep.Variant(parsed.name, source, sweep.flatten(parsed.model_dump(mode="json")), parsed,
-                         base=experiment.name, label=label, point=point)
+    return make(experiment, source, data, f"{source}, search variant {number} ({label})", label=label, point=point)
 
 
 def check(experiment: specs.Experiment, source: str) -> None:
@@ -98,20 +90,20 @@ def most_resources(experiment: specs.Experiment) -> specs.Experiment:
                                          "train": experiment.train.model_copy(update=most)})
 
 
-def next_number(variants: Sequence[sweep.Variant]) -> int:
+def next_number(variants: Sequence[Variant]) -> int:
     """The number of a search's next draw."""
     return sum(v.point is not None for v in variants) + 1
 
 
-def done(variants: Sequence[sweep.Variant], results: Sequence[sweep.Result], experiment: specs.Experiment
+def done(variants: Sequence[Variant], results: Sequence[Any], experiment: specs.Experiment
          ) -> list[tuple[Point, float | None]]:
     """The draws that trained to their end, with their metric: what a resumed search learns from."""
     metric = experiment.search.metric  # type: ignore[union-attr]
     return [(v.point, metric_of(r, metric)) for v, r in zip(variants, results)
-            if v.point is not None and r.status == sweep.OK]
+            if v.point is not None and r.status == status.FINISHED]
 
 
-def metric_of(result: sweep.Result, metric: str) -> float | None:
+def metric_of(result: Any, metric: str) -> float | None:
     value = getattr(result, metric, None)
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
@@ -170,16 +162,16 @@ class LocalSearch:
         trial.report(value, epoch)
         return not trial.should_prune()
 
-    def tell(self, name: str, result: sweep.Result) -> None:
+    def tell(self, name: str, result: Any) -> None:
         import optuna
 
         trial = self._trials.pop(name, None)
         if trial is None:
             return
         value = metric_of(result, self.search.metric)
-        if result.status == sweep.STOPPED_EARLY:
+        if result.status == status.STOPPED_EARLY:
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        elif result.status == sweep.OK and value is not None:
+        elif result.status == status.FINISHED and value is not None:
             self.study.tell(trial, value)
         else:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)

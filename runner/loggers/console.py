@@ -12,10 +12,16 @@ import time
 from typing import Sequence
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-from runner.loggers import BaseLogger, Info
+from runner.loggers.base import BaseLogger, Info
 
 
 class ConsoleLogger(BaseLogger):

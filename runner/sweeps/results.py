@@ -1,0 +1,141 @@
+"""The results table of a comparison: one row per variant, best first, as the console, results.md,
+results.csv and the dashboards show it. Statuses are runner.status's words.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from runner import status
+from runner.files import atomic, write_text
+from runner.sweeps.variants import Variant, seeds_vary, show
+
+RESULTS_CSV, RESULTS_MD = "results.csv", "results.md"
+NUMBERS = ("test_accuracy", "best_test_accuracy", "test_loss", "train_seconds")
+
+
+@dataclass(frozen=True)
+class Result:
+    """One row of the results table."""
+
+    name: str
+    label: str
+    seed: Any
+    status: str
+    test_accuracy: float | None = None
+    best_test_accuracy: float | None = None
+    test_loss: float | None = None
+    train_seconds: float | None = None
+    error: str = ""
+    run_dir: str = ""
+
+    @classmethod
+    def of(cls, variant: Variant, state: str, summary: dict[str, Any] | None = None, error: str = "",
+           run_dir: Path | None = None) -> "Result":
+        """A row for `variant`; a finished one takes its numbers (and a search's early stop) from `summary`."""
+        numbers = {k: summary[k] for k in NUMBERS} if summary else {}
+        if state == status.FINISHED and summary and summary.get("status") == status.STOPPED_EARLY:
+            state = status.STOPPED_EARLY
+        return cls(variant.name, variant.label, variant.seed, state, **numbers, error=error,
+                   run_dir=str(run_dir) if run_dir else "")
+
+    @property
+    def failed(self) -> bool:
+        return self.status not in status.TRAINED
+
+
+def first_results(variants: Sequence[Variant]) -> list[Result]:
+    """The table as a sweep starts: not run, or failed for a variant whose values are invalid."""
+    return [Result.of(v, status.NOT_RUN) if v.experiment else Result.of(v, status.FAILED, error=v.error or "")
+            for v in variants]
+
+
+def to_run(variants: Sequence[Variant], results: Sequence[Result]) -> list[int]:
+    """Which variants a sweep (or a resumed one) still trains."""
+    return [i for i, (v, r) in enumerate(zip(variants, results))
+            if v.experiment is not None and r.status in status.TO_RUN]
+
+
+def ranked(results: Iterable[Result]) -> list[Result]:
+    """Finished runs by final test accuracy, best first; the others after them, in plan order."""
+    results = list(results)
+    done = sorted((r for r in results if r.test_accuracy is not None), key=lambda r: -r.test_accuracy)  # type: ignore[operator]
+    return done + [r for r in results if r.test_accuracy is None]
+
+
+def brief(error: str) -> str:
+    """The gist of an error message for a table cell: its first sentence, without the file it names."""
+    error = re.sub(r"^.*?: invalid experiment: ", "invalid ", error)
+    return re.split(r"(?<=[^.\s]{2})\. ", error, maxsplit=1)[0].rstrip(".")
+
+
+def rows(results: Sequence[Result], detail: bool = True) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted cells of the table the console, results.md and the dashboard show; with
+    `detail` the status of a failure carries the gist of its error."""
+    seeds = seeds_vary(results)
+    problems = any(r.status != status.FINISHED for r in results)
+    header = ["variant", *(["seed"] if seeds else []), "final acc", "best acc", "final loss", "train s",
+              *(["status"] if problems else [])]
+
+    def number(value: float | None, spec: str) -> str:
+        return "" if value is None or not math.isfinite(value) else format(value, spec)
+
+    table = []
+    for r in ranked(results):
+        state = r.status + (f": {brief(r.error)}" if detail and r.error and r.status != status.FINISHED else "")
+        table.append([r.label, *([show(r.seed)] if seeds else []), number(r.test_accuracy, ".2%"),
+                      number(r.best_test_accuracy, ".2%"), number(r.test_loss, ".4f"),
+                      number(r.train_seconds, ".1f"), *([state] if problems else [])])
+    return header, table
+
+
+def errors(results: Sequence[Result]) -> list[str]:
+    """The whole message of each failure, after the table."""
+    return [f"{r.label}{f' (seed {show(r.seed)})' if seeds_vary(results) else ''}: {r.error}"
+            for r in ranked(results) if r.error and r.status != status.FINISHED]
+
+
+def table(results: Sequence[Result], title: str) -> Any:
+    """The results as a rich Table, for the console; `errors` gives the messages to print under it."""
+    from rich.table import Table
+
+    header, cells = rows(results, detail=False)
+    t = Table(title=title, show_header=True)
+    for column in header:
+        t.add_column(column, justify="left" if column in ("variant", "status") else "right",
+                     no_wrap=column != "variant")
+    for row in cells:
+        t.add_row(*row)
+    return t
+
+
+def markdown(results: Sequence[Result], title: str) -> str:
+    header, cells = rows(results)
+
+    def line(row: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in row) + " |"
+
+    right = {"variant": ":--", "status": ":--"}
+    text = [f"# {title}", "", line(header), "| " + " | ".join(right.get(c, "--:") for c in header) + " |",
+            *(line(row) for row in cells)]
+    if errors(results):
+        text += ["", "## Errors", "", *(f"- {e}" for e in errors(results))]
+    return "\n".join(text) + "\n"
+
+
+def write(out: Path, name: str, results: Sequence[Result]) -> None:
+    """results.csv (every number in full) and results.md (the table as shown) in `out`."""
+    fields = ["variant", "seed", "status", *NUMBERS, "name", "run_dir", "error"]
+    with atomic(out / RESULTS_CSV, newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(fields)
+        for r in ranked(results):
+            writer.writerow([r.label, "" if r.seed is None else r.seed, r.status,
+                             *("" if getattr(r, k) is None else repr(getattr(r, k)) for k in NUMBERS),
+                             r.name, r.run_dir, r.error])
+    write_text(out / RESULTS_MD, markdown(results, f"{name} results"))
