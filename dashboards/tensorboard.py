@@ -1,0 +1,179 @@
+"""TensorBoardLogger: a run's events as TensorBoard event files, so `tensorboard --logdir runs/` shows
+every run. It owns one directory (`make` puts it at RUN_DIR/tensorboard) and nothing else.
+
+What is written, by tag:
+    train/loss       scalar at every train step (not a subsample)
+    train/<name>     scalar per other metric the loop reports, e.g. train/lr, at the chunk's last step
+    test/loss        scalar per epoch, at the epoch's last step
+    test/accuracy    scalar per epoch, at the epoch's last step
+    spec             text: the resolved spec as JSON, at step 0
+    samples          images: the fixed test batch, once
+    predictions      text: predicted vs true class per sample, per epoch, at the epoch's last step
+    summary          text: how the run ended (its summary without the per-epoch history), at the last step
+
+torch's SummaryWriter queues each event and writes it on its own thread, so a call here costs the
+building of one small protobuf; a writer that fails (disk full, directory gone) is reported once and
+dropped, and training goes on: the journal still holds every event, and `python -m runner replay
+RUN_DIR --logger tensorboard` rebuilds the directory from it. NaN and inf are written as they are;
+TensorBoard stores them and leaves them out of the chart.
+
+Whoever makes this logger feeds it a run's whole history (a resumed run's loggers first get the
+journal replayed up to the checkpoint; `replay` feeds all of it), so event files already in the
+directory would only hold the same points again, or points past a checkpoint that no longer count:
+they are deleted when the logger is made.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, TextIO
+
+import numpy as np
+
+from runner.errors import UserError
+from runner.loggers import BaseLogger, Info, Pixels
+from runner.loggers.registry import Place
+
+if TYPE_CHECKING:
+    from runner.spec import Experiment
+
+SUBDIR = "tensorboard"  # inside a run directory
+EVENT_FILES = "events.out.tfevents.*"
+FLUSH_SECONDS = 5  # how stale the live view may get; the writer's thread flushes, not training
+MAX_QUEUE = 1000  # events waiting for the writer's thread before a call would wait on the disk
+INSTALL_HINT = ("`--logger tensorboard` needs the tensorboard package: `make install-extras` or "
+                "`.venv/bin/pip install tensorboard`")
+
+
+def check() -> None:
+    """Refuse `--logger tensorboard` up front when the tensorboard package is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        raise UserError(f"{INSTALL_HINT}.")
+
+
+def make(experiment: Experiment, place: Place) -> TensorBoardLogger:
+    """The logger the registry makes for `--logger tensorboard`: RUN_DIR/tensorboard.
+
+    A sweep's variant has its run directory inside the sweep's, so TensorBoard shows it as
+    `<sweep>/<variant>/tensorboard`. Without a run directory (no caller does that today) the events
+    go to runs/tensorboard/<experiment name>, replacing those of the last such run of that name.
+    """
+    run_dir = place.run_dir
+    if run_dir is None:
+        return TensorBoardLogger(Path("runs") / SUBDIR / re.sub(r"[^A-Za-z0-9._-]", "_", experiment.name))
+    return TensorBoardLogger(run_dir / SUBDIR)
+
+
+def _summary_writer() -> type:
+    """torch's SummaryWriter, imported only when this logger is made."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:  # torch raises this itself when tensorboard is missing
+        raise ImportError(INSTALL_HINT) from exc
+    return SummaryWriter
+
+
+class TensorBoardLogger(BaseLogger):
+    """One run's TensorBoard event files in `log_dir`; every event goes to the writer's queue."""
+
+    def __init__(self, log_dir: Path, out: TextIO | None = None) -> None:
+        writer_class = _summary_writer()
+        self.log_dir = Path(log_dir)
+        self._out = out
+        for old in self.log_dir.glob(EVENT_FILES):  # see the module docstring: the history comes again
+            old.unlink()
+        self._writer: Any = writer_class(log_dir=str(self.log_dir), max_queue=MAX_QUEUE, flush_secs=FLUSH_SECONDS)
+        self._classes: list[str] | None = None
+        self._step = 0  # the last global step seen: predictions and the summary are shown there
+        self.failure: str | None = None
+
+    def _write(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """One writer call; a failing writer is reported once and dropped, training goes on."""
+        if self._writer is None:
+            return
+        try:
+            getattr(self._writer, method)(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - logging must never kill training
+            self._give_up(exc)
+
+    def _give_up(self, exc: Exception) -> None:
+        self.failure = f"{type(exc).__name__}: {exc}"
+        print(f"warning: TensorBoard logging to {self.log_dir} stopped ({self.failure}); the run goes on, and "
+              f"its journal keeps every event: `python -m runner replay RUN_DIR --logger tensorboard` writes "
+              f"them again.", file=self._out or sys.stderr)
+        writer, self._writer = self._writer, None
+        try:
+            writer.close()
+        except Exception:  # noqa: BLE001 - it already failed; its error was reported
+            pass
+
+    def start(self, info: Info) -> None:
+        classes = (info.get("dataset") or {}).get("classes")
+        self._classes = [str(c) for c in classes] if isinstance(classes, list) else None
+        self._write("add_text", "spec", _code(info.get("spec", {})), global_step=0)
+
+    def images(self, pixels: Pixels) -> None:
+        batch = np.asarray(pixels, dtype=np.uint8)
+        if batch.ndim == 4 and len(batch):
+            self._write("add_images", "samples", batch, global_step=0, dataformats="NCHW")
+
+    def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
+        for step, loss in zip(steps, losses):
+            self._write("add_scalar", "train/loss", float(loss), global_step=step)
+        if steps:
+            self._step = steps[-1]
+
+    def metrics(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
+        for name, value in values.items():
+            self._write("add_scalar", f"train/{name}", float(value), global_step=step)
+        self._step = max(self._step, step)
+
+    def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
+        self._write("add_scalar", "test/loss", float(test_loss), global_step=step)
+        self._write("add_scalar", "test/accuracy", float(test_accuracy), global_step=step)
+        self._step = step
+
+    def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
+        text = _predictions_markdown(epoch, predicted, truth, self._classes)
+        self._write("add_text", "predictions", text, global_step=self._step)
+
+    def close(self, summary: Info | None) -> None:
+        """Write the summary, flush and close; only the first call does anything."""
+        if self._closed:
+            return
+        super().close(summary)
+        if summary is not None:
+            ending = {key: value for key, value in summary.items() if key != "history"}
+            self._write("add_text", "summary", _code(ending), global_step=self._step)
+        self._write("close")  # flushes the queue; SummaryWriter would reopen on a later write, we don't
+        self._writer = None
+
+    def where(self) -> dict[str, Any]:
+        """For summary.json: the directory `tensorboard --logdir` should be pointed at (or above)."""
+        return {"tensorboard_dir": str(self.log_dir)}
+
+
+def _code(data: Any) -> str:
+    """`data` as pretty JSON in a Markdown code block (JSON has no line that could end the block)."""
+    return "```json\n" + json.dumps(data, indent=2, default=str) + "\n```"
+
+
+def _predictions_markdown(epoch: int, predicted: Sequence[int], truth: Sequence[int],
+                          classes: list[str] | None) -> str:
+    """A Markdown table, one row per sample, the wrong ones marked; names escaped for a table cell."""
+
+    def name(label: int) -> str:
+        known = classes is not None and 0 <= label < len(classes)
+        return html.escape(classes[label] if known else str(label)).replace("|", "&#124;")  # type: ignore[index]
+
+    right = sum(p == t for p, t in zip(predicted, truth))
+    rows = [f"| {i} | {name(p)} | {name(t)} | {'' if p == t else '✗'} |"
+            for i, (p, t) in enumerate(zip(predicted, truth))]
+    return "\n".join([f"epoch {epoch}: {right} of {len(rows)} right", "",
+                      "| sample | predicted | true | |", "|---|---|---|---|", *rows])
