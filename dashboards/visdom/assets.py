@@ -23,12 +23,12 @@ import json
 import os
 import sys
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from runner.fetch import CACHE, FetchError, extract, npm_tarball
+from runner.files import write_text
 
 MANIFEST = Path(__file__).with_name("assets.json")
 
@@ -192,10 +192,7 @@ def _extract(tarball: Path, destinations: dict[Path, str]) -> None:
 
 
 def _write(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as tmp:
-        tmp.write(text)
-    _readable(Path(tmp.name))
-    os.replace(tmp.name, path)
+    write_text(path, text)
 
 
 def _readable(path: Path) -> None:

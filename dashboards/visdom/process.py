@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.files import write_text
+
 STOP_TIMEOUT = 10.0
 
 
@@ -181,9 +183,7 @@ def read_pid(path: Path) -> int | None:
 
 
 def write_pid(path: Path, pid: int) -> None:
-    tmp = path.with_suffix(".pid.tmp")
-    tmp.write_text(f"{pid}\n")
-    os.replace(tmp, path)
+    write_text(path, f"{pid}\n")
 
 
 def port_free(port: int) -> bool:

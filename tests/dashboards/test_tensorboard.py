@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import make_tiny_mnist, tiny_spec
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dashboards import tensorboard
-from helpers import make_tiny_mnist, tiny_spec
-from runner.loggers.registry import Place
 from runner import runs, session, spec
 from runner.loggers import replay
+from runner.loggers.registry import Place
 
 STEPS_PER_EPOCH = 12  # 600 tiny digits in batches of 50
 EPOCHS = 2
@@ -154,3 +154,29 @@ def test_non_finite_values_and_late_calls_do_not_break_it(tmp_path: Path) -> Non
     assert math.isnan(scalars["test/loss"][0][1])
     assert len(list(tmp_path.glob(tensorboard.EVENT_FILES))) == 1
     assert logger.failure is None
+
+
+def test_the_cli_takes_several_kinds_and_replays_into_tensorboard(tmp_path: Path) -> None:
+    """`--logger null,tensorboard`: event files and nothing on the console; `--logger console,tensorboard`
+    adds the console; `replay --logger tensorboard` writes the same scalars from the journal alone."""
+    from helpers import run_cli
+
+    spec_path = tiny_spec(tmp_path, make_tiny_mnist(tmp_path / "data"), train={"epochs": 1})
+    quiet = run_cli(str(spec_path), "--logger", "null,tensorboard", "--out", str(tmp_path / "quiet"), "--no-report")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "epoch" not in quiet.stdout  # no console
+    summary = json.loads((tmp_path / "quiet" / "summary.json").read_text())
+    assert summary["tensorboard_dir"] == str(tmp_path / "quiet" / "tensorboard")
+    steps = [e["step"] for e in journal(tmp_path / "quiet")["train_loss"]]
+    assert [s for s, _ in read_scalars(tmp_path / "quiet" / "tensorboard")["train/loss"]] == steps
+    shown = run_cli(str(spec_path), "--logger", "console,tensorboard", "--out", str(tmp_path / "shown"),
+                    "--no-report")
+    assert shown.returncode == 0 and "run directory" in shown.stdout
+    assert (tmp_path / "shown" / "tensorboard").is_dir()
+    (tmp_path / "quiet" / "tensorboard").rename(tmp_path / "first")
+    replayed = run_cli("replay", str(tmp_path / "quiet"), "--logger", "null,tensorboard")
+    assert replayed.returncode == 0, replayed.stderr
+    assert read_scalars(tmp_path / "quiet" / "tensorboard") == read_scalars(tmp_path / "first")
+    bad = run_cli(str(spec_path), "--logger", "console,wandb", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "--logger 'console,wandb': unknown 'wandb'" in bad.stderr
+    assert not (tmp_path / "bad").exists()

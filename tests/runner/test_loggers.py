@@ -10,8 +10,8 @@ from typing import Callable, Sequence
 import pytest
 from rich.console import Console
 
-from runner.loggers.console import ConsoleLogger
 from runner.loggers import BaseLogger, FanOut, JsonlLogger, Logger, NullLogger, replay
+from runner.loggers.console import ConsoleLogger
 
 INFO = {"name": "contract", "spec": {"description": "d", "data": {"batch_size": 10}, "train": {"epochs": 2}},
         "device": "cpu", "run_dir": "runs/contract", "steps_per_epoch": 4, "visdom_env": None}
@@ -107,3 +107,21 @@ def test_journals_of_grey_images_replay_as_one_channel(tmp_path: Path) -> None:
     logger = NullLogger()
     replay(journal, logger)
     assert [c["pixels"] for c in logger.named("images")] == [[[[[1, 2], [3, 4]]]] * 3] * 2
+
+
+def test_a_journal_records_its_format_and_one_from_a_newer_runner_is_refused(tmp_path: Path) -> None:
+    from runner.loggers import FORMAT, JournalError
+
+    path = tmp_path / "metrics.jsonl"
+    with JsonlLogger(path) as journal:
+        send_events(journal)
+    start = json.loads(path.read_text().splitlines()[0])
+    assert start["event"] == "start" and start["format"] == FORMAT
+    older = tmp_path / "older.jsonl"  # journals written before the format was recorded read as format 1
+    older.write_text("\n".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "format"})
+                               for line in path.read_text().splitlines()) + "\n")
+    assert replay(older, NullLogger()) == replay(path, NullLogger())
+    newer = tmp_path / "newer.jsonl"
+    newer.write_text(path.read_text().replace(f'"format": {FORMAT}', f'"format": {FORMAT + 1}', 1))
+    with pytest.raises(JournalError, match=f"format {FORMAT + 1}"):
+        replay(newer, NullLogger())
