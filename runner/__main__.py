@@ -53,7 +53,8 @@ def compare_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
                    help="run directories; a sweep directory stands for all its runs")
     p.add_argument("--logger", default="visdom", metavar="KIND[,KIND]",
-                   help="visdom: the comparison env and the table (default); console: the table only")
+                   help="visdom: the comparison env and the table (default); console (or any kind without a "
+                        "comparison view): the table only")
     p.add_argument("--env", help="Visdom env of the comparison (default: the sweep's, or 'compare')")
     p.add_argument("--out", type=Path, help="also write results.csv and results.md into this directory")
     return p

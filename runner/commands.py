@@ -107,8 +107,8 @@ def sweep(args: argparse.Namespace, kinds: Sequence[str], executor: Any,
         executor.check(plan)
         out = record.sweep_dir(plan.name, args.out)
         what = f"a search of {plan.to_draw} variants" if plan.search else f"{len(plan.variants)} variants"
-        print(f"{plan.name}: {what}{'' if args.executor == 'local' else f' on {args.executor}'}, run "
-              f"directories under {out}")
+        print(f"{plan.name}: {what}{'' if args.executor == 'local' else f' on {args.executor.capitalize()}'}, "
+              f"run directories under {out}")
     else:
         plan, out = resumed.plan, args.resume
         executor.check(plan)
@@ -181,7 +181,8 @@ def compare(a: argparse.Namespace) -> int:
     plan = gathered.plan
     if a.env is not None:
         plan = replace(plan, where={"env": a.env})
-    board = registry.make_board(kinds, plan, None)
+    sweep_dir = a.run_dirs[0] if len(a.run_dirs) == 1 and (a.run_dirs[0] / record.PLAN).is_file() else None
+    board = registry.make_board(kinds, plan, sweep_dir)  # a sweep's own comparison, named as the sweep named it
     if board is not None:
         with board:
             for variant in plan.variants:
@@ -212,29 +213,31 @@ def validate(paths: Sequence[Path]) -> int:
     failed = 0
     for path in paths:
         try:
-            print(f"ok: {path} ({_validate(path)})")
+            described, errors = _validate(path)
         except specs.SpecError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            failed += 1
+            described, errors = "", [str(exc)]
+        for error in errors:
+            print(f"error: {error}", file=sys.stderr)
+        failed += bool(errors)
+        if not errors:
+            print(f"ok: {path} ({described})")
     return UserError.exit_status if failed else 0
 
 
-def _validate(path: Path) -> str:
+def _validate(path: Path) -> tuple[str, list[str]]:
+    """What the spec is, and the reasons its variants are invalid (one each)."""
     experiment = specs.load(path)
     if experiment.search is not None:
         from runner.sweeps import search
 
         search.check(experiment, str(path))
-        return f"{experiment.name}, a search of {experiment.search.samples} variants"
+        return f"{experiment.name}, a search of {experiment.search.samples} variants", []
     if experiment.sweep is None:
-        return experiment.name
+        return experiment.name, []
     from runner.sweeps.variants import expand
 
     variants = expand(experiment, str(path))
-    errors = [v.error for v in variants if v.error]
-    if errors:
-        raise specs.SpecError("\n".join(errors))
-    return f"{experiment.name}, {len(variants)} variants"
+    return f"{experiment.name}, {len(variants)} variants", [v.error for v in variants if v.error]
 
 
 def replay(a: argparse.Namespace) -> int:

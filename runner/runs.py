@@ -46,7 +46,7 @@ def save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> None:
     """Write the checkpoint atomically (temp file + rename): a crash leaves the previous one whole."""
     import torch
 
-    with atomic(run_dir / CHECKPOINT, "wb") as f:
+    with atomic(run_dir / CHECKPOINT, "wb", permissions=0o600) as f:
         torch.save({**payload, "format": CHECKPOINT_FORMAT}, f)
 
 

@@ -44,16 +44,18 @@ def check() -> None:
 
 
 def env_for(experiment: Experiment, place: Place) -> str:
-    """The env a run writes: the one its summary recorded (replay), the spec's `visdom.env` (a
-    variant's with what sets it apart), else one named after its run directory."""
-    if place.replay and place.run_dir is not None:
-        recorded = _recorded_env(place.run_dir)
-        if recorded:
-            return recorded
+    """The env a run writes: the one it wrote before, if its directory already holds it (a resume, a
+    retried trial, a replay); else the spec's `visdom.env` (a variant's with what sets it apart), else
+    one named after its run directory."""
+    recorded = _recorded_env(place.run_dir) if place.run_dir is not None else None
+    if recorded:
+        return recorded
     own = experiment.visdom.env
     if own:
         suffix = experiment.name.removeprefix(f"{place.base}-") if place.base else experiment.name
-        return safe_env(f"{own}-{suffix}" if place.group and suffix != experiment.name else own)
+        if not place.group or suffix == experiment.name or own.endswith(f"-{suffix}"):
+            return safe_env(own)  # (a variant of a sweep recorded before variants' envs were named here)
+        return safe_env(f"{own}-{suffix}")
     if place.run_dir is None:
         return safe_env(experiment.name)
     names = [place.sweep_dir.name, place.run_dir.name] if place.sweep_dir is not None else [place.run_dir.name]
@@ -61,11 +63,19 @@ def env_for(experiment: Experiment, place: Place) -> str:
 
 
 def _recorded_env(run_dir: Path) -> str | None:
-    """The env a run wrote, as its summary recorded it (None: name it as a new run would)."""
+    """The env a run wrote, as its summary recorded it, or its journal's start event (a run that
+    stopped or was killed has no summary yet); None for a new run."""
+    from runner.runs import JOURNAL, SUMMARY
+
+    env = None
     try:
-        env = json.loads((run_dir / "summary.json").read_text()).get("visdom_env")
+        env = json.loads((run_dir / SUMMARY).read_text()).get("visdom_env")
     except (OSError, ValueError, AttributeError):
-        return None
+        try:
+            with open(run_dir / JOURNAL, encoding="utf-8") as f:
+                env = json.loads(f.readline(1 << 20)).get("info", {}).get("visdom_env")
+        except (OSError, ValueError, AttributeError):
+            return None
     return env if isinstance(env, str) and env else None
 
 

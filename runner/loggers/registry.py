@@ -7,9 +7,9 @@
 
 The console comes with every kind unless `null` is among them. A backend is one module named in
 BACKENDS, imported only when chosen, with `make(experiment, place) -> Logger` and, where it has
-them, `make_board(plan, out) -> board` (a live comparison of a sweep's runs), `check() -> None`
-(refuse its settings up front with a UserError) and `INSTALL` (what installs its packages, for the
-message when they are missing). A new backend is one module plus one line here.
+them, `make_board(plan, out) -> board` (a live comparison of a sweep's runs) and `check() -> None`
+(refuse its settings, or its packages missing, up front with a UserError naming what installs them).
+A new backend is one module plus one line here.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def make(kinds: Sequence[str], experiment: Any, place: Place) -> list[Logger]:
                 loggers.append(backend(kind).make(experiment, place))
             except ImportError as exc:  # a backend whose optional part is missing: say so, train anyway
                 print(f"warning: --logger {kind} is not available ({exc}); training without it.", file=sys.stderr)
-    return loggers
+    return loggers or [NullLogger()]
 
 
 def make_board(kinds: Sequence[str], plan: Any, out: Path | None) -> Any:

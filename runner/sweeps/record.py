@@ -120,14 +120,28 @@ def resume(out: Path) -> Resumed:
             if (where / runs.JOURNAL).exists():  # stopped before its first checkpoint: nothing to continue
                 shutil.rmtree(where)
             results.append(Result.of(variant, status.NOT_RUN))
-    first = next((v.experiment for v in variants if v.experiment is not None), None)
-    dashboard = (search[0] if search is not None else first).visdom if search or first else specs.VisdomSpec()
-    where_shown = {k: v for k, v in recorded.items() if k not in ("name", "search", "variants")}
-    plan = Plan(recorded["name"], tuple(variants), search, dashboard, where_shown)
+    plan = Plan(recorded["name"], tuple(variants), search, _dashboard(variants, search), _where(recorded))
     if all(r.status in status.SETTLED for r in results) and not plan.to_draw:
         raise runs.RunDirError(f"--resume {out}: every variant of this sweep has finished (see "
                                f"{out / table.RESULTS_MD}); start a new sweep instead.")
     return Resumed(plan, results, checkpoints)
+
+
+def _where(recorded: dict[str, Any]) -> dict[str, Any]:
+    """Where the comparison was shown, as sweep.json recorded it (no board: nothing)."""
+    return {"env": recorded["env"]} if isinstance(recorded.get("env"), str) else {}
+
+
+def _dashboard(variants: Sequence[Variant], search: tuple[specs.Experiment, str] | None) -> specs.VisdomSpec:
+    """The dashboard section a resumed comparison is shown with: its search's, or its first variant's
+    (whose own env names a comparison only when all its variants come from that one spec)."""
+    if search is not None:
+        return search[0].visdom
+    first = next((v.experiment for v in variants if v.experiment is not None), None)
+    if first is None:
+        return specs.VisdomSpec()
+    one_spec = len({v.source for v in variants}) == 1
+    return first.visdom if one_spec else first.visdom.model_copy(update={"env": None})
 
 
 @dataclass(frozen=True)
@@ -158,8 +172,7 @@ def _entries_of_sweep(path: Path) -> tuple[str, dict[str, Any], list[Entry]]:
             variant = Variant(item["name"], item["source"], item["flat"], error=item["error"] or None,
                               base=item.get("base", ""))
             entries.append((variant, None, {"status": status.read(item["status"]), "error": item["error"]}))
-    where = {k: v for k, v in recorded.items() if k not in ("name", "search", "variants")}
-    return recorded["name"], where, entries
+    return recorded["name"], _where(recorded), entries
 
 
 def _entries(paths: Sequence[Path]) -> tuple[list[str], dict[str, Any], list[Entry]]:

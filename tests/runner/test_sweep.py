@@ -244,3 +244,22 @@ def test_the_live_table_marks_the_variant_that_is_training(tmp_path: Path, tiny_
     assert tables[0] == ["not run", "not run"]
     assert sorted(tables[1]) == ["not run", "running"] and sorted(tables[3]) == ["finished", "running"]
     assert tables[-1] == ["finished", "finished"]
+
+
+def test_a_resumed_comparison_of_several_specs_is_not_shown_in_one_spec_s_own_env(tmp_path: Path) -> None:
+    """A spec's own visdom.env names its runs; the comparison of it with another spec is named for
+    the sweep, when the comparison is planned and when it is read back to resume."""
+    from runner import status
+
+    own = tmp_path / "a.json"
+    own.write_text(json.dumps({"name": "a", "visdom": {"env": "envA"}}))
+    other = tmp_path / "b.json"
+    other.write_text(json.dumps({"name": "b"}))
+    plan = make_plan([(specs.load(own), str(own)), (specs.load(other), str(other))])
+    assert plan.dashboard.env is None
+    out = record.sweep_dir(plan.name, tmp_path / "sweep")
+    record.write(out, plan, [record.Result.of(v, status.NOT_RUN) for v in plan.variants])
+    resumed = record.resume(out)
+    assert resumed.plan.dashboard.env is None and resumed.plan.where == {}
+    single = make_plan([(specs.load(own), str(own))])
+    assert single.dashboard.env == "envA"

@@ -99,7 +99,7 @@ def connected(address: str | None, last_words: list[Callable[[], None]] | None =
             where = f"join the Ray cluster at {address}" if address else "start Ray on this machine"
             first = (str(exc).strip().splitlines() or [""])[0]
             raise RayError(f"could not {where}: {type(exc).__name__}: {first}. Ray's own messages are above; every "
-                           "node must run the same Ray version (2.60.0, `make install`) and, with "
+                           "node must run the same Ray version (2.60.0, `make install-extras`) and, with "
                            "RAY_AUTH_MODE=token, have the cluster's token.") from None
         finally:
             chatter.restore(everything=not started)

@@ -155,9 +155,10 @@ class Tuning:
             from ray.tune.search.basic_variant import BasicVariantGenerator
 
             searcher = BasicVariantGenerator(random_state=searched.seed + len(self.driver.variants))
-        scheduler = self.hooks[3](self.relay, time_attr="epoch", grace_period=s.grace_period,
-                                  reduction_factor=s.reduction_factor, max_t=searched.train.epochs
-                                  ) if s.scheduler == "asha" else None
+        Decisions = self.hooks[3]
+        scheduler = Decisions(self.relay, time_attr="epoch", grace_period=s.grace_period,
+                              reduction_factor=s.reduction_factor, max_t=searched.train.epochs
+                              ) if s.scheduler == "asha" else None
         self.fit(_space(s.space), self.plan.to_draw, searcher, scheduler, {"": searched.model_dump(mode="json")},
                  s.space, s.metric, s.direction)
 
