@@ -99,7 +99,11 @@ def finished(run_dir: Path) -> bool:
 
 
 def check_new(out: Path) -> None:
-    """Refuse to start a new run in a directory that already holds one."""
+    """Refuse to start a new run in a directory that already holds one, or holds files that are not a
+    run's: a run writes spec.json, model.pt and more, and never over files that are not its own."""
     if (out / JOURNAL).exists():
         raise RunDirError(f"--out {out} already holds a run; choose another directory, or continue it with "
                           f"--resume {out}.")
+    if out.is_dir() and any(p.name != SPEC for p in out.iterdir()):  # (a spec alone: a run killed as it began)
+        raise RunDirError(f"--out {out} already holds files that are not a run of this runner; a run needs a new "
+                          "or empty directory (it writes spec.json, model.pt and more), so choose another.")

@@ -153,7 +153,7 @@ def finished_run(tmp_path: Path, tiny_mnist: Path) -> Path:
 
 @pytest.mark.parametrize("case", ["missing", "a file", "not a run", "finished", "no checkpoint", "other format",
                                   "damaged checkpoint", "checkpoint without its keys", "spec with resume",
-                                  "out holds a run", "out is a file"])
+                                  "out holds a run", "out is a file", "out holds your files"])
 def test_unusable_run_directories_are_refused_and_left_alone(case: str, tmp_path: Path, tiny_mnist: Path) -> None:
     run = finished_run(tmp_path, tiny_mnist)
     args = ["--resume", str(run)]
@@ -162,7 +162,7 @@ def test_unusable_run_directories_are_refused_and_left_alone(case: str, tmp_path
              "checkpoint without its keys": "lacks ['journal_bytes'", "out is a file": "cannot make the run directory",
              "no checkpoint": "before its first checkpoint", "other format": "has format 99",
              "damaged checkpoint": "cannot be read", "spec with resume": "give no SPEC",
-             "out holds a run": "already holds a run"}[case]
+             "out holds a run": "already holds a run", "out holds your files": "not a run of this runner"}[case]
     if case == "missing":
         args = ["--resume", str(tmp_path / "nope")]
     elif case == "a file":
@@ -186,6 +186,10 @@ def test_unusable_run_directories_are_refused_and_left_alone(case: str, tmp_path
     elif case == "spec with resume":
         args = ["experiments/relu.json", "--resume", str(run)]
     elif case == "out holds a run":
+        args = [str(tiny_spec(tmp_path, tiny_mnist)), "--out", str(run)]
+    elif case == "out holds your files":  # a folder of the person's own: never written into
+        (run / "metrics.jsonl").unlink()
+        (run / "checkpoint.pt").unlink()
         args = [str(tiny_spec(tmp_path, tiny_mnist)), "--out", str(run)]
     before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
     result = run_cli(*args, "--logger", "null")
