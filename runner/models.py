@@ -214,3 +214,6 @@ def check_logits(model: nn.Module, x: torch.Tensor, info: DatasetInfo, target: s
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ModelError(f"{target} maps images {tuple(x.shape)} to {got}; it must return logits {expected} "
                          f"(batch, classes: {len(info.classes)} for {info.name}).")
+    if not logits.is_floating_point():
+        raise ModelError(f"{target} returns logits of type {str(logits.dtype).removeprefix('torch.')}; logits must be "
+                         "floating point (float32, or float16/bfloat16) so that the loss has gradients.")

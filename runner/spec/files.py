@@ -13,6 +13,8 @@ from pydantic import ValidationError
 
 from runner.spec.models import MAX_DEPTH, MODEL_TAGS, Experiment, SpecError
 
+MAX_BYTES = 4_000_000  # of a spec file: real ones are a few hundred bytes
+
 
 def _describe(error: dict[str, Any], source: str) -> str:
     loc = list(error["loc"])
@@ -75,8 +77,15 @@ def read(path: Path) -> dict[str, Any]:
     """The JSON object in `path`, or SpecError saying what is wrong with the file."""
     if path.is_dir():
         raise SpecError(f"{path} is a directory; give an experiment file such as experiments/relu.json.")
+    if path.exists() and not path.is_file():  # a FIFO would block for ever, a device read for ever
+        raise SpecError(f"{path} is not a regular file; give an experiment file such as experiments/relu.json.")
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise SpecError(f"{path} is larger than {MAX_BYTES // 1_000_000} MB; an experiment is a few hundred "
+                            "bytes of JSON (see `python -m runner schema`).")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise SpecError(f"{path}: no such file; the experiments that ship are in experiments/*.json.") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -35,6 +35,17 @@ def wrong_logits(in_shape, classes):
 
 def crashes_on_images(in_shape, classes):
     return nn.Linear(3, classes)  # not flattened, wrong width
+
+class Rounded(nn.Module):
+    def __init__(self, in_shape, classes):
+        super().__init__()
+        self.linear = nn.Linear(in_shape[0] * in_shape[1] * in_shape[2], classes)
+
+    def forward(self, x):
+        return self.linear(x.flatten(1)).round().long()  # the right shape, but class counts, not logits
+
+def integer_logits(in_shape, classes):
+    return Rounded(in_shape, classes)
 '''
 
 
@@ -100,6 +111,7 @@ def test_resume_of_a_custom_model_with_a_schedule_is_bitwise_identical(tmp_path:
     ("mine:not_a_module", ["returned a str", "nn.Module"]),
     ("mine:wrong_logits", ["(50, 11)", "(50, 10)", "logits"]),
     ("mine:crashes_on_images", ["fails on a batch of images (50, 1, 28, 28)"]),
+    ("mine:integer_logits", ["returns logits of type int64", "floating point"]),
 ])
 def test_a_model_that_cannot_be_used_is_refused_before_anything_is_written(
         tmp_path: Path, tiny_mnist: Path, target: str, words: list[str]) -> None:

@@ -120,3 +120,20 @@ def test_bad_input_gets_one_clear_paragraph(case: str, tmp_path: Path) -> None:
 def test_a_directory_is_not_a_spec(tmp_path: Path) -> None:
     result = run_cli(str(tmp_path))
     assert result.returncode == 2 and "is a directory" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_spec_path_that_is_no_regular_file_or_too_large_is_refused_at_once(tmp_path: Path) -> None:
+    """/dev/zero would be read until memory runs out, a FIFO with no writer would block for ever."""
+    import os
+
+    fifo = tmp_path / "spec.fifo"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.json"
+    big.write_text('{"name": "x", "description": "' + "x" * 5_000_000 + '"}')
+    for path, words in ((Path("/dev/zero"), "not a regular file"), (fifo, "not a regular file"),
+                        (big, "larger than 4 MB")):
+        result = run_cli(str(path), "--logger", "null", "--out", str(tmp_path / "run"), timeout=60)
+        assert result.returncode == 2 and words in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
