@@ -87,6 +87,19 @@ def load_checkpoint(run_dir: Path) -> tuple[Experiment, dict[str, Any]]:
     return spec, payload
 
 
+def check_fits(run_dir: Path, checkpoint: dict[str, Any], model: Any) -> None:
+    """Refuse a checkpoint whose weights are not the model's (another run's checkpoint.pt copied in),
+    before anything of the run directory changes."""
+    have = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    saved = checkpoint["model"]
+    got = {k: tuple(v.shape) for k, v in saved.items()} if isinstance(saved, dict) else {}
+    if got != have:
+        differ = sorted(set(have) ^ set(got)) or sorted(k for k in have if have[k] != got[k])
+        raise RunDirError(f"--resume {run_dir}: {CHECKPOINT} holds the weights of another model than its "
+                          f"{SPEC} builds (they differ in {', '.join(differ[:3])}); it is another run's checkpoint. "
+                          "Resume the run that wrote it, or start this one again.")
+
+
 def finished(run_dir: Path) -> bool:
     """Whether the run finished: its summary says so (a failed or diverged run's says otherwise)."""
     try:

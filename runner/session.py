@@ -227,6 +227,8 @@ def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logg
         if limits.is_allocation_error(exc):  # memory the estimate did not see: nothing made yet either
             raise limits.LimitError(limits.allocation_message(exc, device)) from None
         raise
+    if resume is not None:
+        runs.check_fits(resume_dir or Path("."), resume, built[0])  # before the journal is cut back
     new_dir = resume_dir is None and (out is None or not out.exists())
     run_dir = resume_dir or runs.create(experiment, out)
     with Recorder(experiment, run_dir, make_loggers(run_dir), device, resume, started) as recorder:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -30,10 +31,27 @@ class JsonlLogger(BaseLogger):
 
     def __init__(self, path: Path, keep: int = 0) -> None:
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:  # never through a link: the journal is the run directory's own file
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise JournalError(f"{path} cannot be opened as the run's journal ({exc.strerror}); a journal must be a "
+                               "file of the run directory, not a link.") from None
+        keep = self._whole_lines(keep)
         os.ftruncate(self._fd, keep)
         self.position = os.lseek(self._fd, keep, os.SEEK_SET)
         self._t0 = time.monotonic()
+
+    def _whole_lines(self, keep: int) -> int:
+        """`keep`, or less where the journal on disk is shorter (cut mid-line by a full disk or an
+        interrupted copy): up to its last whole line, never padded."""
+        size = os.fstat(self._fd).st_size
+        if keep <= size:
+            return keep
+        head = os.pread(self._fd, size, 0)
+        whole, lines = head.rfind(b"\n") + 1, head.count(b"\n")
+        print(f"warning: {self.path} is shorter than its checkpoint says ({size} of {keep} bytes); keeping its "
+              f"{lines} whole lines and dropping {size - whole} bytes of a cut one.", file=sys.stderr)
+        return whole
 
     def _write(self, records: list[dict[str, Any]]) -> None:
         t = round(time.monotonic() - self._t0, 4)

@@ -196,3 +196,41 @@ def test_unusable_run_directories_are_refused_and_left_alone(case: str, tmp_path
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert words in result.stderr, result.stderr
     assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+
+
+def test_a_resume_never_pads_a_cut_journal_nor_follows_a_link(tmp_path: Path, tiny_mnist: Path) -> None:
+    """A journal cut mid-line (a full disk, an interrupted copy) loses only its cut line; a journal that
+    is a link to a file elsewhere is refused and that file left alone."""
+    run = finished_run(tmp_path, tiny_mnist)
+    (run / "summary.json").unlink()  # resumable from its last checkpoint again
+    journal = run / "metrics.jsonl"
+    cut = journal.read_bytes()[: len(journal.read_bytes()) // 2 + 7]
+    journal.write_bytes(cut)
+    result = run_cli("--resume", str(run), "--logger", "null", "--no-report")
+    assert result.returncode == 0, result.stderr
+    assert "is shorter than its checkpoint says" in result.stderr
+    text = journal.read_bytes()
+    assert b"\x00" not in text and text.startswith(cut[: cut.rfind(b"\n") + 1])
+    assert all(json.loads(line) for line in text.splitlines())
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("a file of mine\n" * 100)
+    (run / "summary.json").unlink()
+    journal.unlink()
+    journal.symlink_to(elsewhere)
+    linked = run_cli("--resume", str(run), "--logger", "null", "--no-report")
+    assert linked.returncode == 2 and "not a link" in linked.stderr and "Traceback" not in linked.stderr
+    assert elsewhere.read_text() == "a file of mine\n" * 100
+
+
+def test_a_checkpoint_of_another_model_is_refused_before_anything_changes(tmp_path: Path, tiny_mnist: Path) -> None:
+    run = finished_run(tmp_path, tiny_mnist)
+    (run / "summary.json").unlink()
+    other = tmp_path / "other"
+    spec = tiny_spec(tmp_path, tiny_mnist)
+    assert run_cli(str(spec), "--logger", "null", "--set", "model.hidden=[8]", "--out", str(other)).returncode == 0
+    (run / "checkpoint.pt").write_bytes((other / "checkpoint.pt").read_bytes())
+    before = {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in run.iterdir()}
+    result = run_cli("--resume", str(run), "--logger", "null")
+    assert result.returncode == 2 and "weights of another model" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in run.iterdir()} == before
