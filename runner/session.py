@@ -195,6 +195,26 @@ def start_info(dataset: data.Dataset, experiment: Experiment, device: Any) -> di
             "test_size": len(dataset.test), "steps_per_epoch": -(-len(dataset.train) // experiment.data.batch_size)}
 
 
+def _build(experiment: Experiment, dataset: data.Dataset, device: Any, out: Path | None, resume_dir: Path | None,
+           resume: dict[str, Any] | None) -> train.Built:
+    """The model, once the run is known to fit this machine (a new run) or its checkpoint to fit the
+    model (a resumed one): before the run directory is made or its journal cut back, so input that
+    fails here leaves nothing changed."""
+    from runner import limits
+
+    if resume is None:
+        check_limits(experiment, device, dataset.info, len(dataset.train), out)
+    try:
+        built = train.build_model(experiment, dataset)  # so does a model that does not fit the data
+    except Exception as exc:
+        if limits.is_allocation_error(exc):  # memory the estimate did not see: nothing made yet either
+            raise limits.LimitError(limits.allocation_message(exc, device)) from None
+        raise
+    if resume is not None:
+        runs.check_fits(resume_dir or Path("."), resume, built[0])
+    return built
+
+
 def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logger]],
             should_stop: Callable[[], str | None] = lambda: None, *,
             out: Path | None = None, resume_dir: Path | None = None, resume: dict[str, Any] | None = None,
@@ -219,16 +239,7 @@ def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logg
     device = train.pick_device(experiment.train)
     if dataset is None:
         dataset = data.load(experiment.data, device)  # before the run dir: bad data leaves nothing behind
-    if resume is None:
-        check_limits(experiment, device, dataset.info, len(dataset.train), out)
-    try:
-        built = train.build_model(experiment, dataset)  # so does a model that does not fit the data
-    except Exception as exc:
-        if limits.is_allocation_error(exc):  # memory the estimate did not see: nothing made yet either
-            raise limits.LimitError(limits.allocation_message(exc, device)) from None
-        raise
-    if resume is not None:
-        runs.check_fits(resume_dir or Path("."), resume, built[0])  # before the journal is cut back
+    built = _build(experiment, dataset, device, out, resume_dir, resume)
     new_dir = resume_dir is None and (out is None or not out.exists())
     run_dir = resume_dir or runs.create(experiment, out)
     with Recorder(experiment, run_dir, make_loggers(run_dir), device, resume, started) as recorder:
