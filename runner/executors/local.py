@@ -18,7 +18,7 @@ from runner.executors import LoggersFor, expected, failure
 from runner.sweeps import search
 from runner.sweeps.plan import Plan
 from runner.sweeps.record import Resumed, publish
-from runner.sweeps.results import Result, first_results, to_run
+from runner.sweeps.results import Result, starting_results, to_run
 from runner.sweeps.variants import safe_name, seeds_vary, show
 
 
@@ -70,7 +70,7 @@ class _Sweep:
         self.plan, self.out, self.loggers_for, self.board = plan, out, loggers_for, board
         self.should_stop, self.say = should_stop, say
         self.variants = list(plan.variants)
-        self.results = list(resumed.results) if resumed is not None else first_results(plan.variants)
+        self.results = starting_results(plan.variants, resumed)
         self.checkpoints = dict(resumed.checkpoints) if resumed is not None else {}
         self.cached: tuple[Any, Any] | None = None  # (data spec and device, dataset): variants share the tensors
         self.stopped: BaseException | None = None

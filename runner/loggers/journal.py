@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 from runner.errors import UserError
 from runner.loggers.base import BaseLogger, Info, Logger, Pixels
 
+CHUNK = 1 << 20  # bytes read at a time when looking for a journal's last whole line
 FORMAT = 1  # of the journal's lines; raise it when an event changes meaning, and read the old ones
 
 
@@ -47,10 +48,15 @@ class JsonlLogger(BaseLogger):
         size = os.fstat(self._fd).st_size
         if keep <= size:
             return keep
-        head = os.pread(self._fd, size, 0)
-        whole, lines = head.rfind(b"\n") + 1, head.count(b"\n")
+        whole = 0
+        for end in range(size, 0, -CHUNK):  # backwards, a chunk at a time: a journal may be large
+            start = max(end - CHUNK, 0)
+            newline = os.pread(self._fd, end - start, start).rfind(b"\n")
+            if newline >= 0:
+                whole = start + newline + 1
+                break
         print(f"warning: {self.path} is shorter than its checkpoint says ({size} of {keep} bytes); keeping its "
-              f"{lines} whole lines and dropping {size - whole} bytes of a cut one.", file=sys.stderr)
+              f"first {whole} bytes of whole lines and dropping {size - whole} bytes of a cut one.", file=sys.stderr)
         return whole
 
     def _write(self, records: list[dict[str, Any]]) -> None:

@@ -49,6 +49,11 @@ class Result:
         return self.status not in status.TRAINED
 
 
+def starting_results(variants: Sequence[Variant], resumed: Any = None) -> list[Result]:
+    """The table as a sweep starts: a resumed sweep's rows as they were, else `first_results`."""
+    return list(resumed.results) if resumed is not None else first_results(variants)
+
+
 def first_results(variants: Sequence[Variant]) -> list[Result]:
     """The table as a sweep starts: not run, or failed for a variant whose values are invalid."""
     return [Result.of(v, status.NOT_RUN) if v.experiment else Result.of(v, status.FAILED, error=v.error or "")

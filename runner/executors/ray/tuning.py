@@ -27,7 +27,7 @@ from runner.executors.ray.trials import data_key, trial
 from runner.sweeps import search
 from runner.sweeps.plan import Plan
 from runner.sweeps.record import Resumed
-from runner.sweeps.results import Result, first_results, to_run
+from runner.sweeps.results import Result, starting_results, to_run
 
 STOP_GRACE = 60.0  # seconds the driver waits for trials to checkpoint after Ctrl-C
 RETRIES = 3  # times a trial whose process died is started again
@@ -173,7 +173,7 @@ def run(plan: Plan, out: Path, loggers_for: LoggersFor, board: Any, should_stop:
     from runner import train
     from runner.loggers.console import shared_progress
 
-    results = list(resumed.results) if resumed is not None else first_results(plan.variants)
+    results = starting_results(plan.variants, resumed)
     runnable = [plan.variants[i] for i in to_run(plan.variants, results)]
     searched = plan.search[0] if plan.search is not None and plan.to_draw else None
     experiments = [v.experiment for v in runnable] + ([searched] if searched is not None else [])
