@@ -8,6 +8,9 @@ It owns:
   smoothing itself (runner.smoothing, re-exported so both media import it from one place);
 - seed bands: the runs sharing a label differ only in their seed and are drawn as their mean, with a
   shaded band from their minimum to their maximum (`seed_columns`, then `seed_traces`);
+- long curves: at most MAX_POINTS points per trace, the past as a min/max envelope (`Bucket`: per
+  run of consecutive points its lowest and highest, and its gaps), used whole by the report
+  (`envelope`) and as a running summary by the live dashboard (dashboards.visdom.windows);
 - the layout bits both media give every chart (the legend below the plot, the percent axis).
 
 Plain Python only: no plotly, numpy or visdom, so the report stays quick to import.
@@ -21,8 +24,8 @@ from typing import Any, Mapping, Sequence
 
 from runner.smoothing import Ema, ema
 
-__all__ = ["COLOURS", "COMPARISON", "DEFAULT_SMOOTHING", "METRIC_TITLES", "Chart", "Ema", "colour_of", "ema",
-           "legend_below", "metric_title", "percent_axis", "seed_columns", "seed_traces", "smoothing_weight",
+__all__ = ["COLOURS", "COMPARISON", "DEFAULT_SMOOTHING", "MAX_POINTS", "METRIC_TITLES", "Bucket", "Chart", "Ema",
+           "colour_of", "ema", "envelope", "legend_below", "metric_title", "percent_axis", "seed_columns", "seed_traces", "smoothing_weight",
            "translucent"]
 
 # Plotly's default colours, given explicitly so a seed band has its line's colour.
@@ -30,6 +33,7 @@ COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#17becf")
 METRIC_TITLES = {"lr": "learning rate"}  # a `metrics` event's key -> its chart's title
 DEFAULT_SMOOTHING = 0.6  # TensorBoard's default; a spec's visdom.smoothing overrides it
+MAX_POINTS = 2000  # per trace on a chart: a screen is under 2,000 pixels wide
 
 Points = Mapping[float, float | None]  # one run's curve on one chart: x -> y (None: a gap)
 
@@ -107,3 +111,59 @@ def seed_traces(label: str, colour: str, xs: Sequence[float], columns: Sequence[
              "fill": "tonexty", "fillcolor": translucent(colour)},
             {**line, "name": f"{name} (mean of {runs} seeds)",
              "y": [math.fsum(c) / len(c) if c else None for c in columns]}]
+
+
+class Bucket:
+    """Consecutive points of a curve as an envelope draws them: the lowest and the highest (in their
+    order; the first of equals), and, if a value among them was missing (None), a gap at its first x."""
+
+    __slots__ = ("start", "gap", "low", "high")
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.gap = False
+        self.low: tuple[float, float] | None = None
+        self.high: tuple[float, float] | None = None
+
+    def add(self, x: float, y: float | None) -> None:
+        if y is None:
+            self.gap = True
+            return
+        if self.low is None or y < self.low[1]:
+            self.low = (x, y)
+        if self.high is None or y > self.high[1]:
+            self.high = (x, y)
+
+    def merged(self, later: "Bucket") -> "Bucket":
+        """A new bucket of this one and the one that follows it: the extremes of both, any gap of either."""
+        both = Bucket(self.start)
+        both.gap, both.low, both.high = self.gap or later.gap, self.low, self.high
+        if later.low is not None and (self.low is None or later.low[1] < self.low[1]):
+            both.low = later.low
+        if later.high is not None and (self.high is None or later.high[1] > self.high[1]):
+            both.high = later.high
+        return both
+
+    def points(self) -> list[tuple[float, float | None]]:
+        """What a chart draws of it: the gap first, then the lowest and highest points in x order."""
+        extremes = sorted({p for p in (self.low, self.high) if p is not None})
+        return [(self.start, None), *extremes] if self.gap else extremes
+
+
+def envelope(xs: Sequence[float], ys: Sequence[float | None], limit: int = MAX_POINTS
+             ) -> tuple[list[float], list[float | None]]:
+    """About `limit` points of the curve: per bucket of consecutive points, its lowest and its highest (in
+    their order), so spikes and the spread stay visible; a bucket with a gap (None) also keeps the gap."""
+    if len(xs) <= limit:
+        return list(xs), list(ys)
+    size = math.ceil(len(xs) / max(1, limit // 2))
+    out_x: list[float] = []
+    out_y: list[float | None] = []
+    for start in range(0, len(xs), size):
+        bucket = Bucket(xs[start])
+        for i in range(start, min(start + size, len(xs))):
+            bucket.add(xs[i], ys[i])
+        for x, y in bucket.points():
+            out_x.append(x)
+            out_y.append(y)
+    return out_x, out_y

@@ -19,9 +19,11 @@ from typing import Any, Iterable, Sequence
 from dashboards.charts import (
     COLOURS,
     COMPARISON,
+    MAX_POINTS,
     Chart,
     colour_of,
     ema,
+    envelope,
     legend_below,
     metric_title,
     percent_axis,
@@ -31,37 +33,15 @@ from dashboards.charts import (
 )
 from dashboards.report.data import Journal, Run, epoch_means, finite
 
-MAX_POINTS = 2000  # per trace on a chart
+__all__ = ["MAX_POINTS", "SWEEP_MAX_POINTS", "band_traces", "envelope", "run_figures", "stride", "sweep_figures"]
+
+# MAX_POINTS (dashboards.charts): per trace on a chart, the train loss's as a min/max envelope (`envelope`)
 SWEEP_MAX_POINTS = 1000  # per trace on a sweep's charts: three traces per variant
 
 Curves = dict[str, list[dict[float, float | None]]]  # chart id -> one {x: y} per run
 
 
 # ----- curves fit for a chart --------------------------------------------------------------------
-
-def envelope(xs: Sequence[float], ys: Sequence[float | None], limit: int = MAX_POINTS
-             ) -> tuple[list[float], list[float | None]]:
-    """About `limit` points of the curve: per bucket of consecutive points, its lowest and its highest (in
-    their order), so spikes and the spread stay visible; a bucket with a gap (None) also keeps the gap."""
-    if len(xs) <= limit:
-        return list(xs), list(ys)
-    size = math.ceil(len(xs) / max(1, limit // 2))
-    out_x: list[float] = []
-    out_y: list[float | None] = []
-    for start in range(0, len(xs), size):
-        bucket = [i for i in range(start, min(start + size, len(xs))) if ys[i] is not None]
-        if len(bucket) < min(size, len(xs) - start):  # a gap: keep it, so the line breaks there
-            out_x.append(xs[start])
-            out_y.append(None)
-        if not bucket:
-            continue
-        low = min(bucket, key=lambda i: ys[i])  # type: ignore[arg-type, return-value]
-        high = max(bucket, key=lambda i: ys[i])  # type: ignore[arg-type, return-value]
-        for i in sorted({low, high}):
-            out_x.append(xs[i])
-            out_y.append(ys[i])
-    return out_x, out_y
-
 
 def stride(xs: Sequence[Any], limit: int) -> list[int]:
     """Indices of at most `limit` evenly spread points, the last one always among them."""

@@ -4,7 +4,10 @@ from their journals (`python -m runner compare`), through the same Logger events
 Windows of the env (its old windows are closed first):
     train_loss      train loss vs step, a point every SMOOTH steps: the run's smoothed loss there (the
                     debiased moving average the run's own dashboard draws, weight `visdom.smoothing`),
-                    or the mean of those SMOOTH steps when the run turns smoothing off
+                    or the mean of those SMOOTH steps when the run turns smoothing off. A run never
+                    has more than MAX_POINTS (dashboards.charts) of them: when it reaches that many,
+                    neighbours merge in pairs (the later smoothed value, or the mean of both means)
+                    and its points are twice as far apart from then on
     test_accuracy   test accuracy vs epoch
     test_loss       test loss vs epoch
     results         the results table, as the console prints it
@@ -12,7 +15,7 @@ Windows of the env (its old windows are closed first):
 One trace per variant, named by its label (what differs). Runs sharing a label differ only in their
 seed: they are drawn as their mean, with a shaded band from their minimum to their maximum.
 
-Each chart is small (points per epoch, or per SMOOTH steps), so every send replaces a whole window:
+Each chart is small (points per epoch, or at most MAX_POINTS per run), so every send replaces a whole window:
 the sender thread (dashboards.visdom.sender, shared with the run dashboard) re-sends the windows that
 changed, at most every `flush_interval` seconds, and after a failure sends them all again, so the
 server ends up with the whole comparison once it answers. The env is saved to the server's env
@@ -27,6 +30,7 @@ from typing import Any, Sequence, TextIO
 
 from dashboards.charts import (
     COMPARISON,
+    MAX_POINTS,
     Chart,
     Ema,
     colour_of,
@@ -41,10 +45,11 @@ from dashboards.visdom.sender import finite as _finite
 from runner.loggers import ClosingLogger, Info
 from runner.status import FINISHED
 
-SMOOTH = 20  # steps per point of the train loss chart
+SMOOTH = 20  # steps per point of the train loss chart, until a run has MAX_POINTS of them
 CHARTS: dict[str, Chart] = {  # window id -> its chart (dashboards.charts.COMPARISON)
     **COMPARISON,
-    "train_loss": replace(COMPARISON["train_loss"], title=f"train loss (smoothed, a point every {SMOOTH} steps)"),
+    "train_loss": replace(COMPARISON["train_loss"],
+                          title=f"train loss (smoothed, a point every {SMOOTH} steps or more)"),
 }
 
 
@@ -57,6 +62,16 @@ class _Run:
     points: dict[str, dict[float, float | None]] = field(default_factory=lambda: {w: {} for w in CHARTS})
     block: list[tuple[int, float]] = field(default_factory=list)  # train steps not yet averaged
     ema: Ema | None = None  # the run's smoothing, once its start event says which
+    every: int = SMOOTH  # train steps per point of the train loss chart
+
+    def thin(self) -> None:
+        """Merge the train loss chart's points in pairs: the later smoothed value, or the mean of both
+        block means (blocks of equal length: the chart holds an even number of whole blocks)."""
+        items = list(self.points["train_loss"].items())
+        self.points["train_loss"] = {
+            x: y if self.ema is not None else None if y is None or y0 is None else (y0 + y) / 2
+            for (_, y0), (x, y) in zip(items[::2], items[1::2])}
+        self.every *= 2
 
 
 class _RunLogger(ClosingLogger):
@@ -76,7 +91,7 @@ class _RunLogger(ClosingLogger):
             smoothed = ema.extend([_finite(v) for v in losses]) if ema is not None else losses
             for step, loss in zip(steps, smoothed):
                 self._run.block.append((step, float("nan") if loss is None else loss))
-                if len(self._run.block) == SMOOTH:
+                if len(self._run.block) == self._run.every:
                     self._average()
 
     def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
@@ -94,8 +109,11 @@ class _RunLogger(ClosingLogger):
     def _average(self) -> None:
         block = self._run.block
         value = block[-1][1] if self._run.ema is not None else sum(v for _, v in block) / len(block)
-        self._run.points["train_loss"][block[-1][0]] = _finite(value)
+        points, whole = self._run.points["train_loss"], len(block) == self._run.every
+        points[block[-1][0]] = _finite(value)
         block.clear()
+        if whole and len(points) == MAX_POINTS:  # not after the last, shorter block
+            self._run.thin()
         self._board._changed("train_loss")
 
 

@@ -1,15 +1,19 @@
 """VisdomLogger: a run's live Visdom dashboard, sent from a background thread.
 
 The Logger methods only record events in memory (under a lock) and return; the sender thread
-(dashboards.visdom.sender: pacing, backoff, login, env creation, saving) sends each window's new points as
-ONE append request, so a training step never waits on HTTP and the request count does not grow with
-the step count. The env is saved to the server's env folder at each epoch end and at close, so a
-restarted server shows the run again.
+(dashboards.visdom.sender: pacing, backoff, login, env creation, saving) sends what changed, so a
+training step never waits on HTTP and the request count does not grow with the step count. The env
+is saved to the server's env folder at each epoch end and at close, so a restarted server shows the
+run again.
 
-Every window's full history stays in memory. After any failure (server down, restarted, a window
-closed in the browser) every window is re-sent whole, replacing what the server holds, so in the end
-each window holds every point exactly once. A server that never answers costs one warning and a
-line at close; the run's journal can rebuild the dashboard later (`python -m runner replay RUN_DIR`).
+Line windows stay small however long the run (dashboards.visdom.windows): each trace holds at most
+MAX_POINTS points, the recent ones as they came and the past as a min/max envelope, and a window is
+sent whole, replacing what the server holds, at most every PLOT_EVERY seconds and at close. So every
+point is taken into account on the server, whose work per send and memory stay flat, and a browser
+draws the env in about a second; the journal keeps every step. After any failure (server down,
+restarted, a window closed in the browser) every window is sent again. A server that never answers
+costs one warning and a line at close; the run's journal can rebuild the dashboard later
+(`python -m runner replay RUN_DIR`).
 
 Visdom's client only builds the messages here (`send=False`: plot layout, PNG encoding); the HTTP is
 ours (dashboards.visdom.connection), so we choose the timeouts, see status codes, and count requests.
@@ -26,6 +30,7 @@ Windows of the env (one env per run, its old windows cleared first):
                  also carries the run's lease: who writes this env, and when it last said so
     train_loss   line: loss per global step, and its debiased moving average (`visdom.smoothing`)
     test         line: test loss and test accuracy per epoch, one chart with a legend
+                 (every line window holds at most MAX_POINTS points per trace, as above)
     metric_NAME  line per other metric the loop reports, e.g. metric_lr: the learning rate per step
     images       the fixed test batch as a grid of images, grey or colour
     predictions  predicted vs true class names for that batch, wrong ones marked
@@ -40,13 +45,13 @@ import json
 import os
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
 from dashboards.charts import Ema, metric_title
 
 # READ_TIMEOUT is re-exported: a request's longest wait is part of what this logger promises.
-from dashboards.visdom.connection import READ_TIMEOUT  # noqa: F401
+from dashboards.visdom.connection import READ_TIMEOUT, Refused  # noqa: F401
 from dashboards.visdom.names import MAX_ENV_CHARS, safe_env  # noqa: F401 - safe_env: imported from here elsewhere
 from dashboards.visdom.panes import (
     IMAGES_PER_ROW,
@@ -55,12 +60,14 @@ from dashboards.visdom.panes import (
     run_pane_html,
 )
 from dashboards.visdom.sender import PACE, Say, Sender, finite
+from dashboards.visdom.windows import Plot, Points, points
 from runner.loggers import BaseLogger, Info, Pixels
 
 MAX_IMAGES = 100  # as many as a spec may ask for (train.samples); more are dropped
 MAX_IMAGE_SIDE = 64  # pixels; MNIST's are 28. Larger images are not sent at all
 MAX_TEXT_CHARS = 50_000  # the spec pane, before escaping
 RUN_PANE_EVERY = 5.0  # seconds between refreshes of the run pane while the run goes
+PLOT_EVERY = 1.0  # seconds between sends of one line window while the run goes; at close at once
 
 Message = tuple[dict[str, Any], str]  # (JSON body, endpoint), as visdom's client builds them
 
@@ -73,17 +80,6 @@ class DeliveryStats:
     failures: int  # requests that failed
     flushes: int  # sender rounds that sent anything
     logins: int = 0  # logins the server accepted
-
-
-@dataclass
-class _Plot:
-    """A line chart; `sent` leading points are on the server, the rest go out as one append."""
-
-    win: str
-    opts: dict[str, Any]
-    xs: list[float] = field(default_factory=list)
-    ys: list[list[float | None]] = field(default_factory=list)  # one list per trace
-    sent: int = 0  # 0 also means "server state unknown": the next send replaces the whole window
 
 
 @dataclass
@@ -110,11 +106,10 @@ class VisdomLogger(Sender, BaseLogger):
             raise ImportError(f"the Visdom dashboard needs the visdom package ({exc}); run `make install`, "
                               "or pick another logger with `--logger console`") from exc
         self._plots = [
-            _Plot("train_loss", {"title": "train loss", "xlabel": "step", "ylabel": "loss",
-                                 **({"legend": ["train loss", f"smoothed ({smoothing:g})"]} if smoothing else {})},
-                  ys=[[], []] if smoothing else [[]]),
-            _Plot("test", {"title": "test", "xlabel": "epoch", "legend": ["test loss", "test accuracy"]},
-                  ys=[[], []]),
+            Plot.of("train_loss", {"title": "train loss", "xlabel": "step", "ylabel": "loss",
+                                   **({"legend": ["train loss", f"smoothed ({smoothing:g})"]} if smoothing else {})},
+                    traces=2 if smoothing else 1),
+            Plot.of("test", {"title": "test", "xlabel": "epoch", "legend": ["test loss", "test accuracy"]}, traces=2),
         ]
         self._loss, self._test = self._plots
         self._ema = Ema(smoothing) if smoothing else None
@@ -162,10 +157,7 @@ class VisdomLogger(Sender, BaseLogger):
     def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
         values = [finite(v) for v in losses]
         with self._lock:
-            self._loss.xs.extend(steps)
-            self._loss.ys[0].extend(values)
-            if self._ema is not None:
-                self._loss.ys[1].extend(self._ema.extend(values))
+            self._loss.add(steps, values, *([self._ema.extend(values)] if self._ema is not None else []))
             if steps:
                 self._advance(epoch, steps[-1])
 
@@ -176,17 +168,13 @@ class VisdomLogger(Sender, BaseLogger):
                 plot = next((p for p in self._plots if p.win == win), None)
                 if plot is None:
                     title = metric_title(name)
-                    plot = _Plot(win, {"title": title, "xlabel": "step", "ylabel": title},
-                                 ys=[[]])
+                    plot = Plot.of(win, {"title": title, "xlabel": "step", "ylabel": title})
                     self._plots.append(plot)
-                plot.xs.append(step)
-                plot.ys[0].append(finite(value))
+                plot.add([step], [finite(value)])
 
     def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
         with self._lock:
-            self._test.xs.append(epoch)
-            self._test.ys[0].append(finite(test_loss))
-            self._test.ys[1].append(finite(test_accuracy))
+            self._test.add([epoch], [finite(test_loss)], [finite(test_accuracy)])
             self._advance(epoch, step)
             self._progress.rate_since = (time.monotonic(), step)  # the test pass is not training speed
             self._run_pane.updates += 1
@@ -216,7 +204,7 @@ class VisdomLogger(Sender, BaseLogger):
 
     def stats(self) -> DeliveryStats:
         with self._lock:
-            events = sum(len(p.xs) for p in self._plots) + sum(p.updates for p in self._panes)
+            events = sum(p.count for p in self._plots) + sum(p.updates for p in self._panes)
             delivered = sum(p.sent for p in self._plots) + sum(p.sent for p in self._panes)
         return DeliveryStats(events, delivered, self._conn.requests, self._failures, self._flushes, self._logins)
 
@@ -260,18 +248,29 @@ class VisdomLogger(Sender, BaseLogger):
         with self._lock:
             plots = list(self._plots)  # metrics may add a window meanwhile
         for plot in plots:
-            with self._lock:
-                n, start = len(plot.xs), plot.sent
-                xs, ys = plot.xs[start:n], [trace[start:n] for trace in plot.ys]
-            if n == start:
-                continue
-            self._post(*(self._append_message(plot, xs, ys) if start else self._plot_message(plot, xs, ys)))
-            with self._lock:
-                plot.sent = n
-            sent_any = True
+            sent_any |= self._send_plot(plot)
         for pane in self._panes:
             sent_any |= self._send_pane(pane)
         return sent_any
+
+    def _send_plot(self, plot: Plot) -> bool:
+        """The whole window, if it changed: at once when the server's state is unknown or the run is
+        closing, else at most every PLOT_EVERY seconds."""
+        closing = self._closing.is_set()
+        with self._lock:
+            n, sent = plot.count, plot.sent
+            if n == sent or sent and not closing and time.monotonic() - plot.sent_at < PLOT_EVERY:
+                return False
+            snapshot = plot.snapshot()
+        data = [points(trace) for trace in snapshot]  # off the lock: the training thread goes on
+        if not sent:
+            self._post(*self._plot_message(plot, data))
+        elif self._post(*self._replace_message(plot, data)) == "win does not exist":
+            # closed in the browser; an env the server lost answers 500 instead
+            raise Refused(f"the {plot.win} window is gone", 404)
+        with self._lock:
+            plot.sent, plot.sent_at = n, time.monotonic()
+        return True
 
     def _send_pane(self, pane: _Pane) -> bool:
         with self._lock:
@@ -314,20 +313,25 @@ class VisdomLogger(Sender, BaseLogger):
                                                    "beat": round(time.time(), 1), "status": p.status})
         return self._viz.text(text, win="run", env=self.env, opts={"title": "run", "width": 520, "height": 230})
 
-    def _plot_message(self, plot: _Plot, xs: list[float], ys: list[list[float | None]]) -> Message:
+    def _plot_message(self, plot: Plot, data: list[Points]) -> Message:
         """The whole chart: creates the window, or replaces whatever the server holds under its id."""
         import numpy as np
 
-        y = np.array(ys, dtype=float).T  # None -> nan, which visdom sends as null (a gap)
-        return self._viz.line(Y=y[:, 0] if y.shape[1] == 1 else y, X=np.array(xs, dtype=float),
-                              win=plot.win, env=self.env, opts=dict(plot.opts))
+        # Visdom's client builds the window from each trace's first point; the traces' own x and y
+        # (each its own envelope) then take their place. None is sent as null: a gap.
+        first = np.array([[np.nan if ys[0] is None else ys[0] for _, ys in data]], dtype=float)
+        message, endpoint = self._viz.line(Y=first[:, 0] if len(data) == 1 else first, X=np.array([data[0][0][0]]),
+                                           win=plot.win, env=self.env, opts=dict(plot.opts))
+        for trace, (xs, ys) in zip(message["data"], data):
+            trace["x"], trace["y"] = xs, ys
+        return message, endpoint
 
-    def _append_message(self, plot: _Plot, xs: list[float], ys: list[list[float | None]]) -> Message:
-        # Only x and y: too little for the server to build a window from, so an append to a window
-        # it lacks (restart, closed in the browser) fails with a 500 instead of creating one that
-        # holds only these points; the failure makes us re-send the window whole.
-        data = [{"x": xs, "y": trace} for trace in ys]  # traces in the order the whole send made them
-        return {"win": plot.win, "eid": self.env, "append": True, "data": data}, "update"
+    def _replace_message(self, plot: Plot, data: list[Points]) -> Message:
+        # Only the traces' x and y, replacing what the window holds: Visdom's update refuses a window
+        # it lacks (restart, closed in the browser) rather than making one without title or legend,
+        # and the refusal makes us send every window whole again.
+        return {"win": plot.win, "eid": self.env, "append": False,
+                "data": [{"x": xs, "y": ys} for xs, ys in data]}, "update"
 
     def _image_message(self, pixels: Pixels) -> Message:
         import numpy as np

@@ -134,6 +134,7 @@ def test_outage_is_backfilled_exactly_once(visdom_server: Any, out: io.StringIO)
 
         visdom_server.stop()
         feed.epochs(2, pause=0.02)  # the sender fails and keeps retrying meanwhile
+        wait_until(lambda: logger.stats().failures > 0)  # a window is sent at most every second
         assert logger.stats().delivered < logger.stats().events
 
         restarted = servers.start(port, home)

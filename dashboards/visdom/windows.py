@@ -1,0 +1,105 @@
+"""Line windows of the live dashboard that stay small however long the run.
+
+A `Trace` holds at most MAX_POINTS points (dashboards.charts): the last RECENT points as they came
+(recent detail), and everything before them as a min/max envelope, the report's method
+(dashboards.charts.Bucket): buckets of `size` consecutive points, fewer than BUCKETS of them; when
+they reach BUCKETS, neighbours merge in pairs and `size` doubles. So the lowest and the highest value
+ever fed, every gap and the last point are always drawn, and a run of up to RECENT + BUCKETS points
+is drawn exactly, point for point.
+
+A `Plot` is one window of such traces fed the same x values (the train loss and its smoothing; test
+loss and accuracy). It counts what it was fed (`count`) and what the server took (`sent`); its whole
+content (`snapshot` under the lock, then `points` per trace) is what a send replaces the window with,
+so server work per send is bounded and nothing piles up on the server however many steps the run
+has. Plain Python, memory only.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from dashboards.charts import MAX_POINTS, Bucket
+
+RECENT = 500  # the last points of a trace, kept as they came
+# A bucket draws at most 3 points (a gap, the lowest, the highest), the bucket being filled 3 more;
+# even, so that merging in pairs leaves no bucket of the old size behind.
+BUCKETS = 2 * ((MAX_POINTS - RECENT - 3) // 6)
+
+Points = tuple[list[float], list[float | None]]
+Snapshot = tuple[list[Bucket], list[tuple[float, float | None]]]
+
+
+class Trace:
+    """One line of a chart: recent points as they came, the past as a min/max envelope."""
+
+    __slots__ = ("recent", "past", "filling", "filled", "size")
+
+    def __init__(self) -> None:
+        self.recent: deque[tuple[float, float | None]] = deque()
+        self.past: list[Bucket] = []  # full buckets of `size` points, oldest first
+        self.filling: Bucket | None = None  # the bucket that the points leaving `recent` go to
+        self.filled = 0  # points in it
+        self.size = 1
+
+    def extend(self, xs: Sequence[float], ys: Sequence[float | None]) -> None:
+        recent = self.recent
+        recent.extend(zip(xs, ys))
+        while len(recent) > RECENT:
+            self._retire(*recent.popleft())
+
+    def _retire(self, x: float, y: float | None) -> None:
+        if self.filling is None:
+            self.filling, self.filled = Bucket(x), 0
+        self.filling.add(x, y)
+        self.filled += 1
+        if self.filled < self.size:
+            return
+        self.past.append(self.filling)
+        self.filling = None
+        if len(self.past) == BUCKETS:  # new buckets, not changed ones: a snapshot stays as it was
+            self.past = [earlier.merged(later) for earlier, later in zip(self.past[::2], self.past[1::2])]
+            self.size *= 2
+
+    def snapshot(self) -> Snapshot:
+        """What the chart will draw, taken quickly (under the caller's lock): full buckets, which never
+        change, then the points of the bucket being filled and the recent points."""
+        return list(self.past), [*(self.filling.points() if self.filling else ()), *self.recent]
+
+
+def points(snapshot: Snapshot) -> Points:
+    """A trace's points from its snapshot (at most MAX_POINTS): the envelope of the past, then the rest."""
+    past, rest = snapshot
+    xs: list[float] = []
+    ys: list[float | None] = []
+    for x, y in [p for bucket in past for p in bucket.points()] + rest:
+        xs.append(x)
+        ys.append(y)
+    return xs, ys
+
+
+@dataclass
+class Plot:
+    """A line window: its traces, how many points each was fed, and how many of those the server took."""
+
+    win: str
+    opts: dict[str, Any]
+    traces: list[Trace] = field(default_factory=lambda: [Trace()])
+    count: int = 0  # points fed to each trace
+    sent: int = 0  # `count` as of the last send the server took; 0 also means "state unknown: create"
+    sent_at: float = 0.0  # when that send was made (monotonic)
+
+    @classmethod
+    def of(cls, win: str, opts: dict[str, Any], traces: int = 1) -> "Plot":
+        return cls(win, opts, [Trace() for _ in range(traces)])
+
+    def add(self, xs: Sequence[float], *ys: Sequence[float | None]) -> None:
+        """Points at `xs`, one sequence of values per trace."""
+        for trace, values in zip(self.traces, ys):
+            trace.extend(xs, values)
+        self.count += len(xs)
+
+    def snapshot(self) -> list[Snapshot]:
+        """Each trace's snapshot; `points` turns them into what is sent, outside the lock."""
+        return [trace.snapshot() for trace in self.traces]
