@@ -2,9 +2,11 @@
 
 It owns where the server is (arguments first, then VISDOM_SERVER / VISDOM_PORT, then
 http://localhost:8097), the login Visdom's client would send (arguments first, then VISDOM_USERNAME /
-VISDOM_PASSWORD), one requests.Session that keeps the login cookie, and the timeouts: once a closing
-sender sets `deadline`, no request outlives it. What to send, and what a failure means, stays with
-the sender; only the sender thread uses a Connection, so its counter needs no lock.
+VISDOM_PASSWORD, then the login stored for the server this user started on that port of this machine,
+found through its runtime record: dashboards.visdom.access.local_credentials), one requests.Session
+that keeps the login cookie, and the timeouts: once a closing sender sets `deadline`, no request
+outlives it. What to send, and what a failure means, stays with the sender; only the sender thread
+uses a Connection, so its counter needs no lock.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import time
 from typing import Any
 
 import requests
+
+from dashboards.visdom.access import Credentials, local_credentials
 
 DEFAULT_SERVER = "http://localhost"
 DEFAULT_PORT = 8097
@@ -50,10 +54,11 @@ class Connection:
         password = password or os.environ.get("VISDOM_PASSWORD") or None
         # One of the two without the other: no login is sent; the sender may say so.
         self.half_login = bool(self.username) != bool(password)
-        # What Visdom's client sends (the server hashes it again); the password itself is not kept.
-        self.login_body = (json.dumps({"username": self.username,
-                                       "password": hashlib.sha256(password.encode()).hexdigest()})
-                           if self.username and password else None)
+        # Neither given: the login stored for this user's server on that port, looked up at each login.
+        self._stored_login = not (self.username or password)
+        self._given_login = _login_body(self.username, password)
+        if self._stored_login:
+            self._stored()  # its user, for the sender's messages
         self.deadline: float | None = None  # set by the closing sender: no request may outlive it
         self.requests = 0  # sent, answered or not
         self.bytes = 0  # of the bodies sent
@@ -76,6 +81,22 @@ class Connection:
             raise Refused(f"{endpoint} answered {r.status_code}", r.status_code)
         return r.text
 
+    @property
+    def login_body(self) -> str | None:
+        """What Visdom's client sends to log in (the password hashed: the password itself is not
+        kept), or None for no login. A stored login is looked up each time: the server may start, or
+        restart, after the run has begun."""
+        if not self._stored_login:
+            return self._given_login
+        found = self._stored()
+        return _login_body(found.username, found.password) if found else None
+
+    def _stored(self) -> Credentials | None:
+        """The login stored for the server this user started on our port, if any."""
+        found = local_credentials(self.server, self.port)
+        self.username = found.username if found else None
+        return found
+
     def login(self) -> bool:
         """Log in as Visdom's client does; the session keeps the cookie for every later request.
 
@@ -91,3 +112,10 @@ class Connection:
 
     def close(self) -> None:
         self._session.close()
+
+
+def _login_body(username: str | None, password: str | None) -> str | None:
+    """What Visdom's client sends to log in (the server hashes the password once more)."""
+    if not (username and password):
+        return None
+    return json.dumps({"username": username, "password": hashlib.sha256(password.encode()).hexdigest()})

@@ -2,6 +2,13 @@
 the server's home, whether it is alive and ours (never a recycled pid), stopping it (SIGTERM, then
 SIGKILL), free ports, and the errors the launcher raises.
 
+Each server also has a record in this user's runtime folder, one file per port as Jupyter's runtime
+files are (`record`, `recorded`): it names the server's pid, its home and the login file it uses, so
+a run that knows only the port finds the login of the server this user started there. The folder is
+$VISDOM_RUNTIME_DIR, else $XDG_DATA_HOME/mnist-runner/runtime (~/.local/share/mnist-runner/runtime),
+like Jupyter's and not under $XDG_RUNTIME_DIR, which is emptied at logout while the server runs on;
+mode 0700, the files 0600. A record whose pid is not that port's live server is ignored.
+
 Servers this process started are remembered (`remember`): until its parent reaps it, a dead child
 is a zombie that still answers kill(pid, 0); polling its Popen reaps it, so `stop` sees it gone at once.
 """
@@ -9,6 +16,7 @@ is a zombie that still answers kill(pid, 0); polling its Popen reaps it, so `sto
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -16,10 +24,14 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
-from runner.files import write_text
+from runner.files import atomic, write_text
 
 STOP_TIMEOUT = 10.0
+RUNTIME_VAR = "VISDOM_RUNTIME_DIR"
+# How the server process shows in /proc/PID/cmdline: the guarded server, or visdom's own (older starts).
+SERVER_MODULES = (b"dashboards.visdom.guard", b"visdom.server")
 
 
 class ServerError(Exception):
@@ -60,6 +72,7 @@ class Server:
         # The pid file may already name a newer server on the same port: leave that one alone.
         if read_pid(self.pid_path) == self.pid:
             self.pid_path.unlink(missing_ok=True)
+        forget(self.port, self.pid)
         return stopped
 
     def __enter__(self) -> Server:
@@ -118,6 +131,7 @@ def stop(port: int, home: Path, timeout: float = STOP_TIMEOUT) -> bool:
         return False
     stopped = terminate(pid, port, timeout)
     path.unlink(missing_ok=True)
+    forget(port, pid)
     return stopped
 
 
@@ -155,7 +169,7 @@ def is_ours(pid: int, port: int) -> bool:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return True  # no /proc (macOS): the pid file is all there is to go on
-    return b"visdom.server" in argv and str(port).encode() in argv
+    return any(module in argv for module in SERVER_MODULES) and str(port).encode() in argv
 
 
 def terminate(pid: int, port: int, timeout: float) -> bool:
@@ -209,3 +223,48 @@ def log_tail(server: Server, lines: int = 20) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(text.rstrip().splitlines()[-lines:]) or "(empty log)"
+
+
+# --- this user's record of the servers they started -------------------------------------------
+
+def runtime_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """This user's folder of server records (see the module docstring)."""
+    environ = os.environ if environ is None else environ
+    if environ.get(RUNTIME_VAR):
+        return Path(environ[RUNTIME_VAR])
+    data = environ.get("XDG_DATA_HOME") or Path("~/.local/share").expanduser()
+    return Path(data) / "mnist-runner" / "runtime"
+
+
+def runtime_path(port: int) -> Path:
+    return runtime_dir() / f"visdom-{port}.json"
+
+
+def record(server: Server, login: Path | None) -> None:
+    """Note that `server` runs on its port, with the login kept in the file `login` (None: no stored one)."""
+    path = runtime_path(server.port)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with atomic(path, permissions=0o600) as f:
+        json.dump({"port": server.port, "pid": server.pid, "home": str(server.home),
+                   "login": None if login is None else str(login)}, f)
+
+
+def recorded(port: int) -> tuple[Server, Path | None] | None:
+    """The live server this user started on `port` and its login file, from its record; None if none."""
+    try:
+        data = json.loads(runtime_path(port).read_text())
+        server = Server(port, Path(data["home"]), int(data["pid"]))
+        login = None if data["login"] is None else Path(data["login"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return (server, login) if is_ours(server.pid, port) else None
+
+
+def forget(port: int, pid: int) -> None:
+    """Remove the record of `port` if it names `pid` (a newer server's record stays)."""
+    path = runtime_path(port)
+    try:
+        if json.loads(path.read_text()).get("pid") == pid:
+            path.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass

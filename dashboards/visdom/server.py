@@ -1,13 +1,14 @@
 """The Visdom server launcher: one local, offline Visdom server per (port, home), started detached.
 
-    python -m dashboards.visdom.server start|stop|status [--port N] [--home DIR] [--public]
+    python -m dashboards.visdom.server start|stop|status [--port N] [--home DIR] [--public] [--no-login]
     python -m dashboards.visdom.server prune --older-than DAYS [--dry-run] [--port N] [--home DIR]
 
 `start` installs Visdom's web assets from pinned npm tarballs if needed (`dashboards.visdom.assets`),
-so the server never reaches for a CDN, then runs `python -m visdom.server` in its own session and
-returns once the page and every script and stylesheet it references answer 200. Its files live in
-HOME: `visdom-N.pid`, `visdom-N.log` and `envs/` (the server's -env_path, where the runners save
-every env, one `<env>.json` each). Visdom 0.2.4 loads saved envs lazily (it reads a file when its
+so the server never reaches for a CDN, then runs Visdom's server behind this project's guard
+(`python -m dashboards.visdom.guard`, Visdom's own arguments) in its own session and returns once the
+page and every script and stylesheet it references answer 200. Its files live in HOME:
+`visdom-N.pid`, `visdom-N.log`, `login.json` (the stored login) and `envs/` (the server's -env_path,
+where the runners save every env, one `<env>.json` each). Visdom 0.2.4 loads saved envs lazily (it reads a file when its
 env is first opened; `-eager_data_loading` would read them all at start), so a restart is quick and
 the server's memory grows with the envs people look at, not with all that were ever saved.
 `prune --older-than DAYS` deletes the saved envs not written for that many days (through the
@@ -17,9 +18,12 @@ all importable from here.
 
 Security (docs/SECURITY.md): Visdom has no access control of its own by default; whoever reaches
 the port reads and rewrites every env. So the server listens on 127.0.0.1 only unless asked
-otherwise (`--public` or VISDOM_BIND=all, which prints a warning). When VISDOM_USERNAME and
-VISDOM_PASSWORD are both set, `start` turns on Visdom's login with them (no prompt), keeps the
-cookie-signing secret in HOME (mode 0600), and logs in to check readiness.
+otherwise (`--public` or VISDOM_BIND=all, which prints a warning); the guard refuses requests whose
+Host is not a loopback name or whose Origin is another site; and `start` turns on Visdom's login
+(no prompt; the cookie-signing secret kept in HOME, mode 0600), with VISDOM_USERNAME and
+VISDOM_PASSWORD when both are set, else with the login stored in HOME (made on the first start),
+which runs on this machine find by themselves and whose link (`?token=`) `start` and `status` print.
+`--no-login` starts it without one. Readiness is checked logged in.
 
 This module is the launcher and its command line; the parts it is made of are
 dashboards.visdom.process (the handle, pid files, signals), .access (binding and login) and
@@ -50,9 +54,13 @@ from dashboards.visdom.access import (
     Credentials,
     cookie_secret_path,
     credentials_from_env,
+    local_credentials,
     login_env,
+    login_link,
+    login_path,
     public_from_env,
     public_warning,
+    stored_credentials,
 )
 from dashboards.visdom.process import (
     STOP_TIMEOUT,
@@ -67,6 +75,8 @@ from dashboards.visdom.process import (
     pid_path,
     port_free,
     read_pid,
+    record,
+    recorded,
     remember,
     status,
     stop,
@@ -76,30 +86,48 @@ from dashboards.visdom.process import alive as _alive  # noqa: F401 - tests and 
 from dashboards.visdom.readiness import DIRECT, fetch, login, probe, wait_ready
 from runner.fetch import CACHE
 
-__all__ = ["BIND_VAR", "DEFAULT_HOME", "DEFAULT_PORT", "PASSWORD_VAR", "STOP_TIMEOUT", "USERNAME_VAR",
+__all__ = ["BIND_VAR", "DEFAULT_HOME", "DEFAULT_PORT", "PASSWORD_VAR", "STOP_TIMEOUT", "STORED", "USERNAME_VAR",
            "AlreadyRunning", "Credentials", "PortInUse", "Server", "ServerError", "StartFailed", "cookie_secret_path",
-           "credentials_from_env", "describe", "free_port", "log_path", "login", "main", "pid_path", "probe", "prune",
-           "public_from_env", "public_warning", "running", "start", "status", "stop"]
+           "credentials_from_env", "describe", "free_port", "local_credentials", "log_path", "login", "login_link",
+           "login_path", "main", "pid_path", "probe", "prune", "public_from_env", "public_warning", "running",
+           "start", "status", "stop", "stored_credentials"]
 
 DEFAULT_PORT = 8097
 DEFAULT_HOME = Path(".visdom")
 MODULE = "python -m dashboards.visdom.server"  # how a person runs this launcher
 
 
+class Stored:
+    """start(credentials=STORED): the login kept in the server's home, made there if need be."""
+
+    def __repr__(self) -> str:
+        return "STORED"
+
+
+STORED = Stored()
+PROJECT = Path(__file__).resolve().parents[2]  # where the server process imports dashboards.visdom.guard from
+
+
 def start(port: int, home: Path, timeout: float = 60, cache: Path = CACHE, *, public: bool = False,
-          credentials: Credentials | None = None) -> Server:
+          credentials: Credentials | Stored | None = None) -> Server:
     """Start a server on 127.0.0.1:`port` and return once its page and assets answer 200.
 
     `public` listens on every interface instead; `credentials` turn on Visdom's login (readiness
-    then logs in). Raises AlreadyRunning (with the running server's handle) when this home's server
-    is already up on the port, PortInUse when anything else holds it, StartFailed otherwise.
+    then logs in): given ones, or STORED for the login kept in `home` (what the command line uses
+    unless told otherwise); None starts it without one. Raises AlreadyRunning (with the running
+    server's handle) when this home's server is already up on the port, PortInUse when anything else
+    holds it, StartFailed otherwise.
     """
     deadline = time.monotonic() + timeout
     home = Path(home).resolve()
     home.mkdir(parents=True, exist_ok=True)
+    stored = isinstance(credentials, Stored)
+    account = stored_credentials(home) if isinstance(credentials, Stored) else credentials
     existing = status(port, home)
     if existing is not None:
-        wait_ready(existing, deadline, timeout, credentials)
+        wait_ready(existing, deadline, timeout, account)
+        if stored and recorded(port) is None:  # its record was deleted: runs could not find its login
+            record(existing, login_path(home))
         raise AlreadyRunning(existing)
     pid_path(port, home).unlink(missing_ok=True)  # stale: its process is gone
     if not port_free(port):
@@ -110,25 +138,27 @@ def start(port: int, home: Path, timeout: float = 60, cache: Path = CACHE, *, pu
     except assets.AssetError as exc:
         raise StartFailed(f"cannot install Visdom's web assets: {exc}") from None
 
-    server = _launch(port, home, public, credentials)
+    server = _launch(port, home, public, account)
     try:
-        wait_ready(server, deadline, timeout, credentials)
+        wait_ready(server, deadline, timeout, account)
     except BaseException:
         server.stop()
         raise
+    record(server, login_path(home) if stored else None)  # how runs on this machine find its login
     return server
 
 
 def _launch(port: int, home: Path, public: bool, credentials: Credentials | None) -> Server:
-    """Run `python -m visdom.server` detached, logging to its log file; its pid file names it."""
+    """Run Visdom's server behind the guard, detached, logging to its log file; its pid file names it."""
     (home / "envs").mkdir(exist_ok=True)
-    command = [sys.executable, "-m", "visdom.server", "-port", str(port),
+    command = [sys.executable, "-m", "dashboards.visdom.guard", "-port", str(port),
                "-env_path", str(home / "envs"),
                # INFO would add one access-log line per plotted point; warnings and errors stay.
                "-logging_level", "WARNING"]
     if not public:
         command.append("-bind_local")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    path = os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
     if credentials is not None:
         command.append("-enable_login")
         env.update(login_env(home, credentials))
@@ -144,7 +174,7 @@ def _launch(port: int, home: Path, public: bool, credentials: Credentials | None
 
 @contextlib.contextmanager
 def running(port: int | None = None, home: Path | None = None, timeout: float = 60, *,
-            public: bool = False, credentials: Credentials | None = None) -> Iterator[Server]:
+            public: bool = False, credentials: Credentials | Stored | None = None) -> Iterator[Server]:
     """A server for the duration of a block: a free port and a temporary home unless given."""
     options = {"public": public, "credentials": credentials}
     with contextlib.ExitStack() as stack:
@@ -160,7 +190,7 @@ def _start_anywhere(home: Path, timeout: float, attempts: int = 3, **options: ob
     # A free port can be taken by another process before the server binds it: try another.
     for attempt in range(attempts):
         try:
-            return start(free_port(), home, timeout, **options)  # type: ignore[arg-type]
+            return start(free_port(), home, timeout, **options)
         except PortInUse:
             if attempt == attempts - 1:
                 raise
@@ -223,8 +253,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="seconds to wait for the server to answer (default: 60)")
     parser.add_argument("--public", action="store_true",
                         help=f"start: listen on every network interface, not only 127.0.0.1 (also "
-                             f"{BIND_VAR}=all). Anyone who reaches the port can use the dashboard; see "
-                             f"docs/SECURITY.md. Set {USERNAME_VAR} and {PASSWORD_VAR} to require a login.")
+                             f"{BIND_VAR}=all). Anyone who reaches the port is asked for the login; see "
+                             "docs/SECURITY.md.")
+    parser.add_argument("--no-login", action="store_true",
+                        help=f"start: ask for no login (by default it asks for {USERNAME_VAR} and {PASSWORD_VAR} "
+                             "when both are set, else for a login stored in HOME/login.json). Then every program "
+                             "and user of this machine can read, change and delete every env; other sites' pages "
+                             "are still refused.")
     return parser
 
 
@@ -247,7 +282,7 @@ def _prune_command(args: argparse.Namespace, port: int) -> int:
         print("error: prune needs --older-than DAYS (a number >= 0), e.g. --older-than 30", file=sys.stderr)
         return 2
     try:
-        credentials = credentials_from_env()
+        credentials = credentials_from_env() or local_credentials("localhost", port)
     except ServerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -265,7 +300,16 @@ def _status_command(args: argparse.Namespace, port: int) -> int:
         return 3
     print(f"Visdom is running at {server.url} (pid {server.pid}, log {server.log_path}; "
           f"{describe(server)})")
+    _print_link(server)
     return 0
+
+
+def _print_link(server: Server) -> None:
+    """How a person opens the dashboard of a server with the stored login."""
+    link = login_link(server)
+    if link is not None:
+        print(f"open the dashboard, logged in, at: {link}\n(the login is kept in {login_path(server.home)}, "
+              "mode 0600; runs on this machine use it by themselves)")
 
 
 def _stop_command(args: argparse.Namespace, port: int) -> int:
@@ -281,14 +325,19 @@ def _start_command(args: argparse.Namespace, port: int) -> int:
     try:
         public = args.public or public_from_env()
         credentials = credentials_from_env()
+        if credentials is not None and args.no_login:
+            raise ServerError(f"--no-login and {USERNAME_VAR}/{PASSWORD_VAR} contradict each other: unset the "
+                              "variables, or drop --no-login.")
     except ServerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    asked = None if args.no_login else credentials or STORED
     try:
-        server = start(port, args.home, args.timeout, public=public, credentials=credentials)
+        server = start(port, args.home, args.timeout, public=public, credentials=asked)
     except AlreadyRunning as exc:
         print(f"Visdom is already running at {exc.server.url} (pid {exc.server.pid}; {describe(exc.server)}); "
               f"envs are kept in {exc.server.home / 'envs'}")
+        _print_link(exc.server)
         return 0
     except PortInUse as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -298,11 +347,15 @@ def _start_command(args: argparse.Namespace, port: int) -> int:
         return 1
     home = f" --home {args.home}" if args.home != DEFAULT_HOME else ""
     if public:
-        print(public_warning(port, credentials), file=sys.stderr)
+        print(public_warning(port, asked is not None), file=sys.stderr)
+    elif args.no_login:
+        print("warning: --no-login: every program and user of this machine can read, change and delete every "
+              "env; other sites' pages are still refused.", file=sys.stderr)
     print(f"Visdom is running at {server.url} (pid {server.pid}, log {server.log_path}; {describe(server)}); "
           f"stop it with: {MODULE} stop --port {port}{home}")
     print(f"envs are kept in {server.home / 'envs'} (each run's env is saved there and loaded again, lazily, after "
           f"a restart); remove old ones with: {MODULE} prune --older-than DAYS{home}")
+    _print_link(server)
     return 0
 
 

@@ -1,7 +1,8 @@
 """The dashboard's protections (docs/SECURITY.md), against the real server where there is one.
 
 Binding: 127.0.0.1 unless asked. Login: from VISDOM_USERNAME / VISDOM_PASSWORD, for the launcher and
-the logger, surviving a restart. What the logger sends: escaped text, safe env names, bounded images.
+the logger, surviving a restart (the login the launcher makes and stores by default, and the guard
+against other sites' pages: test_guard.py). What the logger sends: escaped text, safe env names, bounded images.
 """
 
 from __future__ import annotations
@@ -75,11 +76,26 @@ def test_public_is_opt_in_and_warns(tmp_path: Path) -> None:
     result = launcher("start", "--port", str(port), "--home", str(tmp_path), "--public")
     try:
         assert result.returncode == 0, result.stderr
-        assert "every network interface" in result.stderr and "no login" in result.stderr
+        assert "every network interface" in result.stderr and "login travels over plain HTTP" in result.stderr
         assert f"ssh -L {port}:localhost:{port}" in result.stderr
-        assert "listening on EVERY network interface, no login" in result.stdout
+        assert "listening on EVERY network interface, login required" in result.stdout and "?token=" in result.stdout
         argv = Path(f"/proc/{servers.status(port, tmp_path).pid}/cmdline").read_bytes().split(b"\0")
         assert b"-bind_local" not in argv
+        # Remote users name the machine as they reach it: any Host is answered (with the login page);
+        # another site's page is still refused, and the API still wants the login.
+        base = f"http://127.0.0.1:{port}"
+        page = requests.get(base, headers={"Host": f"training-host.example:{port}"}, timeout=10)
+        assert page.status_code == 200 and "Visdom Login" in page.text
+        assert requests.post(f"{base}/env/x", data="{}", headers={"Origin": "http://attacker.example"},
+                             timeout=10).status_code == 403
+        assert requests.post(f"{base}/env/x", data="{}", timeout=10).status_code == 400
+    finally:
+        launcher("stop", "--port", str(port), "--home", str(tmp_path))
+    result = launcher("start", "--port", str(port), "--home", str(tmp_path), "--public", "--no-login")
+    try:
+        assert result.returncode == 0, result.stderr
+        assert "there is no login (--no-login)" in result.stderr
+        assert "listening on EVERY network interface, no login" in result.stdout
     finally:
         launcher("stop", "--port", str(port), "--home", str(tmp_path))
 

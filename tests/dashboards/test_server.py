@@ -1,8 +1,8 @@
 """The Visdom launcher and its offline assets, against the real server and a real (local) registry.
 
-Server tests start `python -m visdom.server` through `dashboards.visdom.server` on free ports; asset tests
-serve hand-made npm tarballs from a local HTTP registry, so checksum handling is checked without
-the network and without touching visdom's own static directory.
+Server tests start Visdom's server (behind `dashboards.visdom.guard`) through `dashboards.visdom.server`
+on free ports; asset tests serve hand-made npm tarballs from a local HTTP registry, so checksum
+handling is checked without the network and without touching visdom's own static directory.
 """
 
 from __future__ import annotations
@@ -234,7 +234,7 @@ def test_server_dying_during_start_shows_its_log(tmp_path: Path) -> None:
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(
         "import os, sys\n"
-        "if 'visdom.server' in sys.orig_argv:\n"
+        "if 'dashboards.visdom.guard' in sys.orig_argv:\n"
         "    print('visdom cannot start: simulated crash', flush=True)\n"
         "    os._exit(3)\n")
     port = servers.free_port()
