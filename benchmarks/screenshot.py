@@ -1,8 +1,9 @@
 """Screenshot of a real run's dashboard: writes docs/dashboard.png.
 
-Starts a private Visdom server (free port, temporary home), runs an experiment on real MNIST with the
-Visdom logger exactly as a user would, opens the run's env in headless Chromium, waits until every
-window is drawn and the grid has stopped moving, saves a full-page screenshot, stops the server.
+Starts a private Visdom server (free port, temporary home) with the login `make visdom` uses, runs an
+experiment on real MNIST with the Visdom logger exactly as a user would (it finds the login by itself),
+opens the login link and then the run's env in headless Chromium, waits until every window is drawn
+and the grid has stopped moving, saves a full-page screenshot, stops the server.
 
 Usage: python benchmarks/screenshot.py [--spec experiments/relu.json] [--set KEY=VALUE ...]
                                        [--output docs/dashboard.png] [--width 1400] [--height 1000]
@@ -56,9 +57,11 @@ def run_experiment(spec: Path, overrides: list[str], port: int, out: Path) -> No
         sys.exit(f"the run failed (exit {done.returncode})")
 
 
-def screenshot(url: str, output: Path, width: int, height: int, timeout_s: float = 30) -> list[Any]:
-    """Full-page screenshot of `url` once all windows are drawn and still; returns the windows."""
+def screenshot(link: str, url: str, output: Path, width: int, height: int, timeout_s: float = 30) -> list[Any]:
+    """Full-page screenshot of `url`, once logged in through `link`, when all windows are drawn and
+    still; returns the windows."""
     with chromium_page({"width": width, "height": height}) as page:
+        page.goto(link)
         page.goto(url)
         page.wait_for_function(READY_JS, arg=WINDOWS, timeout=timeout_s * 1000)
         # The grid animates windows into place; a screenshot mid-move shows them overlapping.
@@ -86,13 +89,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"Chromium is not at {CHROMIUM}: install it (apt-get install chromium) or set CHROMIUM")
 
     with tempfile.TemporaryDirectory(prefix="dashboard-shot-") as tmp, \
-            server.running(home=Path(tmp) / "visdom") as visdom:
+            server.running(home=Path(tmp) / "visdom", credentials=server.STORED) as visdom:
         print(f"Visdom at {visdom.url} (pid {visdom.pid})", flush=True)
         name = json.loads(args.spec.read_text())["name"]
         out = Path(tmp) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"  # named as runs/ names it: so is the env
         run_experiment(args.spec, args.overrides or ["train.epochs=3"], visdom.port, out)
         env = json.loads((out / "summary.json").read_text())["visdom_env"]
-        windows = screenshot(f"{visdom.url}/env/{quote(env)}", args.output, args.width, args.height)
+        link = server.login_link(visdom)
+        assert link is not None, "the server has no stored login"
+        windows = screenshot(link, f"{visdom.url}/env/{quote(env)}", args.output, args.width, args.height)
     for title, x, y, w, h in windows:
         print(f"  window {title!r:14} at ({x}, {y}) size {w}x{h}")
     if len(windows) != WINDOWS:
