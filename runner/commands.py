@@ -43,32 +43,41 @@ def train(args: argparse.Namespace) -> int:
         if args.spec or args.set or args.out or args.dry_run:
             raise UserError("--resume RUN_DIR continues a run (or SWEEP_DIR a sweep) with its own spec; give no "
                             "SPEC, --set, --out or --dry-run.")
-        from runner.sweeps import record
+        return resume(args, kinds, executor)
+    if not args.spec:
+        raise UserError("give an experiment file (e.g. experiments/relu.json) or --resume RUN_DIR.")
+    experiments = [(specs.load(path, args.set), str(path)) for path in args.spec]
+    first = experiments[0][0]
+    if len(experiments) > 1 or first.sweep is not None or first.search is not None or args.dry_run \
+            or not executor.single_runs:
+        return sweep(args, kinds, executor, experiments)
+    if args.out is not None:
+        from runner import runs
 
-        if (args.resume / record.PLAN).is_file():
+        runs.check_new(args.out)
+    registry.check(kinds)
+    executor.check(None)
+    return single(args, kinds, first, None)
+
+
+def resume(args: argparse.Namespace, kinds: Sequence[str], executor: Any) -> int:
+    """`--resume` of a run or a sweep, holding its directory from before anything is read from it."""
+    from runner import runs
+    from runner.sweeps import record
+
+    a_sweep = (args.resume / record.PLAN).is_file()
+    if not a_sweep:
+        runs.check_resumable(args.resume)  # before the lock: a folder that is not a run gets nothing written
+    with runs.lock(args.resume, record.OWN if a_sweep else runs.OWN):
+        if a_sweep:
             return sweep(args, kinds, executor, [], record.resume(args.resume))
         if not executor.single_runs:
             raise UserError(f"--executor {args.executor} runs comparisons in a sweep directory (a spec without a "
                             "sweep is a comparison of one); to continue one run, leave it out.")
-        from runner import runs
-
-        experiment, resume = runs.load_checkpoint(args.resume)
-    elif not args.spec:
-        raise UserError("give an experiment file (e.g. experiments/relu.json) or --resume RUN_DIR.")
-    else:
-        experiments = [(specs.load(path, args.set), str(path)) for path in args.spec]
-        first = experiments[0][0]
-        if len(experiments) > 1 or first.sweep is not None or first.search is not None or args.dry_run \
-                or not executor.single_runs:
-            return sweep(args, kinds, executor, experiments)
-        experiment, resume = first, None
-        if args.out is not None:
-            from runner import runs
-
-            runs.check_new(args.out)
-    registry.check(kinds)
-    executor.check(None)
-    return single(args, kinds, experiment, resume)
+        experiment, checkpoint = runs.load_checkpoint(args.resume)
+        registry.check(kinds)
+        executor.check(None)
+        return single(args, kinds, experiment, checkpoint)
 
 
 def single(args: argparse.Namespace, kinds: Sequence[str], experiment: specs.Experiment,
@@ -120,10 +129,11 @@ def _train_sweep(args: argparse.Namespace, kinds: Sequence[str], executor: Any, 
                  resumed: Any) -> int:
     from dataclasses import replace
 
-    from runner import session, status
+    from runner import runs, session, status
     from runner.sweeps import record
 
-    with session.StopOnSignal() as stop, contextlib.ExitStack() as stack:
+    # The sweep directory is held throughout (a resume holds it already).
+    with session.StopOnSignal() as stop, runs.lock(out, record.OWN), contextlib.ExitStack() as stack:
         board = registry.make_board(kinds, plan, out)
         if board is not None:
             stack.enter_context(board)

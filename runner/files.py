@@ -41,3 +41,8 @@ def write_json(path: Path, data: Any) -> None:
     with atomic(path) as f:
         json.dump(data, f, indent=2)
         f.write("\n")
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    with atomic(path, "wb") as f:
+        f.write(data)

@@ -5,6 +5,8 @@ The CLI uses it for single runs and resumes; sweeps use it once per variant.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -126,7 +128,16 @@ class Recorder:
         self.experiment, self.run_dir, self.loggers = experiment, run_dir, list(loggers)
         self.started = time.perf_counter() if started is None else started
         self.resume = resume
-        self.journal = JsonlLogger(run_dir / runs.JOURNAL, keep=resume["journal_bytes"] if resume else 0)
+        self.checkpointed = resume["state"]["step"] if resume else None  # the step the last checkpoint holds
+        self.held = contextlib.ExitStack()  # the run directory's lock, from here to the end
+        self.held.enter_context(runs.lock(run_dir, runs.OWN))
+        try:
+            if resume is not None:  # it may have been finished by another resume meanwhile
+                runs.check_resumable(run_dir)
+            self.journal = JsonlLogger(run_dir / runs.JOURNAL, keep=resume["journal_bytes"] if resume else 0)
+        except BaseException:
+            self.held.close()
+            raise
         self.fanout = FanOut(self.journal, *self.loggers)
         self.logger = Timed(self.fanout)
         self.base = {"name": experiment.name, "device": str(device), "torch_version": torch.__version__,
@@ -143,7 +154,8 @@ class Recorder:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.fanout.__exit__(*exc)
+        with self.held:
+            self.fanout.__exit__(*exc)
 
     def start(self, info: dict[str, Any]) -> None:
         """The start event: `info` (dataset, sizes, where it trains) with the run's own identity."""
@@ -154,6 +166,7 @@ class Recorder:
 
     def checkpoint(self, payload: dict[str, Any]) -> None:
         runs.save_checkpoint(self.run_dir, {**payload, "journal_bytes": self.journal.position})
+        self.checkpointed = payload["state"]["step"]
 
     def ended(self, state: str, message: str, **extra: Any) -> dict[str, Any]:
         """Close a run that did not finish; its summary is written unless it can be resumed (stopped)."""
@@ -258,6 +271,8 @@ def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logg
             recorder.ended(status.DIVERGED, first_line(diverged))
             raise
         except Exception as exc:
+            if runs.disk_full(exc):
+                raise _disk_full(recorder, exc) from None
             if limits.is_allocation_error(exc):
                 message = limits.allocation_message(exc, device)
                 recorder.ended(status.FAILED, message)
@@ -266,4 +281,24 @@ def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logg
                 raise limits.LimitError(message) from None
             recorder.ended(status.FAILED, first_line(exc))
             raise
-        return recorder.finished(results, lambda path: torch.save(model.state_dict(), path))
+        try:
+            return recorder.finished(results, lambda path: runs.save_weights(path, model.state_dict()))
+        except Exception as exc:
+            if runs.disk_full(exc):
+                raise _disk_full(recorder, exc) from None
+            raise
+
+
+def _disk_full(recorder: Recorder, exc: BaseException) -> runs.DiskFull:
+    """End a run whose disk filled as a stopped one (no summary: it can be resumed) and say what is kept."""
+    run_dir = recorder.run_dir
+    kept = recorder.checkpointed
+    where = (f"its last checkpoint (step {kept}) is kept: free some space, then continue it with "
+             f"`python -m runner --resume {run_dir}`") if kept is not None else (
+             "it stopped before its first checkpoint, so it cannot be continued: free some space and start it again "
+             "(its journal keeps the steps it trained)")
+    message = (f"the disk holding {run_dir} is full ({os.strerror(errno.ENOSPC).lower()}); the run stopped and "
+               f"{where}.")
+    recorder.ended(status.STOPPED, message, reason="the disk is full")
+    return runs.DiskFull(message)
+

@@ -60,9 +60,19 @@ class JsonlLogger(BaseLogger):
         return whole
 
     def _write(self, records: list[dict[str, Any]]) -> None:
+        """The records as whole lines; on a failed write (a full disk) the journal is cut back to its
+        last whole line before the error goes on, so it stays a journal a resume can continue."""
         t = round(time.monotonic() - self._t0, 4)
-        blob = "".join(json.dumps({**r, "t": t}) + "\n" for r in records).encode()
-        self.position += os.write(self._fd, blob)
+        blob = memoryview("".join(json.dumps({**r, "t": t}) + "\n" for r in records).encode())
+        written = 0
+        try:
+            while written < len(blob):  # one write(2), unless the disk takes only part of it
+                written += os.write(self._fd, blob[written:])
+        except OSError:
+            os.ftruncate(self._fd, self.position)
+            os.lseek(self._fd, self.position, os.SEEK_SET)
+            raise
+        self.position += written
 
     def start(self, info: Info) -> None:
         self._write([{"event": "start", "format": FORMAT, "info": dict(info)}])
@@ -86,9 +96,14 @@ class JsonlLogger(BaseLogger):
     def close(self, summary: Info | None) -> None:
         super().close(summary)
         if self._fd >= 0:
-            self._write([{"event": "close", "summary": None if summary is None else dict(summary)}])
-            os.close(self._fd)
-            self._fd = -1
+            try:
+                self._write([{"event": "close", "summary": None if summary is None else dict(summary)}])
+            except OSError as exc:  # a full disk: the journal ends with the events before it
+                print(f"warning: {self.path}: its close event could not be written ({exc.strerror})",
+                      file=sys.stderr)
+            finally:
+                os.close(self._fd)
+                self._fd = -1
 
 
 class JournalError(UserError):

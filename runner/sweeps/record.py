@@ -21,6 +21,7 @@ from runner.sweeps.results import Result
 from runner.sweeps.variants import Variant, flatten, label, unflatten, unique
 
 PLAN = "sweep.json"
+OWN = (PLAN, table.RESULTS_CSV, table.RESULTS_MD, "report.html")  # the files a sweep writes (atomically)
 
 
 def sweep_dir(name: str, out: Path | None, root: Path = Path("runs")) -> Path:
@@ -88,6 +89,10 @@ def _recorded(out: Path) -> tuple[dict[str, Any], list[tuple[Any, ...]], tuple[s
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise runs.RunDirError(f"--resume {out}: {PLAN} cannot be read ({type(exc).__name__}: {exc}); it is "
                                "damaged or not a sweep record of this runner.") from None
+    for item in items:  # the variants' run directories are the sweep's own folders, and nothing else
+        runs.child(out, item[0], out / PLAN)
+        if item[6]:
+            runs.child(out, item[6], out / PLAN)
     return recorded, items, search
 
 
@@ -106,7 +111,7 @@ def resume(out: Path) -> Resumed:
         variant = Variant(vname, source, flat, experiment, error=error or None if experiment is None else None,
                           base=base, label=vlabel, point=point)
         variants.append(variant)
-        where = out / run_dir if run_dir else out / vname
+        where = runs.child(out, run_dir or vname, out / PLAN)
         summary = read_summary(where) if (where / runs.SUMMARY).is_file() else None
         if summary is not None and status.read(summary.get("status", status.FINISHED)) in status.TRAINED:
             results.append(Result.of(variant, status.FINISHED, summary, run_dir=where))
@@ -165,7 +170,7 @@ def _entries_of_sweep(path: Path) -> tuple[str, dict[str, Any], list[Entry]]:
                                "or not a sweep record of this runner.") from None
     entries: list[Entry] = []
     for item in recorded["variants"]:
-        run_dir = path / item["run_dir"] if item["run_dir"] else None
+        run_dir = runs.child(path, item["run_dir"], path / PLAN) if item["run_dir"] else None
         if run_dir is not None and (run_dir / runs.JOURNAL).is_file():
             entries.append(_from_run_dir(run_dir, item))
         else:  # never trained: an invalid value, or a sweep stopped before it

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from runner import runs, status
+from runner import files, runs, status
 from runner.executors import LoggersFor
 from runner.sweeps import search
 from runner.sweeps.plan import Plan
@@ -128,7 +128,7 @@ class Driver:
                  **({"trial_seconds": payload["trial_seconds"]} if "trial_seconds" in payload else {})}
         if state == status.FINISHED and recorder is not None:
             blob = payload["weights"]
-            summary = recorder.finished({**payload["results"], **where}, lambda path: path.write_bytes(blob))
+            summary = recorder.finished({**payload["results"], **where}, lambda path: files.write_bytes(path, blob))
             self.results[i] = Result.of(variant, status.FINISHED, summary, run_dir=run_dir)
         elif state == status.STOPPED and recorder is not None:
             recorder.ended(status.STOPPED, payload["error"], reason=payload["error"],
