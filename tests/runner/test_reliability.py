@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -83,6 +84,60 @@ def test_divergence_on_the_command_line(tmp_path: Path, tiny_mnist: Path) -> Non
     assert sum('"train_loss"' in line for line in lines) >= 1
     summary = json.loads((out / "summary.json").read_text())  # the run directory says how it ended
     assert summary["status"] == "diverged" and "became" in summary["error"] and "\n" not in summary["error"]
+
+
+NAN_AT = '''
+from torch import nn
+
+
+class NanAt(nn.Module):
+    """A linear model whose logits are NaN at its `at`-th training step, and only there."""
+
+    def __init__(self, in_shape, classes, at):
+        super().__init__()
+        self.linear = nn.Linear(in_shape[0] * in_shape[1] * in_shape[2], classes)
+        self.at, self.steps = at, 0
+
+    def forward(self, x):
+        logits = self.linear(x.flatten(1))
+        if self.training:
+            self.steps += 1
+            if self.steps == self.at:
+                return logits * float("nan")
+        return logits
+'''
+
+
+def test_a_nan_loss_ends_the_run_as_diverged_and_keeps_the_checkpoint_before_it(tmp_path: Path,
+                                                                                 tiny_mnist: Path) -> None:
+    """A NaN (not an inf from a huge learning rate): exit 3 naming the step, a whole journal with one
+    ending, and the last epoch's checkpoint untouched (12 steps an epoch: step 30 is in epoch 3)."""
+    (tmp_path / "nan_at.py").write_text(NAN_AT)
+    spec = json.loads(tiny_spec(tmp_path, tiny_mnist, train={"epochs": 3}).read_text())
+    spec["model"] = {"kind": "python", "target": "nan_at:NanAt", "args": {"at": 30}}
+    (tmp_path / "tiny.json").write_text(json.dumps(spec))
+    out = tmp_path / "run"
+    result = run_cli(str(tmp_path / "tiny.json"), "--logger", "null", "--no-report", "--out", str(out))
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    said = "the training loss became nan at step 30 (epoch 3)"
+    assert said in result.stderr and "learning rate" in result.stderr and "optim.lr is 0.1" in result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["error"].startswith(said) and "\n" not in summary["error"]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    kinds = [r["event"] for r in records]
+    assert kinds[0] == "start" and kinds.count("start") == 1
+    assert kinds[-1] == "close" and kinds.count("close") == 1 and records[-1]["summary"]["status"] == "diverged"
+    losses = [(r["step"], r["loss"]) for r in records if r["event"] == "train_loss"]
+    assert [step for step, _ in losses] == list(range(1, 33))  # to the end of the chunk (log_every 4) holding it
+    assert math.isnan(losses[29][1]) and all(math.isfinite(loss) for _, loss in losses[:29])
+    assert [r["epoch"] for r in records if r["event"] == "evaluation"] == [1, 2]
+    kept = torch.load(out / "checkpoint.pt", weights_only=True)  # epoch 2's, not overwritten by NaN weights
+    assert kept["state"]["step"] == 24 and kept["state"]["epoch"] == 3
+    assert all(torch.isfinite(w).all() for w in kept["model"].values())
+    upto = [json.loads(line) for line in (out / "metrics.jsonl").read_bytes()[:kept["journal_bytes"]].splitlines()]
+    assert [r["step"] for r in upto if r["event"] == "train_loss"] == list(range(1, 25))
+    assert upto[-1]["event"] == "predictions" and upto[-1]["epoch"] == 2  # it holds the journal up to its epoch's end
+    assert not (out / "model.pt").exists()
 
 
 def start_long_run(tmp_path: Path, tiny_mnist: Path, out: Path) -> subprocess.Popen:
