@@ -136,13 +136,20 @@ def results(out: Path) -> list[dict[str, str]]:
 
 
 def assert_whole(run_dir: Path, epochs: int = EPOCHS) -> list[dict[str, Any]]:
-    """Every step and evaluation of the run in its journal exactly once, in order, and its end."""
+    """Every step, evaluation and prediction of the run in its journal exactly once, in order, after its
+    one start and before its one close: a retried or resumed trial adds neither."""
     events = journal(run_dir)
-    assert events[0]["event"] == "start" and events[-1]["event"] == "close"
-    steps = [e["step"] for e in events if e["event"] == "train_loss"]
-    assert steps == list(range(1, epochs * STEPS + 1))
-    assert [e["epoch"] for e in events if e["event"] == "evaluation"] == list(range(1, epochs + 1))
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds.count("start") == 1 and kinds.count("images") == 1
+    assert kinds[-1] == "close" and kinds.count("close") == 1
+    assert steps_in(events) == list(range(1, epochs * STEPS + 1))
+    for kind in ("evaluation", "predictions"):
+        assert [e["epoch"] for e in events if e["event"] == kind] == list(range(1, epochs + 1))
     return events
+
+
+def steps_in(events: list[dict[str, Any]]) -> list[int]:
+    return [e["step"] for e in events if e["event"] == "train_loss"]
 
 
 def command_line(pid: str) -> str:
@@ -231,33 +238,60 @@ def test_an_asha_search_stops_trials_early_and_says_so(cluster: dict[str, str], 
             assert len(evaluations) == 4
 
 
+def settled(run_dir: Path) -> list[dict[str, Any]]:
+    """The journal once the driver has written all that a frozen trial sent: unchanged for a second."""
+    before, now = None, (run_dir / "metrics.jsonl").read_bytes()
+    while now != before:
+        time.sleep(1)
+        before, now = now, (run_dir / "metrics.jsonl").read_bytes()
+    return [json.loads(line) for line in now.splitlines()]
+
+
+def kill_past_a_checkpoint(process: subprocess.Popen, out: Path) -> tuple[Path, dict[str, Any]]:
+    """SIGKILL a trial once its journal on the driver holds steps after its last checkpoint. Its process
+    is frozen (SIGSTOP) while that is checked, so what is checked is what it leaves. Its run directory
+    and the checkpoint its retry continues from."""
+    import torch
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        for run_dir in sorted(out.glob("tiny-*")):
+            if not (run_dir / "checkpoint.pt").is_file() or (run_dir / "summary.json").exists():
+                continue
+            with open(run_dir / "metrics.jsonl") as f:  # its start event: the trial's node and process
+                pid = json.loads(f.readline())["info"]["node"]["pid"]
+            os.kill(pid, signal.SIGSTOP)
+            left = settled(run_dir)
+            kept = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+            if steps_in(left)[-1] > kept["state"]["step"]:
+                os.kill(pid, signal.SIGKILL)
+                return run_dir, kept
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(0.02)
+    raise AssertionError("no trial was seen with steps past its last checkpoint")
+
+
 def test_a_killed_trial_resumes_from_its_checkpoint(cluster: dict[str, str], data_root: Path, tmp_path: Path,
                                                     uninterrupted: tuple[Path, int, str, str]) -> None:
     spec = spec_file(tmp_path, data_root, sweep={"model.activation": ACTIVATIONS[:2]})
     out = tmp_path / "sweep"
     process = runner(str(spec), "--out", str(out), "--logger", "null", env=cluster)
-    victim = None
-    deadline = time.monotonic() + 120
-    while victim is None and time.monotonic() < deadline and process.poll() is None:
-        for run_dir in sorted(out.glob("tiny-*")):
-            if (run_dir / "checkpoint.pt").is_file() and not (run_dir / "summary.json").exists():
-                events = journal(run_dir)
-                steps = [e["step"] for e in events if e["event"] == "train_loss"]
-                if steps and steps[-1] < (EPOCHS - 1) * STEPS:  # after a checkpoint, well before the end
-                    victim = run_dir, events[0]["info"]["node"]["pid"]
-                    os.kill(victim[1], signal.SIGKILL)
-                    break
-        time.sleep(0.02)
-    code, stdout, stderr = finish(process)
-    assert victim is not None, "no trial to kill"
+    try:
+        run_dir, kept = kill_past_a_checkpoint(process, out)
+        before = (run_dir / "metrics.jsonl").read_bytes()[:kept["journal_bytes"]]
+    finally:
+        code, stdout, stderr = finish(process)
     assert code == 0, stderr
-    run_dir, pid = victim
-    assert_whole(run_dir)
+    events = assert_whole(run_dir)  # the steps after the checkpoint were cut, then trained again
+    assert (run_dir / "metrics.jsonl").read_bytes().startswith(before)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["attempts"] == 2
-    # resumed exactly: the same numbers as the uninterrupted sweep's variant
-    reference = {r["name"]: r for r in results(uninterrupted[0])}[run_dir.name]
-    assert {r["name"]: r for r in results(out)}[run_dir.name] == reference
+    # resumed exactly: the same numbers as the uninterrupted sweep's variant, step by step
+    reference = uninterrupted[0] / run_dir.name
+    assert [e["loss"] for e in events if e["event"] == "train_loss"] == \
+        [e["loss"] for e in journal(reference) if e["event"] == "train_loss"]
+    assert {r["name"]: r for r in results(out)}[run_dir.name] == {r["name"]: r for r in results(uninterrupted[0])}[
+        run_dir.name]
     assert f"{run_dir.name}: its process died; retrying from its last checkpoint" in stdout + stderr
     assert "Traceback" not in stderr and "ActorDiedError" not in stderr
 
