@@ -5,20 +5,35 @@ What the rest of the runner knows of a dataset is its `DatasetInfo` (image shape
 normalisation): models size themselves from it and the loggers draw with it. `LOADERS` maps each
 `data.dataset` kind to the function that reads it; the published datasets are entries of `KNOWN`,
 with their files and sha256 sums. Adding a published IDX dataset is one entry there.
+
+Files are read within bounds: an IDX file's header is checked before the data it promises is read
+(a .gz inflated only that far), an image's size is read from its header before any pixel is
+decoded, and images are decoded in a child process, so a damaged file that crashes the decoder
+ends the child, not the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import json
+import math
+import pickle
+import re
 import struct
+import subprocess
+import sys
+import tempfile
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 import torch
 
+from runner import limits
 from runner.datasets import FASHION_MNIST, KNOWN, MNIST, DatasetInfo  # noqa: F401 - FASHION_MNIST: read here
 from runner.errors import UserError
 from runner.spec import DataSpec
@@ -27,6 +42,8 @@ IMAGES_MAGICS = (0x00000803, 0x00000804)  # idx3: [N, H, W] grey; idx4: [N, C, H
 LABELS_MAGIC = 0x00000801
 IMAGES_MAGIC = 0x00000803
 SPLITS = (("train", "train"), ("test", "t10k"))  # (split, file prefix as MNIST names them)
+CHUNK = 1 << 20  # bytes read at a time to check a file's sha256
+BYTES_PER_PIXEL = 1 + 4  # a pixel in memory: the uint8 read, then its normalised float32
 
 
 class DataError(UserError):
@@ -52,38 +69,58 @@ class Dataset:
 
 
 def read_idx(path: Path, magic: int | None = None, expected_sha256: str | None = None, hint: str = "") -> torch.Tensor:
-    """The uint8 array in an IDX file (.gz too), checked for damage; `magic` None: any images file."""
+    """The uint8 array in an IDX file (.gz too), checked for damage; `magic` None: any images file.
+
+    The header is read first and the data after it only up to the size the header promises (a .gz
+    inflated in bounded chunks), so a file that is larger than it says, or than memory, costs nothing.
+    """
     hint = hint or "run `make data` to fetch it again"
     try:
-        blob = path.read_bytes()
+        if expected_sha256 is not None and _sha256(path) != expected_sha256:
+            raise DataError(f"{path} does not match its published sha256 (damaged or a different file); {hint}.")
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            return _read_array(f, path, magic, hint)
     except FileNotFoundError:
         raise DataError(f"{path} is missing; {hint}.") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise DataError(f"{path} is not a readable gzip file ({exc}); {hint}.") from None
     except OSError as exc:
-        raise DataError(f"{path} cannot be read ({exc.strerror}); {hint}.") from None
-    if expected_sha256 is not None and hashlib.sha256(blob).hexdigest() != expected_sha256:
-        raise DataError(f"{path} does not match its published sha256 (damaged or a different file); {hint}.")
-    if path.suffix == ".gz":
-        try:
-            blob = gzip.decompress(blob)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path} is not a readable gzip file ({exc}); {hint}.") from None
-    found = struct.unpack(">I", blob[:4])[0] if len(blob) >= 4 else None
+        raise DataError(f"{path} cannot be read ({exc.strerror or exc}); {hint}.") from None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_array(f: BinaryIO, path: Path, magic: int | None, hint: str) -> torch.Tensor:
+    """The header's magic and shape, checked, then exactly the bytes it promises."""
+    head = f.read(4)
+    found = struct.unpack(">I", head)[0] if len(head) == 4 else None
     allowed = set(IMAGES_MAGICS) if magic is None else {magic}
     if found not in allowed:
         kind = "labels" if magic == LABELS_MAGIC else "images"
         raise DataError(f"{path} is not an IDX {kind} file (magic number {found if found is None else hex(found)}, "
                         f"expected {' or '.join(f'{m:#010x}' for m in sorted(allowed))}); {hint}.")
     dims = found & 0xFF
-    header = 4 + 4 * dims
-    if len(blob) < header:
+    packed = f.read(4 * dims)
+    if len(packed) < 4 * dims:
         raise DataError(f"{path} is truncated inside its header; {hint}.")
-    shape = struct.unpack(f">{dims}I", blob[4:header])
-    count = 1
-    for d in shape:
-        count *= d
-    if len(blob) != header + count:
-        raise DataError(f"{path} is truncated or padded: {len(blob) - header} data bytes, header says {count}; {hint}.")
-    return torch.frombuffer(bytearray(blob[header:]), dtype=torch.uint8).reshape(shape)
+    shape = struct.unpack(f">{dims}I", packed)
+    count = math.prod(shape)
+    free = limits.available_memory("cpu")
+    if free is not None and count * BYTES_PER_PIXEL > free * limits.HEADROOM:
+        raise DataError(f"{path}'s header says it holds {count:,} bytes of shape {shape}; read and normalised that "
+                        f"is about {limits.size(count * BYTES_PER_PIXEL)}, more than the {limits.size(free)} of "
+                        f"memory free; {hint}.")
+    blob = f.read(count)
+    if len(blob) < count or f.read(1):
+        size = f"{len(blob)} data bytes" if len(blob) < count else "more data bytes than that"
+        raise DataError(f"{path} is truncated or padded: {size}, header says {count}; {hint}.")
+    return torch.frombuffer(bytearray(blob), dtype=torch.uint8).reshape(shape)
 
 
 def normalise(images: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
@@ -178,14 +215,29 @@ def load_idx(spec: DataSpec, device: torch.device) -> Dataset:
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+MAX_IMAGE_PIXELS = 4096 * 4096  # per image; a header claiming more is refused before any decoding
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}  # Pillow's modes of images without colour
 
 
 def load_image_folder(spec: DataSpec, device: torch.device) -> Dataset:
-    """Images in torchvision's ImageFolder layout, root/{train,test}/<class>/*.png, decoded once by
-    torchvision; grey if every image is grey, else colour (RGB)."""
-    from torchvision.io import ImageReadMode, decode_image
-
+    """Images in torchvision's ImageFolder layout, root/{train,test}/<class>/*.png: checked by their
+    headers first, then decoded once by torchvision; grey if every image is grey, else colour (RGB)."""
     root = Path(spec.root)
+    classes, files = _image_files(root)
+    paths = [path for items in files.values() for path, _ in items]
+    check_image_headers(paths)
+    images = iter(decode_images(paths))
+    decoded = {split: [next(images) for _ in items] for split, items in files.items()}
+    channels = 3 if any(image.shape[0] >= 3 for split in decoded.values() for image in split) else 1
+    pairs = {}
+    for split, items in files.items():
+        stacked = torch.stack([_to_channels(image, channels) for image in decoded[split]])
+        pairs[split] = (stacked, torch.tensor([label for _, label in items]))
+    return _own("image_folder", str(root), pairs["train"], pairs["test"], classes, spec, device)
+
+
+def _image_files(root: Path) -> tuple[tuple[str, ...], dict[str, list[tuple[Path, int]]]]:
+    """The class names, and each split's image files with their labels; the layout checked."""
     layout = f"expected {root}/train/<class>/*.png and {root}/test/<class>/*.png (or .jpg)"
     if not (root / "train").is_dir() or not (root / "test").is_dir():
         raise DataError(f"{root} is not an image folder: {layout}.")
@@ -203,31 +255,108 @@ def load_image_folder(spec: DataSpec, device: torch.device) -> Dataset:
                         for path in sorted((root / split / name).iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
         if not files[split]:
             raise DataError(f"{root / split} holds no images ({layout}).")
-    decoded: dict[str, list[torch.Tensor]] = {}
-    with warnings.catch_warnings():
-        # torchvision 0.29 points to torchcodec for new code; its PNG/JPEG decoding still works as before.
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision")
-        for split, items in files.items():
-            decoded[split] = []
-            for path, _ in items:
+    return classes, files
+
+
+def check_image_headers(paths: list[Path]) -> None:
+    """Each image's size and kind as its header gives them (no pixel is decoded for this): a PNG or
+    JPEG of at most MAX_IMAGE_PIXELS, all of one size, all together fitting in memory."""
+    first: tuple[Path, tuple[int, int]] | None = None
+    colour = False
+    for path in paths:
+        size, mode = _image_header(path)
+        colour = colour or mode not in GREY_MODES
+        if size[0] * size[1] > MAX_IMAGE_PIXELS:
+            raise DataError(f"{path} is {size[0]}x{size[1]} pixels by its header, more than the "
+                            f"{MAX_IMAGE_PIXELS:,} pixels an image may have; resize it (the others too).")
+        first = first or (path, size)
+        if size != first[1]:
+            raise DataError(f"{path} is {size[0]}x{size[1]} pixels but {first[0]} is {first[1][0]}x{first[1][1]}; "
+                            "every image of a dataset needs one size (resize them first).")
+    if first is not None:
+        need = len(paths) * (3 if colour else 1) * first[1][0] * first[1][1] * (BYTES_PER_PIXEL + 1)
+        free = limits.available_memory("cpu")
+        if free is not None and need > free * limits.HEADROOM:
+            raise DataError(f"the {len(paths):,} images of {first[1][0]}x{first[1][1]} pixels in {first[0].parent.parent.parent} "
+                            f"would take about {limits.size(need)} of memory decoded and normalised, and "
+                            f"{limits.size(free)} is free; use fewer or smaller images.")
+
+
+def _image_header(path: Path) -> tuple[tuple[int, int], str]:
+    """An image's (width, height) and Pillow's mode for it, read from its header alone."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own cap is lower
+            with Image.open(path, formats=["PNG", "JPEG"]) as image:
+                return image.size, image.mode
+    except Image.DecompressionBombError as exc:  # past Pillow's own cap, which is higher than ours
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        claimed = f"{int(found[1]):,}" if found else "too many"
+        raise DataError(f"{path} is {claimed} pixels by its header, more than the {MAX_IMAGE_PIXELS:,} pixels an "
+                        "image may have; resize it (the others too).") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"{path} cannot be decoded as an image ({str(exc).splitlines()[0]}); PNG and JPEG "
+                        "files are read.") from None
+
+
+# The child's program: the paths as a JSON list on stdin; on stdout "ready", then one pickle per image,
+# its pixels [c, H, W] uint8, or the first line of why it cannot be decoded (and nothing after it).
+DECODER = """
+import json, pickle, sys, warnings
+paths = json.load(sys.stdin)
+warnings.filterwarnings("ignore", category=DeprecationWarning)  # torchvision 0.29 points to torchcodec
+from torchvision.io import ImageReadMode, decode_image
+out = sys.stdout.buffer
+pickle.dump("ready", out)
+for path in paths:
+    try:
+        pickle.dump(decode_image(path, mode=ImageReadMode.UNCHANGED).numpy(), out)
+    except (RuntimeError, OSError, ValueError) as exc:
+        pickle.dump((str(exc) or type(exc).__name__).splitlines()[0], out)
+        break
+    out.flush()
+"""
+
+
+def decode_images(paths: list[Path]) -> list[torch.Tensor]:
+    """Each image [c, H, W] uint8 as stored (grey, grey+alpha, RGB or RGBA), decoded by torchvision in a
+    child process: a decoder that crashes on a damaged file (libpng on a PNG with less image data
+    than its header says) ends the child, not the run, and the file is named."""
+    with tempfile.TemporaryFile() as errors:
+        child = subprocess.Popen([sys.executable, "-c", DECODER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=errors)
+        try:
+            with contextlib.suppress(BrokenPipeError):  # a child that died at once: told below
+                child.stdin.write(json.dumps([str(p) for p in paths]).encode())  # type: ignore[union-attr]
+                child.stdin.close()  # type: ignore[union-attr]
+            decoded = []
+            for path in [None, *paths]:
                 try:
-                    decoded[split].append(decode_image(str(path), mode=ImageReadMode.UNCHANGED))
-                except (RuntimeError, OSError, ValueError) as exc:
-                    raise DataError(f"{path} cannot be decoded as an image ({str(exc).splitlines()[0]}).") from None
-    everything = [(path, image) for split in files for (path, _), image in zip(files[split], decoded[split])]
-    colour = any(image.shape[0] >= 3 for _, image in everything)
-    channels = 3 if colour else 1
-    first_path, first = everything[0]
-    for path, image in everything:
-        if image.shape[1:] != first.shape[1:]:
-            raise DataError(f"{path} is {image.shape[2]}x{image.shape[1]} pixels but {first_path} is "
-                            f"{first.shape[2]}x{first.shape[1]}; every image of a dataset needs one size "
-                            "(resize them first).")
-    pairs = {}
-    for split, items in files.items():
-        images = torch.stack([_to_channels(image, channels) for image in decoded[split]])
-        pairs[split] = (images, torch.tensor([label for _, label in items]))
-    return _own("image_folder", str(root), pairs["train"], pairs["test"], classes, spec, device)
+                    answer = pickle.load(child.stdout)  # type: ignore[arg-type]
+                except (EOFError, pickle.UnpicklingError):
+                    raise DataError(_crash(path, child.wait(), errors)) from None
+                if isinstance(answer, str) and path is not None:
+                    raise DataError(f"{path} cannot be decoded as an image ({answer}).")
+                if path is not None:
+                    decoded.append(torch.from_numpy(answer))
+            return decoded
+        finally:
+            child.kill()
+            child.wait()
+            child.stdout.close()  # type: ignore[union-attr]
+
+
+def _crash(path: Path | None, status: int, errors: Any) -> str:
+    """Why the decoder's child ended early: what it said last, and the file it was decoding."""
+    errors.seek(0)
+    said = (errors.read().decode(errors="replace").strip().splitlines() or [""])[-1][:300]
+    how = f"signal {-status}" if status < 0 else f"exit status {status}"
+    if path is None:
+        return f"the image decoder (torchvision, in a child process) did not start ({how}: {said})."
+    return (f"{path} crashed the image decoder ({how}{': ' + said if said else ''}); the file is damaged (cut "
+            "short, or less image data than its header says): replace or remove it.")
 
 
 def _to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:

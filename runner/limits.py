@@ -80,8 +80,8 @@ def check_memory(parameter_count: int, device: Any, bytes_per_parameter: int = T
     need = parameter_count * bytes_per_parameter
     have = available_memory(device)
     if have is not None and need > have * HEADROOM:
-        raise LimitError(f"the model has {parameter_count:,} parameters; training it needs about {_size(need)} of "
-                         f"memory on {device} (weights, gradients, optimizer state) and {_size(have)} is free. "
+        raise LimitError(f"the model has {parameter_count:,} parameters; training it needs about {size(need)} of "
+                         f"memory on {device} (weights, gradients, optimizer state) and {size(have)} is free. "
                          "Make it smaller (e.g. narrower model.hidden), or use a device with more memory.")
 
 
@@ -92,8 +92,8 @@ def check_disk(where: Path, need: int) -> None:
         where = where.parent
     free = shutil.disk_usage(where).free
     if need > free * HEADROOM:
-        raise LimitError(f"the run would write about {_size(need)} (checkpoint, weights, journal) under {where}, "
-                         f"which has {_size(free)} free; free some space, choose another --out, or make the "
+        raise LimitError(f"the run would write about {size(need)} (checkpoint, weights, journal) under {where}, "
+                         f"which has {size(free)} free; free some space, choose another --out, or make the "
                          "model or the number of steps smaller.")
 
 
@@ -128,7 +128,8 @@ def allocation_message(exc: BaseException, device: Any) -> str:
             "(model.hidden, data.batch_size, data.test_batch_size).")
 
 
-def _size(n: float) -> str:
+def size(n: float) -> str:
+    """Bytes as people read them: 1,234 bytes, 5.7 MB, 1.2 GB."""
     for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
         if abs(n) < 1000 or unit == "PB":
             return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
