@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Sequence
 
 from runner import spec as specs
+
+MAX_VARIANTS = 10_000  # a sweep's combinations; as many as a search may draw (search.samples)
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ def expand(experiment: specs.Experiment, source: str) -> list[Variant]:
     """One variant per combination of the sweep's values; the experiment itself when it has none."""
     base = experiment.model_dump(mode="json")
     sweep = base.pop("sweep") or {}
+    check_size(sweep, source)
     varied = [key for key, values in sweep.items() if len(values) > 1]
     shorts = short_keys(varied)
     variants = []
@@ -107,6 +111,16 @@ def expand(experiment: specs.Experiment, source: str) -> list[Variant]:
         where = f"{source}, variant {', '.join(parts)}" if parts else source
         variants.append(make(experiment, source, data, where))
     return variants
+
+
+def check_size(sweep: dict[str, list[Any]], source: str) -> None:
+    """Refuse, before any variant is built, a sweep of more than MAX_VARIANTS combinations."""
+    count = math.prod(len(values) for values in sweep.values())
+    if count > MAX_VARIANTS:
+        counts = ", ".join(f"{key} {len(values):,}" for key, values in sweep.items())
+        raise specs.SpecError(f"{source}: the sweep makes {count:,} variants (values per key: {counts}; every "
+                              f"combination runs), more than the {MAX_VARIANTS:,} a sweep may have. List fewer "
+                              "values, or draw variants from ranges with a search instead.")
 
 
 def label(variants: Sequence[Variant], fallback: str) -> list[Variant]:
