@@ -34,6 +34,7 @@ class SpecError(UserError):
 
 
 MAX_DEPTH = 64  # levels of nesting a spec may have; real ones have four or five
+MAX_LAYERS = 1000  # hidden layers (or convolutions) a model may have: refused before anything is built
 FLOAT32_MAX = 3.4028234663852886e38  # the largest float32: training computes in float32
 FLOAT32_TINY = 1.401298464324817e-45  # the smallest positive float32; anything below rounds to 0
 INT64_MAX = 2**63 - 1
@@ -120,7 +121,8 @@ class MLPSpec(Frozen):
     api: Literal["module", "functional"] = Field(
         "module", description="module: nn.Sequential; functional: raw weight tensors and F.* calls, as the tutorial's "
                               "low-level version. Same init and seed give the same function.")
-    hidden: Widths = Field((200, 200), description="Widths of the hidden layers, input to output.")
+    hidden: Widths = Field((200, 200), max_length=MAX_LAYERS, description="Widths of the hidden layers, input to "
+                                                                         "output (at most 1000).")
     activation: Activation = Field("relu", description="Activation after each hidden layer.")
     output_activation: Literal["none"] | Activation = Field(
         "none", description="Activation applied to the logits. Keep none: the tutorial's ReLU here hurts accuracy.")
@@ -143,14 +145,15 @@ class MLPSpec(Frozen):
 class CNNSpec(Frozen):
     kind: Literal["cnn"] = Field("cnn", description="cnn: convolutions and pooling, then dense layers; LeNet-5 by "
                                                     "default.")
-    channels: Widths = Field((6, 16), min_length=1, description="Output channels of each convolution; each is "
-                                                                "followed by the activation and a 2x2 pooling.")
+    channels: Widths = Field((6, 16), min_length=1, max_length=MAX_LAYERS, description="Output channels of each "
+                             "convolution; each is followed by the activation and a 2x2 pooling.")
     kernel: int = Field(5, gt=0, le=15, description="Side of every convolution's square kernel.")
     padding: Literal["same", "valid"] = Field(
         "same", description="same: each convolution keeps the image size (only pooling halves it), so any image "
                             "size works; valid: no padding, as LeNet-5 on 32x32 images.")
     pool: Literal["max", "avg"] = Field("max", description="2x2 pooling after each convolution: max or avg.")
-    hidden: Widths = Field((120, 84), description="Widths of the dense layers after the convolutions.")
+    hidden: Widths = Field((120, 84), max_length=MAX_LAYERS, description="Widths of the dense layers after the "
+                                                                        "convolutions (at most 1000).")
     activation: Activation = Field("relu", description="Activation after each convolution and dense layer.")
     batch_norm: bool = Field(False, description="BatchNorm after each convolution.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before each dense layer, in [0, 1).")
@@ -419,7 +422,7 @@ class Experiment(Frozen):
 
 
 __all__ = ["ACTIVATIONS", "Activation", "CNNSpec", "DISTRIBUTIONS", "DEVICE_PATTERN", "DataSpec", "Experiment",
-           "FLOAT32_MAX", "FLOAT32_TINY", "Frozen", "INT64_MAX", "MAX_DEPTH", "MODEL_SPECS", "MODEL_TAGS", "MLPSpec",
-           "Model", "ModelSpec", "NAME_PATTERN", "OPEN_KEYS", "OptimSpec", "PythonSpec", "SearchSpec", "SpecError",
-           "TrainSpec", "UNSWEPT", "VisdomSpec", "Widths", "check_key", "check_space", "check_sweep",
-           "sweepable_keys"]
+           "FLOAT32_MAX", "FLOAT32_TINY", "Frozen", "INT64_MAX", "MAX_DEPTH", "MAX_LAYERS", "MODEL_SPECS",
+           "MODEL_TAGS", "MLPSpec", "Model", "ModelSpec", "NAME_PATTERN", "OPEN_KEYS", "OptimSpec", "PythonSpec",
+           "SearchSpec", "SpecError", "TrainSpec", "UNSWEPT", "VisdomSpec", "Widths", "check_key", "check_space",
+           "check_sweep", "sweepable_keys"]
