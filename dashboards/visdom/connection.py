@@ -19,12 +19,13 @@ from typing import Any
 
 import requests
 
+from dashboards.visdom import bounded
 from dashboards.visdom.access import Credentials, local_credentials
 
 DEFAULT_SERVER = "http://localhost"
 DEFAULT_PORT = 8097
 CONNECT_TIMEOUT = 2.0
-READ_TIMEOUT = 10.0
+READ_TIMEOUT = 10.0  # for a request's whole answer, not each read (dashboards.visdom.bounded)
 
 
 class Refused(RuntimeError):
@@ -62,17 +63,17 @@ class Connection:
         self.deadline: float | None = None  # set by the closing sender: no request may outlive it
         self.requests = 0  # sent, answered or not
         self.bytes = 0  # of the bodies sent
-        self._session = requests.Session()
+        self._session = bounded.session()
 
     def request(self, endpoint: str, body: str) -> requests.Response:
-        """POST `body` to `endpoint`; raises what requests raises when no answer comes."""
+        """POST `body` to `endpoint`; raises what requests raises when no whole answer comes in time."""
         read = READ_TIMEOUT
         if self.deadline is not None:  # closing: a hung server must not hold close past its bound
             read = max(0.05, min(read, self.deadline - time.monotonic()))
         data = body.encode()
         self.requests += 1
         self.bytes += len(data)
-        return self._session.post(f"{self.base}/{endpoint}", data=data, timeout=(min(CONNECT_TIMEOUT, read), read))
+        return bounded.post(self._session, f"{self.base}/{endpoint}", data, CONNECT_TIMEOUT, read)
 
     def post(self, msg: dict[str, Any], endpoint: str) -> str:
         """Send one message as JSON; raises Refused unless the server answers 200."""
