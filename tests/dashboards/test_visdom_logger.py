@@ -130,7 +130,8 @@ def test_outage_is_backfilled_exactly_once(visdom_server: Any, out: io.StringIO)
         logger.images(digits(8))
         feed = Feed(logger)
         feed.epochs(2)
-        wait_until(lambda: delivered(logger))
+        # delivered, and the round that did it over: the outage below is the first failure seen
+        wait_until(lambda: delivered(logger) and "live dashboard" in out.getvalue())
 
         visdom_server.stop()
         feed.epochs(2, pause=0.02)  # the sender fails and keeps retrying meanwhile
