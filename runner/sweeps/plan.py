@@ -5,13 +5,16 @@ search its variants will be drawn from, and the lines `--dry-run` prints.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from runner import spec as specs
 from runner.sweeps import search
 from runner.sweeps.variants import (
+    MAX_VARIANTS,
     Variant,
+    check_size,
     expand,
     label,
     safe_name,
@@ -48,6 +51,13 @@ def plan(experiments: Sequence[tuple[specs.Experiment, str]]) -> Plan:
         experiment, source = searches[0]
         search.check(experiment, source)
         return Plan(experiment.name, (), searches[0], experiment.visdom)
+    for experiment, source in experiments:
+        if experiment.sweep:
+            check_size(experiment.sweep, source)
+    total = sum(math.prod(map(len, (e.sweep or {"": [None]}).values())) for e, _ in experiments)
+    if total > MAX_VARIANTS:
+        raise specs.SpecError(f"these {len(experiments)} experiment files make {total:,} variants together, more "
+                              f"than the {MAX_VARIANTS:,} one comparison may have; compare fewer at once.")
     variants = unique([variant for experiment, source in experiments for variant in expand(experiment, source)])
     names = list(dict.fromkeys(experiment.name for experiment, _ in experiments))
     name = names[0] if len(names) == 1 else safe_name("-vs-".join(names))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from pathlib import Path
@@ -17,47 +16,7 @@ import requests
 
 from dashboards.visdom import runs
 from dashboards.visdom.connection import Connection
-from helpers import run_cli, tiny_spec
-
-ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n" + b" " * 1000
-
-
-class Trickle:
-    """Accepts every connection, reads the request, then sends a valid answer one byte a second."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self.bytes_sent = 0
-        self.stopped = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
-
-    def _drip(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                conn.recv(1 << 16)
-                for byte in ANSWER:
-                    if self.stopped.wait(1.0):
-                        return
-                    conn.sendall(bytes([byte]))
-                    self.bytes_sent += 1
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self.stopped.set()
-        self.sock.close()
-
+from helpers import Trickle, run_cli, tiny_spec
 
 @pytest.fixture
 def trickle() -> Iterator[Trickle]:

