@@ -25,7 +25,9 @@ from typing import Any, Iterator
 
 import pytest
 
+from dashboards.charts import MAX_POINTS
 from dashboards.visdom.server import Server, running
+from dashboards.visdom.windows import RECENT
 from helpers import ROOT, make_tiny_mnist, run_cli
 from runner.executors.ray.cluster import stop_processes_under
 
@@ -194,10 +196,14 @@ def test_a_sweep_runs_on_both_nodes_and_every_point_reaches_the_dashboard(
         assert summary["status"] == "finished" and summary["attempts"] == 1
         assert (run_dir / "model.pt").stat().st_size > 0 and (run_dir / "checkpoint.pt").is_file()
         summaries[row["variant"]] = summary
-        # its own env: every step's loss, both evaluations
+        # its own env: every step's loss taken in (the recent ones as they came, the past as a min/max
+        # envelope within the window's bound), both evaluations
         env = windows(visdom.port, summary["visdom_env"])
         raw = env["train_loss"]["content"]["data"][0]
-        assert raw["x"] == list(range(1, EPOCHS * STEPS + 1))
+        losses = [e["loss"] for e in events if e["event"] == "train_loss"]
+        assert len(raw["x"]) <= MAX_POINTS and raw["x"][-RECENT:] == list(range(1, EPOCHS * STEPS + 1))[-RECENT:]
+        assert raw["y"][-RECENT:] == pytest.approx(losses[-RECENT:])
+        assert (min(raw["y"]), max(raw["y"])) == pytest.approx((min(losses), max(losses)))
         assert env["test"]["content"]["data"][1]["y"] == [h["test_accuracy"] for h in summary["history"]]
     assert len(nodes) == 2, "the trials all ran on one node"
     # the comparison env: one trace per variant, every epoch
