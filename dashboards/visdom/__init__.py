@@ -4,6 +4,7 @@
                                and its HTTP; the run logger and the comparison board are thin layers on it
     bounded.py                 each request to the server bounded in total, however slowly it answers
     logger.py                  VisdomLogger: a run's env, live (`--logger visdom`)
+    windows.py                 a line window's traces kept bounded: recent points and a min/max envelope
     panes.py                   the HTML of the run pane (with its lease) and of the predictions table
     compare.py                 ComparisonBoard: one env comparing a sweep's runs, seeds as bands
     names.py                   env names: safe file names, one per run, grouped by experiment
