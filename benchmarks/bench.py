@@ -228,8 +228,8 @@ def main() -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     # Keep the sections other benchmarks write into the same file (report_bench.py's, server_growth.py's).
     previous = args.output.read_text() if args.output.exists() else ""
-    kept = [m.group(0) for m in re.finditer(r"<!-- (reports:|[A-Z-]+ BEGIN).*?<!-- (end of reports|[A-Z-]+ END) -->",
-                                            previous, re.S)]
+    kept = [m.group(0) for m in re.finditer(
+        r"<!-- (reports:|[A-Z][A-Z0-9 -]* BEGIN).*?<!-- (end of reports|[A-Z][A-Z0-9 -]* END) -->", previous, re.S)]
     args.output.write_text("\n\n".join([report.rstrip("\n"), *kept]) + "\n")
     print(f"written to {args.output}")
     return 0
