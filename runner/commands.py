@@ -150,6 +150,10 @@ def _train_sweep(args: argparse.Namespace, kinds: Sequence[str], executor: Any, 
         print(f"results: {out / record.table.RESULTS_MD}, {out / record.table.RESULTS_CSV}")
         if not args.no_report:
             registry.report().write_or_warn(out)
+    if isinstance(stopped, runs.DiskFull):
+        print(f"error: the disk holding {out} is full; the sweep stopped there and its variants keep their last "
+              f"checkpoints. Once there is space, continue it with: python -m runner --resume {out}", file=sys.stderr)
+        return UserError.exit_status
     if stopped is not None:
         skipped = sum(r.status == status.NOT_RUN for r in results)
         if plan.search is not None and plan.search[0].search is not None:  # draws not made yet

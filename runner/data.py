@@ -304,7 +304,8 @@ def _image_header(path: Path) -> tuple[tuple[int, int], str]:
 # The child's program: the paths as a JSON list on stdin; on stdout "ready", then one pickle per image,
 # its pixels [c, H, W] uint8, or the first line of why it cannot be decoded (and nothing after it).
 DECODER = """
-import json, pickle, sys, warnings
+import json, pickle, signal, sys, warnings
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle, not a damaged file's
 paths = json.load(sys.stdin)
 warnings.filterwarnings("ignore", category=DeprecationWarning)  # torchvision 0.29 points to torchcodec
 from torchvision.io import ImageReadMode, decode_image

@@ -78,11 +78,19 @@ def _download(url: str, take: Callable[[bytes], Any]) -> None:
     sockets: list[socket.socket] = []
     expired = threading.Event()
 
+    def note(sock: socket.socket) -> socket.socket:  # before any handshake (proxy tunnel, TLS) on it
+        sockets.append(sock)
+        if expired.is_set():
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        return sock
+
     def watched(base: type[http.client.HTTPConnection]) -> Any:
         class Watched(base):  # type: ignore[valid-type, misc]
-            def connect(self) -> None:
-                super().connect()
-                sockets.append(self.sock)
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                create = self._create_connection
+                self._create_connection = lambda *a, **k: note(create(*a, **k))
         return Watched
 
     class HTTP(urllib.request.HTTPHandler):

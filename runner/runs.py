@@ -43,7 +43,7 @@ def create(spec: Experiment, out: Path | None, root: Path = Path("runs")) -> Pat
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_KEYS = {"format", "model", "optimizer", "torch_rng", "state", "journal_bytes"}
-OWN = (SPEC, SUMMARY, CHECKPOINT, WEIGHTS, "report.html")  # the files a run writes (atomically)
+OWN = (SPEC, SUMMARY, CHECKPOINT, WEIGHTS)  # the files only the run writes (atomically), under its lock
 
 
 class RunDirError(UserError):

@@ -130,12 +130,13 @@ class Recorder:
         self.resume = resume
         self.checkpointed = resume["state"]["step"] if resume else None  # the step the last checkpoint holds
         self.held = contextlib.ExitStack()  # the run directory's lock, from here to the end
-        self.held.enter_context(runs.lock(run_dir, runs.OWN))
         try:
+            self.held.enter_context(runs.lock(run_dir, runs.OWN))
             if resume is not None:  # it may have been finished by another resume meanwhile
                 runs.check_resumable(run_dir)
             self.journal = JsonlLogger(run_dir / runs.JOURNAL, keep=resume["journal_bytes"] if resume else 0)
         except BaseException:
+            FanOut(*self.loggers).close(None)  # their senders were started: stop them
             self.held.close()
             raise
         self.fanout = FanOut(self.journal, *self.loggers)
@@ -150,7 +151,11 @@ class Recorder:
         already holds."""
         self.fanout.__enter__()
         if self.resume is not None:
-            replay_journal(self.journal.path, FanOut(*self.loggers), limit=self.resume["journal_bytes"])
+            try:
+                replay_journal(self.journal.path, FanOut(*self.loggers), limit=self.resume["journal_bytes"])
+            except BaseException:
+                self.__exit__(*sys.exc_info())
+                raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -173,7 +178,7 @@ class Recorder:
         summary = {**self.base, "status": state, "error": message, **extra,
                    "wall_seconds": time.perf_counter() - self.started}
         if state != status.STOPPED:
-            write_json(self.run_dir / runs.SUMMARY, summary)
+            _write_summary(self.run_dir, summary)
         self.fanout.close(summary)
         return summary
 
@@ -185,10 +190,20 @@ class Recorder:
         summary["logging"] = logging_cost(self.loggers, self.logger.seconds, results["train_seconds"])
         write_json(self.run_dir / runs.SUMMARY, summary)
         self.fanout.close(summary)
-        # The senders' part is known once they have drained.
+        # The senders' part is known once they have drained; the run has finished whether or not it fits.
         summary["logging"] = logging_cost(self.loggers, self.logger.seconds, results["train_seconds"])
-        write_json(self.run_dir / runs.SUMMARY, summary)
+        _write_summary(self.run_dir, summary)
         return summary
+
+
+def _write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    """summary.json; on a full disk a warning instead (the journal's close event says how it ended)."""
+    try:
+        write_json(run_dir / runs.SUMMARY, summary)
+    except OSError as exc:
+        if not runs.disk_full(exc):
+            raise
+        print(f"warning: {run_dir / runs.SUMMARY} could not be written: the disk is full", file=sys.stderr)
 
 
 def _started_on(journal: Path) -> str:
@@ -256,9 +271,9 @@ def execute(experiment: Experiment, make_loggers: Callable[[Path], Sequence[Logg
     new_dir = resume_dir is None and (out is None or not out.exists())
     run_dir = resume_dir or runs.create(experiment, out)
     with Recorder(experiment, run_dir, make_loggers(run_dir), device, resume, started) as recorder:
-        if resume is None:
-            recorder.start(start_info(dataset, experiment, device))
         try:
+            if resume is None:
+                recorder.start(start_info(dataset, experiment, device))
             model, results = train.fit(experiment, dataset, device, recorder.logger, resume=resume,
                                        checkpoint=recorder.checkpoint, should_stop=should_stop, built=built,
                                        go_on=go_on)

@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from runner import status
+from runner import runs, status
 from runner.errors import UserError
 from runner.executors import LoggersFor, expected, failure
 from runner.sweeps import search
@@ -77,7 +77,12 @@ class _Sweep:
         self.seeds = seeds_vary(self.variants)
 
     def record(self) -> None:
-        publish(self.out, self.plan, self.variants, self.results, self.board)
+        try:
+            publish(self.out, self.plan, self.variants, self.results, self.board)
+        except OSError as exc:
+            if not runs.disk_full(exc):
+                raise
+            self.say(f"warning: {self.out} is full; its table could not be rewritten ({exc.strerror})")
 
     def dataset(self, experiment: Any) -> Any:
         from runner import data, train
@@ -109,7 +114,7 @@ class _Sweep:
                 summary = session.execute(experiment, loggers, self.should_stop, out=run_dir, dataset=dataset,
                                           go_on=go_on)
             self.results[i] = Result.of(variant, status.FINISHED, summary, run_dir=run_dir)
-        except train.Stopped as exc:
+        except (train.Stopped, runs.DiskFull) as exc:  # a full disk stops the sweep too: resumable
             self.results[i] = Result.of(variant, status.STOPPED, error=str(exc), run_dir=run_dir)
             self.stopped = exc
         except Exception as exc:  # noqa: BLE001 - one variant's failure is a row in the table, not the end

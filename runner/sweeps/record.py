@@ -21,7 +21,7 @@ from runner.sweeps.results import Result
 from runner.sweeps.variants import Variant, flatten, label, unflatten, unique
 
 PLAN = "sweep.json"
-OWN = (PLAN, table.RESULTS_CSV, table.RESULTS_MD, "report.html")  # the files a sweep writes (atomically)
+OWN = (PLAN, table.RESULTS_CSV, table.RESULTS_MD)  # the files only the sweep writes (atomically), under its lock
 
 
 def sweep_dir(name: str, out: Path | None, root: Path = Path("runs")) -> Path:

@@ -158,8 +158,8 @@ def test_a_disk_that_fills_mid_run_ends_it_resumable_with_exit_2(tmp_path: Path,
     """
     done = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
-    if "exit 99" in done.stdout or done.returncode == 99:
-        pytest.skip("no tmpfs can be mounted here")
+    if done.returncode == 99 or "unshare:" in done.stderr:
+        pytest.skip(f"no tmpfs can be mounted here: {done.stderr.strip()[:200]}")
     first = (tmp_path / "first.err").read_text()
     assert "first=2" in done.stdout and "second=0" in done.stdout, (done.stdout, done.stderr, first)
     assert "is full" in first and f"--resume {disk}/run" in first and "Traceback" not in first, first
@@ -170,3 +170,58 @@ def test_a_disk_that_fills_mid_run_ends_it_resumable_with_exit_2(tmp_path: Path,
     timing = {"logging", "train_seconds", "eval_seconds", "samples_per_second", "wall_seconds", "run_dir"}
     a, b = (json.loads((d / runs.SUMMARY).read_text()) for d in (kept, reference))
     assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="mounting a small tmpfs needs root in a mount namespace")
+def test_a_disk_that_fills_mid_sweep_stops_it_resumable_with_exit_2(tmp_path: Path, tiny_mnist: Path) -> None:
+    spec = tiny_spec(tmp_path, tiny_mnist, train={"epochs": EPOCHS // 3, "log_every": 1},
+                     sweep={"model.activation": ["relu", "tanh"]})
+    disk, kept = tmp_path / "disk", tmp_path / "kept"
+    disk.mkdir()
+    python = sys.executable
+    script = f"""
+        mount -t tmpfs -o size=8m none {disk} || exit 99
+        {python} -m runner {spec} --logger null --no-report --out {disk}/sweep 2> {tmp_path}/first.err & pid=$!
+        until [ "$(cat {disk}/sweep/*/{runs.JOURNAL} 2>/dev/null | grep -c train_loss)" -gt 40 ]; do sleep 0.02; done
+        dd if=/dev/zero of={disk}/filler bs=4k 2>/dev/null
+        wait $pid; echo "first=$?"
+        rm {disk}/filler
+        {python} -m runner --resume {disk}/sweep --logger null --no-report 2> {tmp_path}/second.err; echo "second=$?"
+        cp -a {disk}/sweep {kept}
+    """
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    if done.returncode == 99 or "unshare:" in done.stderr:
+        pytest.skip(f"no tmpfs can be mounted here: {done.stderr.strip()[:200]}")
+    first = (tmp_path / "first.err").read_text()
+    assert "first=2" in done.stdout and "second=0" in done.stdout, (done.stdout, done.stderr, first)
+    assert "is full" in first and f"--resume {disk}/sweep" in first and "Traceback" not in first, first
+    rows = json.loads((kept / "sweep.json").read_text())["variants"]
+    assert [r["status"] for r in rows] == ["finished", "finished"]
+    for row in rows:
+        assert_whole(kept / row["run_dir"], EPOCHS // 3)
+
+
+def test_a_resume_that_cannot_read_its_journal_lets_go_of_its_lock_and_loggers(tmp_path: Path,
+                                                                               tiny_mnist: Path) -> None:
+    from runner import session
+    from runner.loggers import NullLogger
+    from runner.loggers.journal import JournalError
+
+    out = stopped_run(tmp_path, tiny_mnist)
+    journal = out / runs.JOURNAL
+    lines = journal.read_bytes().splitlines(keepends=True)
+    lines[3] = b"x" * (len(lines[3]) - 1) + b"\n"  # damaged in place, before the checkpoint's offset
+    journal.write_bytes(b"".join(lines))
+    experiment, checkpoint = runs.load_checkpoint(out)
+    closed = []
+
+    class Probe(NullLogger):
+        def close(self, summary: dict | None) -> None:
+            closed.append(summary)
+            super().close(summary)
+
+    with pytest.raises(JournalError, match="line 4"):
+        session.execute(experiment, lambda _: [Probe()], resume_dir=out, resume=checkpoint)
+    assert closed and not runs._held  # the loggers closed and the lock let go, not left to the collector

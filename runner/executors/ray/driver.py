@@ -121,7 +121,17 @@ class Driver:
 
     def _end(self, trial_id: str, payload: dict[str, Any]) -> None:
         i = self.by_trial[trial_id]
-        variant, recorder = self.variants[i], self.recorders.pop(i, None)
+        recorder = self.recorders.pop(i, None)
+        try:
+            self._settle(i, recorder, payload)
+        finally:  # its loggers and the run directory's lock let go, however the ending went
+            if recorder is not None:
+                recorder.__exit__(None, None, None)
+        self.record()
+
+    def _settle(self, i: int, recorder: Any, payload: dict[str, Any]) -> None:
+        """The run directory and the row of a trial that ended, as it says it ended."""
+        variant = self.variants[i]
         run_dir = self.out / variant.name
         state = payload["status"]
         where = {"node": self.node.get(i), "attempts": self.attempts.get(i, 1),
@@ -143,7 +153,6 @@ class Driver:
             self.say(f"variant {variant.name} failed: {error}")
             self.results[i] = Result.of(variant, status.FAILED, error=error,
                                               run_dir=run_dir if run_dir.exists() else None)
-        self.record()
 
     def lost(self, trial_id: str, name: str | None, why: str) -> None:
         """A trial Tune gave up on (its process died more often than retried, or it failed before it
@@ -155,7 +164,10 @@ class Driver:
             return
         recorder = self.recorders.pop(i, None)
         if recorder is not None:
-            recorder.ended(status.FAILED, why)
+            try:
+                recorder.ended(status.FAILED, why)
+            finally:
+                recorder.__exit__(None, None, None)
         variant = self.variants[i]
         run_dir = self.out / variant.name
         self.results[i] = Result.of(variant, status.FAILED, error=why,
