@@ -97,7 +97,7 @@ class TokenLogin(tornado.web.RequestHandler):
         # The value Visdom's own login sets; SameSite keeps other sites' requests from carrying it.
         self.set_signed_cookie(COOKIE, self.credential["username"] + self.credential["password"],
                                httponly=True, samesite="Strict")
-        self.redirect("/" + self.request.path.lstrip("/"))  # never '//host': no redirect off this server
+        self.redirect("/" + self.request.path.lstrip("/\\"))  # never '//host' nor '/\\host': no redirect off it
 
 
 class GuardedApplication(visdom_app.Application):

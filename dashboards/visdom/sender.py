@@ -197,7 +197,7 @@ class Sender:
     def _flush(self) -> None:
         """One round: log in, make the env, send what is new, save if asked. Raises at a failure."""
         sent_any = False
-        if self._conn.login_body is not None and not self._logged_in:
+        if not self._logged_in and self._conn.login_body is not None:
             self._logins += self._conn.login()
             self._logged_in = True
         if not self._env_ready:

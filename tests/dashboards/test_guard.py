@@ -7,6 +7,7 @@ server's own are refused, for HTTP and websockets alike, before any Visdom handl
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
@@ -181,6 +182,14 @@ def test_the_token_link_logs_a_browser_in(guarded: Server) -> None:
         page.wait_for_selector(".rc-tree-select", timeout=30_000)  # the dashboard itself
         (cookie,) = page.context.cookies()
         assert cookie["name"] == "user_password" and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    token = link.split("?token=", 1)[1]
+    for path in ("//evil.example/", "/\\evil.example/"):  # sent as is: never a redirect off the server
+        connection = http.client.HTTPConnection("127.0.0.1", guarded.port, timeout=10)
+        connection.request("GET", f"{path}?token={token}")
+        answer = connection.getresponse()
+        where = answer.getheader("Location", "")
+        connection.close()
+        assert answer.status == 302 and where.startswith("/") and not where.startswith(("//", "/\\")), (path, where)
 
 
 def test_start_stores_a_login_0600_that_runs_use(tmp_path: Path, tiny_mnist: Path) -> None:
