@@ -137,24 +137,24 @@ def test_a_folder_that_is_not_a_run_gets_no_lock_file(tmp_path: Path) -> None:
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
-                    reason="mounting a small tmpfs needs root in a mount namespace")
-def test_a_disk_that_fills_mid_run_ends_it_resumable_with_exit_2(tmp_path: Path, tiny_mnist: Path) -> None:
-    spec = tiny_spec(tmp_path, tiny_mnist, train={"epochs": EPOCHS, "log_every": 1})
+def fill_the_disk_mid_run(tmp_path: Path, spec: Path, name: str, *flags: str) -> Path:
+    """`python -m runner SPEC --out DISK/NAME` on an 8 MB tmpfs of its own, which something else fills once
+    40 steps are in: it must end with exit 2 and the paragraph; then the disk is freed and the resume must
+    succeed. A copy of the directory; skipped where no tmpfs can be mounted."""
     disk, kept = tmp_path / "disk", tmp_path / "kept"
     disk.mkdir()
     python = sys.executable
-    # A small tmpfs of its own; once the run trains, something else takes every byte left on it.
     script = f"""
         mount -t tmpfs -o size=8m none {disk} || exit 99
-        {python} -m runner {spec} --logger null --out {disk}/run 2> {tmp_path}/first.err & pid=$!
-        until [ "$(grep -c train_loss {disk}/run/{runs.JOURNAL} 2>/dev/null)" -gt 40 ]; do sleep 0.02; done
+        {python} -m runner {spec} --logger null {' '.join(flags)} --out {disk}/{name} 2> {tmp_path}/first.err & pid=$!
+        until [ "$(cat {disk}/{name}/{runs.JOURNAL} {disk}/{name}/*/{runs.JOURNAL} 2>/dev/null | grep -c train_loss)" \
+                -gt 40 ]; do sleep 0.02; done
         dd if=/dev/zero of={disk}/filler bs=4k 2>/dev/null
         wait $pid; echo "first=$?"
-        ls -a {disk}/run > {tmp_path}/listing
+        ls -a {disk}/{name} > {tmp_path}/listing
         rm {disk}/filler
-        {python} -m runner --resume {disk}/run --logger null --no-report 2> {tmp_path}/second.err; echo "second=$?"
-        cp -a {disk}/run {kept}
+        {python} -m runner --resume {disk}/{name} --logger null --no-report 2> {tmp_path}/second.err; echo "second=$?"
+        cp -a {disk}/{name} {kept}
     """
     done = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
@@ -162,7 +162,18 @@ def test_a_disk_that_fills_mid_run_ends_it_resumable_with_exit_2(tmp_path: Path,
         pytest.skip(f"no tmpfs can be mounted here: {done.stderr.strip()[:200]}")
     first = (tmp_path / "first.err").read_text()
     assert "first=2" in done.stdout and "second=0" in done.stdout, (done.stdout, done.stderr, first)
-    assert "is full" in first and f"--resume {disk}/run" in first and "Traceback" not in first, first
+    assert "is full" in first and f"--resume {disk}/{name}" in first and "Traceback" not in first, first
+    return kept
+
+
+needs_a_tmpfs = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                                   reason="mounting a small tmpfs needs root in a mount namespace")
+
+
+@needs_a_tmpfs
+def test_a_disk_that_fills_mid_run_ends_it_resumable_with_exit_2(tmp_path: Path, tiny_mnist: Path) -> None:
+    spec = tiny_spec(tmp_path, tiny_mnist, train={"epochs": EPOCHS, "log_every": 1})
+    kept = fill_the_disk_mid_run(tmp_path, spec, "run")
     assert not [name for name in (tmp_path / "listing").read_text().split() if name.endswith(".tmp")]
     assert_whole(kept)
     reference = tmp_path / "reference"
@@ -172,31 +183,11 @@ def test_a_disk_that_fills_mid_run_ends_it_resumable_with_exit_2(tmp_path: Path,
     assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
-                    reason="mounting a small tmpfs needs root in a mount namespace")
+@needs_a_tmpfs
 def test_a_disk_that_fills_mid_sweep_stops_it_resumable_with_exit_2(tmp_path: Path, tiny_mnist: Path) -> None:
     spec = tiny_spec(tmp_path, tiny_mnist, train={"epochs": EPOCHS // 3, "log_every": 1},
                      sweep={"model.activation": ["relu", "tanh"]})
-    disk, kept = tmp_path / "disk", tmp_path / "kept"
-    disk.mkdir()
-    python = sys.executable
-    script = f"""
-        mount -t tmpfs -o size=8m none {disk} || exit 99
-        {python} -m runner {spec} --logger null --no-report --out {disk}/sweep 2> {tmp_path}/first.err & pid=$!
-        until [ "$(cat {disk}/sweep/*/{runs.JOURNAL} 2>/dev/null | grep -c train_loss)" -gt 40 ]; do sleep 0.02; done
-        dd if=/dev/zero of={disk}/filler bs=4k 2>/dev/null
-        wait $pid; echo "first=$?"
-        rm {disk}/filler
-        {python} -m runner --resume {disk}/sweep --logger null --no-report 2> {tmp_path}/second.err; echo "second=$?"
-        cp -a {disk}/sweep {kept}
-    """
-    done = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
-    if done.returncode == 99 or "unshare:" in done.stderr:
-        pytest.skip(f"no tmpfs can be mounted here: {done.stderr.strip()[:200]}")
-    first = (tmp_path / "first.err").read_text()
-    assert "first=2" in done.stdout and "second=0" in done.stdout, (done.stdout, done.stderr, first)
-    assert "is full" in first and f"--resume {disk}/sweep" in first and "Traceback" not in first, first
+    kept = fill_the_disk_mid_run(tmp_path, spec, "sweep", "--no-report")
     rows = json.loads((kept / "sweep.json").read_text())["variants"]
     assert [r["status"] for r in rows] == ["finished", "finished"]
     for row in rows:
