@@ -1,8 +1,8 @@
 """The Logger protocol the training loop talks to, its do-nothing base, and the loggers that need no
 backend: NullLogger (records calls, for tests) and FanOut (one event to several loggers).
 
-The loop only ever calls these seven methods with plain numbers, lists and dicts, so every
-logger (and the journal that records the calls) sees exactly the same events:
+The loop only ever calls these methods with plain numbers, lists and dicts, so every logger (and
+the journal that records the calls) sees exactly the same events:
 
     start(info)                              once: run name, resolved spec, device, run dir, and
                                              `dataset`: {name, shape [C, H, W], classes [names]}
@@ -12,6 +12,24 @@ logger (and the journal that records the calls) sees exactly the same events:
     evaluation(epoch, step, test_loss, test_accuracy)      per epoch
     predictions(epoch, predicted, truth)     per epoch, for the fixed test batch (class indices)
     close(summary)                           once, always; summary is None when the run failed
+
+and what the spec's `insight` section asks for (runner.insight computes it; old journals lack it):
+
+    confusion(epoch, step, matrix)           per epoch: counts over the whole test set, matrix[true][predicted]
+    mistakes(epoch, step, pixels, predicted, truth, confidence)
+                                             per epoch: the most confident wrong predictions of the test set,
+                                             uint8 [N][C][H][W], their classes and the probability the model
+                                             gave its (wrong) prediction, most confident first
+    layers(epoch, step, layers)              every `insight.every` steps, per weight tensor (named as in
+                                             named_parameters): {name: {"shape": [...], "weight": Hist,
+                                             "grad": Hist or None, "grad_norm": float or None}}, where
+                                             Hist = {"min": float, "max": float, "counts": [int, ...]} over
+                                             equal bins from min to max
+    activations(epoch, step, layers)         per epoch, on the first test batch: {module name: {"kind": class
+                                             name, "mean": float, "std": float, "zeros": fraction}}
+    system(epoch, step, values)              every `insight.system` seconds: {"cpu_percent", "rss_mb", and on
+                                             a GPU "device_allocated_mb", "device_reserved_mb", and
+                                             "device_utilisation" where NVML answers}
 
 `BaseLogger` gives each method a do-nothing default, so a backend implements only what it shows
 and a new event reaches every backend without touching them. Its `where()` is how a backend tells
@@ -25,6 +43,10 @@ from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 Info = Mapping[str, Any]
 Pixels = Sequence[Sequence[Sequence[Sequence[int]]]]  # uint8 [N][C][H][W]
+Matrix = Sequence[Sequence[int]]
+# The insight events after the loop's own: name -> its fields after (epoch, step), in order.
+INSIGHT_EVENTS = {"confusion": ("matrix",), "mistakes": ("pixels", "predicted", "truth", "confidence"),
+                  "layers": ("layers",), "activations": ("layers",), "system": ("values",)}
 
 
 @runtime_checkable
@@ -40,6 +62,17 @@ class Logger(Protocol):
     def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None: ...
 
     def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None: ...
+
+    def confusion(self, epoch: int, step: int, matrix: Matrix) -> None: ...
+
+    def mistakes(self, epoch: int, step: int, pixels: Pixels, predicted: Sequence[int], truth: Sequence[int],
+                 confidence: Sequence[float]) -> None: ...
+
+    def layers(self, epoch: int, step: int, layers: Mapping[str, Any]) -> None: ...
+
+    def activations(self, epoch: int, step: int, layers: Mapping[str, Any]) -> None: ...
+
+    def system(self, epoch: int, step: int, values: Mapping[str, float]) -> None: ...
 
     def close(self, summary: Info | None) -> None: ...
 
@@ -72,6 +105,22 @@ class BaseLogger:
         pass
 
     def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
+        pass
+
+    def confusion(self, epoch: int, step: int, matrix: Matrix) -> None:
+        pass
+
+    def mistakes(self, epoch: int, step: int, pixels: Pixels, predicted: Sequence[int], truth: Sequence[int],
+                 confidence: Sequence[float]) -> None:
+        pass
+
+    def layers(self, epoch: int, step: int, layers: Mapping[str, Any]) -> None:
+        pass
+
+    def activations(self, epoch: int, step: int, layers: Mapping[str, Any]) -> None:
+        pass
+
+    def system(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
         pass
 
     def close(self, summary: Info | None) -> None:
@@ -110,6 +159,23 @@ class NullLogger(BaseLogger):
 
     def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
         self.calls.append(("predictions", {"epoch": epoch, "predicted": list(predicted), "truth": list(truth)}))
+
+    def confusion(self, epoch: int, step: int, matrix: Matrix) -> None:
+        self.calls.append(("confusion", {"epoch": epoch, "step": step, "matrix": [list(r) for r in matrix]}))
+
+    def mistakes(self, epoch: int, step: int, pixels: Pixels, predicted: Sequence[int], truth: Sequence[int],
+                 confidence: Sequence[float]) -> None:
+        self.calls.append(("mistakes", {"epoch": epoch, "step": step, "pixels": pixels, "predicted": list(predicted),
+                                        "truth": list(truth), "confidence": list(confidence)}))
+
+    def layers(self, epoch: int, step: int, layers: Mapping[str, Any]) -> None:
+        self.calls.append(("layers", {"epoch": epoch, "step": step, "layers": dict(layers)}))
+
+    def activations(self, epoch: int, step: int, layers: Mapping[str, Any]) -> None:
+        self.calls.append(("activations", {"epoch": epoch, "step": step, "layers": dict(layers)}))
+
+    def system(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
+        self.calls.append(("system", {"epoch": epoch, "step": step, "values": dict(values)}))
 
     def close(self, summary: Info | None) -> None:
         super().close(summary)
@@ -152,6 +218,27 @@ class FanOut(BaseLogger):
     def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
         for logger in self.loggers:
             logger.predictions(epoch, predicted, truth)
+
+    def confusion(self, epoch: int, step: int, matrix: Matrix) -> None:
+        for logger in self.loggers:
+            logger.confusion(epoch, step, matrix)
+
+    def mistakes(self, epoch: int, step: int, pixels: Pixels, predicted: Sequence[int], truth: Sequence[int],
+                 confidence: Sequence[float]) -> None:
+        for logger in self.loggers:
+            logger.mistakes(epoch, step, pixels, predicted, truth, confidence)
+
+    def layers(self, epoch: int, step: int, layers: Mapping[str, Any]) -> None:
+        for logger in self.loggers:
+            logger.layers(epoch, step, layers)
+
+    def activations(self, epoch: int, step: int, layers: Mapping[str, Any]) -> None:
+        for logger in self.loggers:
+            logger.activations(epoch, step, layers)
+
+    def system(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
+        for logger in self.loggers:
+            logger.system(epoch, step, values)
 
     def close(self, summary: Info | None) -> None:
         super().close(summary)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from runner.errors import UserError
-from runner.loggers.base import BaseLogger, Info, Logger, Pixels
+from runner.loggers.base import INSIGHT_EVENTS, BaseLogger, Info, Logger, Matrix, Pixels
 
 CHUNK = 1 << 20  # bytes read at a time when looking for a journal's last whole line
 FORMAT = 1  # of the journal's lines; raise it when an event changes meaning, and read the old ones
@@ -93,6 +93,23 @@ class JsonlLogger(BaseLogger):
     def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
         self._write([{"event": "predictions", "epoch": epoch, "predicted": list(predicted), "truth": list(truth)}])
 
+    def confusion(self, epoch: int, step: int, matrix: Matrix) -> None:
+        self._write([{"event": "confusion", "epoch": epoch, "step": step, "matrix": [list(r) for r in matrix]}])
+
+    def mistakes(self, epoch: int, step: int, pixels: Pixels, predicted: Sequence[int], truth: Sequence[int],
+                 confidence: Sequence[float]) -> None:
+        self._write([{"event": "mistakes", "epoch": epoch, "step": step, "pixels": pixels,
+                      "predicted": list(predicted), "truth": list(truth), "confidence": list(confidence)}])
+
+    def layers(self, epoch: int, step: int, layers: Mapping[str, Any]) -> None:
+        self._write([{"event": "layers", "epoch": epoch, "step": step, "layers": dict(layers)}])
+
+    def activations(self, epoch: int, step: int, layers: Mapping[str, Any]) -> None:
+        self._write([{"event": "activations", "epoch": epoch, "step": step, "layers": dict(layers)}])
+
+    def system(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
+        self._write([{"event": "system", "epoch": epoch, "step": step, "values": dict(values)}])
+
     def close(self, summary: Info | None) -> None:
         super().close(summary)
         if self._fd >= 0:
@@ -110,7 +127,7 @@ class JournalError(UserError):
     """A journal line that is not an event of this runner; the message names the line."""
 
 
-EVENTS = {"start", "images", "train_loss", "metrics", "evaluation", "predictions", "close"}
+EVENTS = {"start", "images", "train_loss", "metrics", "evaluation", "predictions", "close", *INSIGHT_EVENTS}
 
 
 def replay(path: Path, logger: Logger, limit: int | None = None) -> int:

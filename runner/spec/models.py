@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -22,6 +21,7 @@ from pydantic import (
 
 from runner import datasets
 from runner.errors import UserError
+from runner.spec.frozen import FLOAT32_MAX, FLOAT32_TINY, INT64_MAX, Frozen
 
 Activation = Literal["relu", "leaky_relu", "selu", "softplus", "sigmoid", "tanh", "gelu"]
 ACTIVATIONS: tuple[str, ...] = Activation.__args__  # type: ignore[attr-defined]
@@ -35,59 +35,6 @@ class SpecError(UserError):
 
 MAX_DEPTH = 64  # levels of nesting a spec may have; real ones have four or five
 MAX_LAYERS = 1000  # hidden layers (or convolutions) a model may have: refused before anything is built
-FLOAT32_MAX = 3.4028234663852886e38  # the largest float32: training computes in float32
-FLOAT32_TINY = 1.401298464324817e-45  # the smallest positive float32; anything below rounds to 0
-INT64_MAX = 2**63 - 1
-
-
-def _numbers(annotation: Any) -> set[type]:
-    """Which of int and float a field's annotation holds (directly, or in a tuple or Optional)."""
-    if annotation in (int, float):
-        return {annotation}
-    return set().union(*(_numbers(a) for a in getattr(annotation, "__args__", ()) if a is not Ellipsis)) \
-        if getattr(annotation, "__args__", None) else set()
-
-
-def _check_number(value: Any, kinds: set[type]) -> None:
-    """Strict counts: `true` is not a batch size, nor "200" or 200.5 (pydantic would take them)."""
-    if isinstance(value, bool):
-        raise ValueError(f"must be a number, not {str(value).lower()}")
-    if int in kinds and float not in kinds and not isinstance(value, int):
-        raise ValueError("must be a whole number, an integer such as 200 (no quotes, no decimal point)")
-
-
-def _check_size(value: Any, kinds: set[type]) -> None:
-    """Numbers the machine can hold: counts in 64 bits, reals in float32 (1e300 is not a learning rate)."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
-        raise ValueError(f"is too large: at most {INT64_MAX:,} (a 64-bit integer)")
-    if isinstance(value, float) and float in kinds and math.isfinite(value):
-        if abs(value) > FLOAT32_MAX:
-            raise ValueError("is beyond float32 range (at most about 3.4e38), which training computes in")
-        if value and abs(value) < FLOAT32_TINY:
-            raise ValueError("is so small that float32, which training computes in, holds it as 0")
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _strict_numbers(cls, value: Any, info: Any) -> Any:
-        return cls._each_number(value, info.field_name, _check_number)
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _numbers_that_fit(cls, value: Any, info: Any) -> Any:
-        return cls._each_number(value, info.field_name, _check_size)
-
-    @classmethod
-    def _each_number(cls, value: Any, field: str, check: Any) -> Any:
-        """`check(item, kinds)` on the value, or on each item of a list of them, of a numeric field."""
-        kinds = _numbers(cls.model_fields[field].annotation)
-        if kinds and value is not None:
-            for item in (value if isinstance(value, (list, tuple)) else [value]):
-                check(item, kinds)
-        return value
 
 
 class DataSpec(Frozen):
@@ -248,6 +195,20 @@ class VisdomSpec(Frozen):
                              "exponential moving average, as TensorBoard's); 0 turns it off.")
 
 
+class InsightSpec(Frozen):
+    classes: bool = Field(True, description="At each evaluation, the confusion matrix over the whole test set and "
+                                            "the accuracy of each class.")
+    mistakes: int = Field(16, ge=0, le=100, description="At each evaluation, this many of the test set's most "
+                                                        "confident wrong predictions, as images; 0: none.")
+    layers: bool = Field(True, description="Every `every` steps, the histogram of each weight tensor and of its "
+                                           "gradient, and the gradient's norm per layer.")
+    every: int = Field(100, gt=0, description="Steps between two looks at the weights and gradients (`layers`).")
+    activations: bool = Field(True, description="At each evaluation, the mean, spread and fraction of zeros (dead "
+                                                "ReLUs) of each layer's output on the first test batch.")
+    system: float = Field(5.0, ge=0, le=3600, description="Seconds between samples of the process's CPU and "
+                                                          "memory and the GPU's; 0: none.")
+
+
 # Keys a sweep may not vary: they name the run and its dashboard, which the sweep names itself.
 UNSWEPT = ("name", "description", "sweep", "search", "visdom")
 
@@ -395,6 +356,8 @@ class Experiment(Frozen):
     optim: OptimSpec = Field(default_factory=OptimSpec, description="Optimiser.")
     train: TrainSpec = Field(default_factory=TrainSpec, description="Training loop.")
     visdom: VisdomSpec = Field(default_factory=VisdomSpec, description="Where the dashboard goes.")
+    insight: InsightSpec = Field(default_factory=InsightSpec, description="What is shown of the run beyond its "
+                                 "loss and accuracy: per class, inside the network, the machine.")
     sweep: dict[str, list[Any]] | None = Field(
         None, description="Variants to compare: dotted keys mapped to lists of values, e.g. {\"model.activation\": "
                           "[\"relu\", \"selu\"], \"seed\": [0, 1, 2]}. Every combination runs (a list of seeds "
@@ -424,7 +387,7 @@ class Experiment(Frozen):
 
 
 __all__ = ["ACTIVATIONS", "Activation", "CNNSpec", "DISTRIBUTIONS", "DEVICE_PATTERN", "DataSpec", "Experiment",
-           "FLOAT32_MAX", "FLOAT32_TINY", "Frozen", "INT64_MAX", "MAX_DEPTH", "MAX_LAYERS", "MODEL_SPECS",
+           "FLOAT32_MAX", "FLOAT32_TINY", "Frozen", "INT64_MAX", "InsightSpec", "MAX_DEPTH", "MAX_LAYERS", "MODEL_SPECS",
            "MODEL_TAGS", "MLPSpec", "Model", "ModelSpec", "NAME_PATTERN", "OPEN_KEYS", "OptimSpec", "PythonSpec",
            "SearchSpec", "SpecError", "TrainSpec", "UNSWEPT", "VisdomSpec", "Widths", "check_key", "check_space",
            "check_sweep", "sweepable_keys"]

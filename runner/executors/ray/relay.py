@@ -113,6 +113,21 @@ class Link(BaseLogger):
     def predictions(self, epoch: int, predicted: Any, truth: Any) -> None:
         self.send("event", ("predictions", (epoch, list(predicted), list(truth))))
 
+    def confusion(self, epoch: int, step: int, matrix: Any) -> None:
+        self.send("event", ("confusion", (epoch, step, matrix)))
+
+    def mistakes(self, epoch: int, step: int, pixels: Any, predicted: Any, truth: Any, confidence: Any) -> None:
+        self.send("event", ("mistakes", (epoch, step, pixels, list(predicted), list(truth), list(confidence))))
+
+    def layers(self, epoch: int, step: int, layers: Any) -> None:
+        self.send("event", ("layers", (epoch, step, dict(layers))))
+
+    def activations(self, epoch: int, step: int, layers: Any) -> None:
+        self.send("event", ("activations", (epoch, step, dict(layers))))
+
+    def system(self, epoch: int, step: int, values: Any) -> None:
+        self.send("event", ("system", (epoch, step, dict(values))))
+
 
 def to_bytes(payload: Any) -> bytes:
     import torch
