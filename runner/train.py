@@ -7,6 +7,7 @@ callback at each epoch end and at such a stop, and continues bitwise-identically
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -16,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runner import data, models, steps
+from runner import data, models, steps, system
 from runner.errors import UserError
+from runner.insight import NOTHING, Insight
 from runner.loggers import Logger
 from runner.spec import Experiment, OptimSpec, TrainSpec
 
@@ -130,11 +132,12 @@ def make_schedule(spec: OptimSpec, optimizer: torch.optim.Optimizer, steps_per_e
 def train_one_epoch(step: steps.Step, split: data.Split, batch_size: int, generator: torch.Generator, state: State,
                     log_every: int, logger: Logger, should_stop: Callable[[], str | None] = lambda: None,
                     lr_hint: str = "", optimizer: torch.optim.Optimizer | None = None,
-                    schedule: Schedule | None = None) -> str | None:
+                    schedule: Schedule | None = None, insight: Insight | None = None) -> str | None:
     """Steps over `split` from `state.batch` on, updating `state`; returns why it stopped early, if it did.
 
     The schedule, if any, moves the learning rate after every step; the rate each chunk's last step
-    used goes to the logger as the metric `lr`.
+    used goes to the logger as the metric `lr`. `insight` looks at the model after every step and
+    sends what it saw with each chunk.
     """
     pending: list[torch.Tensor] = []  # losses still on the device: no host sync per step
     lr = optimizer.param_groups[0]["lr"] if optimizer is not None else None
@@ -145,6 +148,8 @@ def train_one_epoch(step: steps.Step, split: data.Split, batch_size: int, genera
         logger.train_loss(state.epoch, list(range(state.step - len(losses) + 1, state.step + 1)), losses)
         if lr is not None:
             logger.metrics(state.epoch, state.step, {"lr": float(lr)})
+        if insight is not None:
+            insight.flush(logger, state.epoch, state.step)
         bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
         if bad is not None:
             step = state.step - len(losses) + 1 + bad
@@ -162,6 +167,8 @@ def train_one_epoch(step: steps.Step, split: data.Split, batch_size: int, genera
             schedule.step()
         state.step += 1
         state.batch += 1
+        if insight is not None:
+            insight.look(state.epoch, state.step)
         if len(pending) == log_every:
             flush()
         reason = should_stop()
@@ -174,21 +181,28 @@ def train_one_epoch(step: steps.Step, split: data.Split, batch_size: int, genera
     return None
 
 
-def evaluate(model: nn.Module, loss_fn: LossFn, split: data.Split, batch_size: int) -> tuple[
-        float, float, torch.Tensor]:
-    """(mean loss per sample, accuracy, predictions) over the whole split, in order."""
+def evaluate(model: nn.Module, loss_fn: LossFn, split: data.Split, batch_size: int,
+             insight: Insight | None = None) -> tuple[float, float, torch.Tensor, torch.Tensor | None]:
+    """(mean loss per sample, accuracy, predictions, their probabilities) over the whole split, in
+    order; the probabilities only when `insight` wants them (else None), and its activations are
+    those of the first batch."""
+    insight = insight or Insight(NOTHING, model, 0)
     model.eval()
     total = torch.zeros((), device=split.x.device)
-    predictions = []
+    predictions, confidences = [], []
     with torch.inference_mode():
-        for x, y in data.batches(split, batch_size):
-            logits = model(x)
+        for i, (x, y) in enumerate(data.batches(split, batch_size)):
+            with insight.first_batch() if i == 0 else contextlib.nullcontext():
+                logits = model(x)
             total += loss_fn(logits, y, reduction="sum")
             predictions.append(logits.argmax(dim=1))
+            if insight.wants_confidence:
+                confidences.append(logits.float().softmax(dim=1).amax(dim=1))
     predicted = torch.cat(predictions)
     correct = (predicted == split.y).sum()
     model.train()
-    return total.item() / len(split), correct.item() / len(split), predicted
+    return total.item() / len(split), correct.item() / len(split), predicted, \
+        torch.cat(confidences) if confidences else None
 
 
 def _what(spec: Experiment) -> str:
@@ -253,43 +267,50 @@ def fit(spec: Experiment, dataset: data.Dataset, device: torch.device, logger: L
                     "torch_rng": torch.get_rng_state(), "state": vars(state).copy()})
 
     lr_hint = f" (optim.lr is {spec.optim.lr})"
-    while state.epoch <= spec.train.epochs:
-        if state.epoch_rng is None:
-            state.epoch_rng = generator.get_state()
-        generator.set_state(state.epoch_rng)
-        _sync(device)
-        started = time.perf_counter()
-        try:
-            model.train()
-            reason = train_one_epoch(step, dataset.train, spec.data.batch_size, generator, state,
-                                     spec.train.log_every, logger, should_stop, lr_hint, optimizer, schedule)
-        finally:
+    with system.sampler(spec.insight.system, device) as sampler:
+        insight = Insight(spec.insight, model, len(info.classes), sampler)
+        while state.epoch <= spec.train.epochs:
+            if state.epoch_rng is None:
+                state.epoch_rng = generator.get_state()
+            generator.set_state(state.epoch_rng)
             _sync(device)
-            state.train_seconds += time.perf_counter() - started
-        if reason:
+            started = time.perf_counter()
+            try:
+                model.train()
+                reason = train_one_epoch(step, dataset.train, spec.data.batch_size, generator, state,
+                                         spec.train.log_every, logger, should_stop, lr_hint, optimizer, schedule,
+                                         insight)
+            finally:
+                _sync(device)
+                state.train_seconds += time.perf_counter() - started
+            if reason:
+                save()
+                raise Stopped(reason, state.step)
+            _evaluate_epoch(model, loss_fn, dataset, spec.data.test_batch_size, state, logger, truth, insight)
+            state.epoch, state.batch, state.loss_sum, state.loss_count = state.epoch + 1, 0, 0.0, 0
+            state.epoch_rng = generator.get_state()  # where the next epoch's batch order starts
             save()
-            raise Stopped(reason, state.step)
-        _evaluate_epoch(model, loss_fn, dataset.test, spec.data.test_batch_size, state, logger, truth)
-        state.epoch, state.batch, state.loss_sum, state.loss_count = state.epoch + 1, 0, 0.0, 0
-        state.epoch_rng = generator.get_state()  # where the next epoch's batch order starts
-        save()
-        if state.epoch <= spec.train.epochs and not go_on({**state.history[-1], "step": state.step,
-                                                          "train_seconds": state.train_seconds}):
-            break
+            if state.epoch <= spec.train.epochs and not go_on({**state.history[-1], "step": state.step,
+                                                              "train_seconds": state.train_seconds}):
+                break
 
-    return model, _results(state, len(dataset.train), spec.train.epochs)
+    return model, {**_results(state, len(dataset.train), spec.train.epochs), **system.peaks(device)}
 
 
-def _evaluate_epoch(model: nn.Module, loss_fn: LossFn, test: data.Split, batch_size: int, state: State,
-                    logger: Logger, truth: list[int]) -> None:
-    """The epoch's evaluation: timed, in the history, and to the logger with the fixed batch's predictions."""
+def _evaluate_epoch(model: nn.Module, loss_fn: LossFn, dataset: data.Dataset, batch_size: int, state: State,
+                    logger: Logger, truth: list[int], insight: Insight) -> None:
+    """The epoch's evaluation: timed, in the history, and to the logger with the fixed batch's
+    predictions, then what `insight` makes of the same pass."""
     started = time.perf_counter()
-    test_loss, accuracy, predicted = evaluate(model, loss_fn, test, batch_size)
-    state.eval_seconds += time.perf_counter() - started
+    test = dataset.test
+    test_loss, accuracy, predicted, confidence = evaluate(model, loss_fn, test, batch_size, insight)
     state.history.append({"epoch": state.epoch, "train_loss": state.loss_sum / max(state.loss_count, 1),
                           "test_loss": test_loss, "test_accuracy": accuracy})
     logger.evaluation(state.epoch, state.step, test_loss, accuracy)
     logger.predictions(state.epoch, predicted[:len(truth)].tolist(), truth)
+    insight.evaluated(logger, state.epoch, state.step, test.y, predicted, confidence,
+                      lambda indices: data.denormalise(test.x[indices], dataset.info).tolist())
+    state.eval_seconds += time.perf_counter() - started
 
 
 def _prepare(spec: Experiment, model: nn.Module, dataset: data.Dataset, device: torch.device,
