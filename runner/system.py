@@ -74,14 +74,15 @@ class Sampler:
 
 
 def peaks(device: torch.device) -> dict[str, float]:
-    """The process's peak resident memory so far, and the device's peak memory on CUDA, in MB."""
+    """summary.json's `peaks`: the process's peak resident memory so far and, on CUDA, the device's
+    peak memory, in MB."""
     import resource
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
-    found = {"peak_rss_mb": round(rss / (MB if sys.platform == "darwin" else 1024), 1)}
+    found = {"rss_mb": round(rss / (MB if sys.platform == "darwin" else 1024), 1)}
     if device.type == "cuda":
-        found["peak_device_allocated_mb"] = round(torch.cuda.max_memory_allocated(device) / MB, 1)
-        found["peak_device_reserved_mb"] = round(torch.cuda.max_memory_reserved(device) / MB, 1)
+        found["device_allocated_mb"] = round(torch.cuda.max_memory_allocated(device) / MB, 1)
+        found["device_reserved_mb"] = round(torch.cuda.max_memory_reserved(device) / MB, 1)
     return found
 
 

@@ -294,7 +294,7 @@ def fit(spec: Experiment, dataset: data.Dataset, device: torch.device, logger: L
                                                               "train_seconds": state.train_seconds}):
                 break
 
-    return model, {**_results(state, len(dataset.train), spec.train.epochs), **system.peaks(device)}
+    return model, {**_results(state, len(dataset.train), spec.train.epochs), "peaks": system.peaks(device)}
 
 
 def _evaluate_epoch(model: nn.Module, loss_fn: LossFn, dataset: data.Dataset, batch_size: int, state: State,

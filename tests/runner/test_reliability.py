@@ -21,7 +21,7 @@ from runner.spec import Experiment
 
 CPU = torch.device("cpu")
 EPOCHS = 150  # of 12 steps: long enough to be interrupted, short enough to rerun
-TIMING = {"logging", "train_seconds", "eval_seconds", "samples_per_second", "wall_seconds", "run_dir"}
+TIMING = {"logging", "train_seconds", "eval_seconds", "samples_per_second", "wall_seconds", "run_dir", "peaks"}
 
 
 def experiment(root: Path, **train_spec: Any) -> Experiment:
@@ -136,7 +136,9 @@ def test_a_nan_loss_ends_the_run_as_diverged_and_keeps_the_checkpoint_before_it(
     assert all(torch.isfinite(w).all() for w in kept["model"].values())
     upto = [json.loads(line) for line in (out / "metrics.jsonl").read_bytes()[:kept["journal_bytes"]].splitlines()]
     assert [r["step"] for r in upto if r["event"] == "train_loss"] == list(range(1, 25))
-    assert upto[-1]["event"] == "predictions" and upto[-1]["epoch"] == 2  # it holds the journal up to its epoch's end
+    # it holds the journal up to its epoch's end: the evaluation's events, the insight after them
+    assert [r["event"] for r in upto[-5:]] == ["evaluation", "predictions", "confusion", "mistakes", "activations"]
+    assert all(r["epoch"] == 2 for r in upto[-5:])
     assert not (out / "model.pt").exists()
 
 
