@@ -32,10 +32,16 @@ Windows of the env (one env per run, its old windows cleared first):
     test         line: test loss and test accuracy per epoch, one chart with a legend
                  (every line window holds at most MAX_POINTS points per trace, as above)
     metric_NAME  line per other metric the loop reports, e.g. metric_lr: the learning rate per step
+                 (a single trace, named, no legend; a constant one drawn against zero, not on Plotly's
+                 unit range around it)
     images       the fixed test batch as a grid of images, grey or colour
     predictions  predicted vs true class names for that batch, wrong ones marked
-    spec         the run's resolved spec
-The run pane's and the predictions' HTML, and the lease, are dashboards.visdom.panes'.
+    spec         the experiment's resolved spec first, then the rest of the start info (device,
+                 dataset and its classes, run directory)
+and, as the insight events come, the windows of dashboards.visdom.insight: confusion, per_class,
+mistakes and mistake_captions, dist_TENSOR (weights and gradients as percentile bands), grad_norm,
+activations_mean/_std/_zeros, system and system_memory.
+The run pane's and the predictions' HTML, the image grids, and the lease are dashboards.visdom.panes'.
 """
 
 from __future__ import annotations
@@ -46,30 +52,33 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence, TextIO
+from typing import Any, Mapping, Sequence, TextIO
 
 from dashboards.charts import Ema, metric_title
 
 # READ_TIMEOUT is re-exported: a request's longest wait is part of what this logger promises.
 from dashboards.visdom.connection import READ_TIMEOUT, Refused  # noqa: F401
 from dashboards.visdom.names import MAX_ENV_CHARS, safe_env  # noqa: F401 - safe_env: imported from here elsewhere
-from dashboards.visdom.panes import (
+from dashboards.visdom.insight import Insight
+from dashboards.visdom.panes import (  # noqa: F401 - MAX_IMAGE_SIDE: what this logger promises
     IMAGES_PER_ROW,
+    MAX_IMAGE_SIDE,
     Progress,
+    image_grid,
     predictions_html,
     run_pane_html,
 )
 from dashboards.visdom.sender import PACE, Say, Sender, finite
-from dashboards.visdom.windows import Plot, Points, points
+from dashboards.visdom.windows import Message, Pane, Plot, Points, points
 from runner.loggers import BaseLogger, Info, Pixels
+from runner.loggers.base import Matrix
 
 MAX_IMAGES = 100  # as many as a spec may ask for (train.samples); more are dropped
-MAX_IMAGE_SIDE = 64  # pixels; MNIST's are 28. Larger images are not sent at all
 MAX_TEXT_CHARS = 50_000  # the spec pane, before escaping
 RUN_PANE_EVERY = 5.0  # seconds between refreshes of the run pane while the run goes
 PLOT_EVERY = 1.0  # seconds between sends of one line window while the run goes; at close at once
 
-Message = tuple[dict[str, Any], str]  # (JSON body, endpoint), as visdom's client builds them
+_Pane = Pane  # the name earlier code used
 
 
 @dataclass(frozen=True)
@@ -80,17 +89,6 @@ class DeliveryStats:
     failures: int  # requests that failed
     flushes: int  # sender rounds that sent anything
     logins: int = 0  # logins the server accepted
-
-
-@dataclass
-class _Pane:
-    """An image or text window: only its latest content matters, so it is always sent whole."""
-
-    win: str
-    build: Callable[[Any], Message]
-    content: Any = None
-    updates: int = 0
-    sent: int = 0  # `updates` as of the last successful send
 
 
 class VisdomLogger(Sender, BaseLogger):
@@ -114,10 +112,10 @@ class VisdomLogger(Sender, BaseLogger):
         self._loss, self._test = self._plots
         self._ema = Ema(smoothing) if smoothing else None
         self._progress = Progress()
-        self._run_pane = _Pane("run", self._run_message)
-        self._images = _Pane("images", self._image_message)
-        self._predictions = _Pane("predictions", self._predictions_message)
-        self._spec = _Pane("spec", self._spec_message)
+        self._run_pane = Pane("run", self._run_message)
+        self._images = Pane("images", self._image_message)
+        self._predictions = Pane("predictions", self._predictions_message)
+        self._spec = Pane("spec", self._spec_message)
         self._panes = [self._images, self._predictions, self._spec]
         self._run_dir: str | None = None
         self._classes: list[str] | None = None  # class names by label, from the start info
@@ -128,6 +126,7 @@ class VisdomLogger(Sender, BaseLogger):
         # send=False: no request, no socket; each plotting call just returns (message, endpoint).
         self._viz = Visdom(server=self._conn.server, port=self._conn.port, env=self.env, send=False,
                            use_incoming_socket=False, raise_exceptions=True)
+        self._insight = Insight(self.env, self._viz, self._plots, self._panes, self._progress)
         self._start_sender()
 
     # ----- Logger methods: training thread, memory only -----
@@ -144,10 +143,9 @@ class VisdomLogger(Sender, BaseLogger):
             self._run_pane.updates += 1
         classes = (info.get("dataset") or {}).get("classes")
         self._classes = [str(c) for c in classes] if isinstance(classes, list) else None
-        text = json.dumps(dict(info), indent=2, default=str)
-        if len(text) > MAX_TEXT_CHARS:
-            text = text[:MAX_TEXT_CHARS] + f"\n... (cut at {MAX_TEXT_CHARS} characters)"
-        self._set(self._spec, f"<pre>{html.escape(text)}</pre>")
+        with self._lock:
+            self._insight.classes = self._classes
+        self._set(self._spec, spec_html(info))
 
     def images(self, pixels: Pixels) -> None:
         if len(pixels):  # train.samples may be 0: nothing to show
@@ -168,7 +166,9 @@ class VisdomLogger(Sender, BaseLogger):
                 plot = next((p for p in self._plots if p.win == win), None)
                 if plot is None:
                     title = metric_title(name)
-                    plot = Plot.of(win, {"title": title, "xlabel": "step", "ylabel": title})
+                    # One trace: named after the metric, and no legend (the title says it).
+                    plot = Plot.of(win, {"title": title, "xlabel": "step", "ylabel": title,
+                                         "legend": [html.escape(title)], "showlegend": False})
                     self._plots.append(plot)
                 plot.add([step], [finite(value)])
 
@@ -183,6 +183,28 @@ class VisdomLogger(Sender, BaseLogger):
     def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
         # The table follows the image grid, so it is capped like it; HTML made by the sender.
         self._set(self._predictions, (epoch, list(predicted[:MAX_IMAGES]), list(truth[:MAX_IMAGES]), self._classes))
+
+    def confusion(self, epoch: int, step: int, matrix: Matrix) -> None:
+        with self._lock:
+            self._insight.confusion(epoch, step, matrix)
+
+    def mistakes(self, epoch: int, step: int, pixels: Pixels, predicted: Sequence[int], truth: Sequence[int],
+                 confidence: Sequence[float]) -> None:
+        with self._lock:
+            self._insight.mistakes(epoch, pixels, predicted, truth, confidence)
+
+    def layers(self, epoch: int, step: int, layers: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._insight.layers(step, layers)
+
+    def activations(self, epoch: int, step: int, layers: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._insight.activations(epoch, layers)
+
+    def system(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
+        with self._lock:
+            self._insight.system(step, values)
+            self._run_pane.updates += 1
 
     def where(self) -> dict[str, Any]:
         """What summary.json records of the dashboard: the env and its exact address."""
@@ -208,7 +230,7 @@ class VisdomLogger(Sender, BaseLogger):
             delivered = sum(p.sent for p in self._plots) + sum(p.sent for p in self._panes)
         return DeliveryStats(events, delivered, self._conn.requests, self._failures, self._flushes, self._logins)
 
-    def _set(self, pane: _Pane, content: Any) -> None:
+    def _set(self, pane: Pane, content: Any) -> None:
         with self._lock:
             pane.content = content
             pane.updates += 1
@@ -246,10 +268,10 @@ class VisdomLogger(Sender, BaseLogger):
         # The run pane first: Visdom places windows in the order they appear, and this one belongs on top.
         sent_any |= self._send_pane(self._run_pane)
         with self._lock:
-            plots = list(self._plots)  # metrics may add a window meanwhile
+            plots, panes = list(self._plots), list(self._panes)  # events may add windows meanwhile
         for plot in plots:
             sent_any |= self._send_plot(plot)
-        for pane in self._panes:
+        for pane in panes:
             sent_any |= self._send_pane(pane)
         return sent_any
 
@@ -272,10 +294,11 @@ class VisdomLogger(Sender, BaseLogger):
             plot.sent, plot.sent_at = n, time.monotonic()
         return True
 
-    def _send_pane(self, pane: _Pane) -> bool:
+    def _send_pane(self, pane: Pane) -> bool:
         with self._lock:
             updates, content = pane.updates, pane.content
-        if updates == pane.sent:
+        if updates == pane.sent or pane.every and pane.sent and not self._closing.is_set() \
+                and time.monotonic() - pane.sent_at < pane.every:
             return False
         try:
             message = pane.build(content)
@@ -286,7 +309,7 @@ class VisdomLogger(Sender, BaseLogger):
             return False
         self._post(*message)
         with self._lock:
-            pane.sent = updates
+            pane.sent, pane.sent_at = updates, time.monotonic()
         if pane is self._run_pane:
             self._run_pane_sent_at = time.monotonic()
         return True
@@ -311,7 +334,8 @@ class VisdomLogger(Sender, BaseLogger):
             p = Progress(**vars(self._progress))
         text = run_pane_html(p, time.monotonic(), {"pid": self._pid, "host": self._host, "run_dir": p.run_dir,
                                                    "beat": round(time.time(), 1), "status": p.status})
-        return self._viz.text(text, win="run", env=self.env, opts={"title": "run", "width": 520, "height": 230})
+        height = 230 + 20 * bool(p.system)
+        return self._viz.text(text, win="run", env=self.env, opts={"title": "run", "width": 520, "height": height})
 
     def _plot_message(self, plot: Plot, data: list[Points]) -> Message:
         """The whole chart: creates the window, or replaces whatever the server holds under its id."""
@@ -324,35 +348,19 @@ class VisdomLogger(Sender, BaseLogger):
                                            win=plot.win, env=self.env, opts=dict(plot.opts))
         for trace, (xs, ys) in zip(message["data"], data):
             trace["x"], trace["y"] = xs, ys
+        message["layout"]["yaxis"] = plot.y_axis(data)
         return message, endpoint
 
     def _replace_message(self, plot: Plot, data: list[Points]) -> Message:
         # Only the traces' x and y, replacing what the window holds: Visdom's update refuses a window
         # it lacks (restart, closed in the browser) rather than making one without title or legend,
         # and the refusal makes us send every window whole again.
-        return {"win": plot.win, "eid": self.env, "append": False,
+        # The y axis goes too: a flat curve's range is set around its value, and let go once it moves.
+        return {"win": plot.win, "eid": self.env, "append": False, "layout": {"yaxis": plot.y_axis(data)},
                 "data": [{"x": xs, "y": ys} for xs, ys in data]}, "update"
 
     def _image_message(self, pixels: Pixels) -> Message:
-        import numpy as np
-
-        # Sizes first, before numpy allocates anything for them.
-        side = max((len(row) for image in pixels for channel in image for row in (channel, *channel)), default=0)
-        if side > MAX_IMAGE_SIDE:
-            raise ValueError(f"images up to {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels are sent, these have "
-                             f"a side of {side}")
-        # uint8 0..255 [N, C, H, W], grey or colour; small images doubled in size so they are legible.
-        a = np.asarray(pixels, dtype=np.float32)
-        if a.ndim != 4 or a.shape[1] not in (1, 3):
-            raise ValueError(f"expected N images of 1 or 3 channels of H x W pixels, got an array of shape {a.shape}")
-        a = np.clip(a, 0, 255) / 255.0
-        if side <= 32:
-            a = a.repeat(2, axis=2).repeat(2, axis=3)
-        # Visdom sizes the pane to the image exactly and its frame then clips the edges: leave room.
-        cell = a.shape[-1] + 2 * 2  # the grid pads each image by 2
-        columns, rows = min(IMAGES_PER_ROW, len(a)), -(-len(a) // IMAGES_PER_ROW)
-        opts = {"title": "test batch", "width": columns * cell + 40, "height": rows * cell + 40}
-        return self._viz.images(a, nrow=IMAGES_PER_ROW, padding=2, win="images", env=self.env, opts=opts)
+        return image_grid(self._viz, self.env, "images", "test batch", pixels)
 
     def _spec_message(self, text: str) -> Message:
         return self._viz.text(text, win="spec", env=self.env, opts={"title": "spec", "width": 420, "height": 420})
@@ -366,3 +374,20 @@ class VisdomLogger(Sender, BaseLogger):
                 "height": 90 + 26 * rows}
         return self._viz.text(predictions_html(epoch, predicted, truth, classes), win="predictions", env=self.env,
                               opts=opts)
+
+
+def spec_html(info: Info) -> str:
+    """The spec pane: the experiment's own spec first, then the rest of the start info, escaped, cut at
+    MAX_TEXT_CHARS in all."""
+    spec, rest = info.get("spec"), {k: v for k, v in info.items() if k != "spec"}
+    parts = ([("spec", json.dumps(spec, indent=2, default=str))] if spec is not None else []) \
+        + ([("run", json.dumps(rest, indent=2, default=str))] if rest else [])
+    out, left = [], MAX_TEXT_CHARS
+    for title, text in parts:
+        if left <= 0:
+            break
+        if len(text) > left:
+            text = text[:left] + f"\n... (cut at {MAX_TEXT_CHARS} characters)"
+        left -= len(text)
+        out.append(f"<b>{title}</b><pre>{html.escape(text)}</pre>")
+    return "".join(out)

@@ -1,9 +1,11 @@
-"""What the text panes of a run's env say, as escaped HTML, and the lease the run pane carries.
+"""What the text and image panes of a run's env say, as escaped HTML, and the lease the run pane carries.
 
-    run          status, progress, speed, device, run directory, logging cost (`Progress`,
-                 `run_pane_html`); an HTML comment in it holds the run's lease: which live process
-                 writes this env, and when it last said so
+    run          status, progress, speed, device, run directory, logging cost, the latest system load
+                 (`Progress`, `run_pane_html`); an HTML comment in it holds the run's lease: which live
+                 process writes this env, and when it last said so
     predictions  predicted vs true class names laid out like the image grid, wrong ones marked
+    mistake_captions  the captions of the mistakes' grid, laid out like it: 'Sneaker ✗ (Sandal) 0.97'
+    images, mistakes  image grids (`image_grid`): at most MAX_IMAGE_SIDE pixels a side, grey or colour
 
 `lease` reads a lease back (dashboards.visdom.runs asks before a run takes an env name): a pane that
 says "running" and was refreshed in the last LEASE_SECONDS marks an env a live run holds. Every text
@@ -17,11 +19,14 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+from dashboards.charts import mistake_caption
 from dashboards.visdom.connection import Connection, Refused
+from dashboards.visdom.windows import Message
 
 IMAGES_PER_ROW = 8  # the image grid and the prediction table share this layout
+MAX_IMAGE_SIDE = 64  # pixels; MNIST's are 28. Larger images are not sent at all
 LEASE_SECONDS = 60.0  # a run pane that says "running" and is younger than this marks a live run
 
 
@@ -45,6 +50,7 @@ class Progress:
     rate_since: tuple[float, int] | None = None  # (time, step) the speed is measured from
     rate: float | None = None  # steps per second
     ended: float | None = None
+    system: Mapping[str, Any] = field(default_factory=dict)  # the latest `system` event's values
 
 
 def lease(conn: Connection, env: str) -> dict[str, Any] | None:
@@ -82,6 +88,60 @@ def predictions_html(epoch: int, predicted: list[int], truth: list[int], classes
             f"{rows}</table>")
 
 
+def mistakes_html(epoch: int, predicted: Sequence[int], truth: Sequence[int], confidence: Sequence[Any],
+                  classes: list[str] | None = None) -> str:
+    """The captions of the mistakes' image grid, laid out like it, most confident first."""
+    def name(label: int) -> str:
+        known = classes is not None and isinstance(label, int) and 0 <= label < len(classes)
+        return classes[label] if known else str(label)  # type: ignore[index]
+
+    cells = [f"<td>{html.escape(mistake_caption(name(p), name(t), c))}</td>"
+             for p, t, c in zip(predicted, truth, list(confidence) + [None] * len(truth))]
+    if not cells:
+        return f"<b>epoch {html.escape(str(epoch))}</b>: no mistakes"
+    rows = "".join(f"<tr>{''.join(cells[i:i + IMAGES_PER_ROW])}</tr>" for i in range(0, len(cells), IMAGES_PER_ROW))
+    return (f"<b>epoch {html.escape(str(epoch))}</b>: the test set's {len(cells)} most confident mistakes, "
+            "read predicted &#10007; (true) and the probability given to the prediction; cells follow the image"
+            f'<table style="text-align:center;white-space:nowrap;border-collapse:separate;border-spacing:10px 4px;'
+            f'color:#d00">{rows}</table>')
+
+
+def image_grid(viz: Any, env: str, win: str, title: str, pixels: Any) -> Message:
+    """A grid of uint8 [N][C][H][W] images, grey or colour, IMAGES_PER_ROW a row; small ones doubled."""
+    import numpy as np
+
+    # Sizes first, before numpy allocates anything for them.
+    side = max((len(row) for image in pixels for channel in image for row in (channel, *channel)), default=0)
+    if side > MAX_IMAGE_SIDE:
+        raise ValueError(f"images up to {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels are sent, these have "
+                         f"a side of {side}")
+    a = np.asarray(pixels, dtype=np.float32)
+    if a.ndim != 4 or a.shape[1] not in (1, 3):
+        raise ValueError(f"expected N images of 1 or 3 channels of H x W pixels, got an array of shape {a.shape}")
+    a = np.clip(a, 0, 255) / 255.0
+    if side <= 32:
+        a = a.repeat(2, axis=2).repeat(2, axis=3)
+    # Visdom sizes the pane to the image exactly and its frame then clips the edges: leave room.
+    cell = a.shape[-1] + 2 * 2  # the grid pads each image by 2
+    columns, rows = min(IMAGES_PER_ROW, len(a)), -(-len(a) // IMAGES_PER_ROW)
+    opts = {"title": title, "width": columns * cell + 40, "height": rows * cell + 40}
+    return viz.images(a, nrow=IMAGES_PER_ROW, padding=2, win=win, env=env, opts=opts)
+
+
+# The run pane's system row: (the `system` event's key, how it is written)
+SYSTEM_ROW = (("cpu_percent", "CPU {:.0f}%"), ("rss_mb", "RSS {:,.0f} MB"),
+              ("device_allocated_mb", "GPU {:,.0f} MB allocated"), ("device_reserved_mb", "{:,.0f} MB reserved"),
+              ("device_utilisation", "GPU busy {:.0f}%"))
+
+
+def system_text(values: Mapping[str, Any]) -> str:
+    """The latest system load in a line: 'CPU 93%, RSS 512 MB, GPU 1,024 MB allocated, ...' (escaped)."""
+    parts = [how.format(values[key]) for key, how in SYSTEM_ROW
+             if isinstance(values.get(key), (int, float)) and not isinstance(values.get(key), bool)
+             and values[key] == values[key]]
+    return html.escape(", ".join(parts))
+
+
 def _clock(seconds: float | None) -> str:
     if seconds is None or seconds != seconds or seconds < 0 or seconds > 1e7:
         return "–"
@@ -109,6 +169,8 @@ def run_pane_html(p: Progress, now: float, lease_record: Mapping[str, Any]) -> s
             ("device", e(p.device or "–")), ("run directory", e(p.run_dir or "–"))]
     if p.resume:
         rows.append(("continue with", f"<code>{e(p.resume)}</code>"))
+    if p.system and system_text(p.system):
+        rows.append(("system", system_text(p.system)))
     if p.cost:
         rows.append(("dashboard", e(p.cost)))
     cells = "".join(f'<tr><td style="padding:1px 12px 1px 0;color:#666">{k}</td><td>{v}</td></tr>' for k, v in rows)

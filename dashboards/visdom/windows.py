@@ -12,21 +12,25 @@ loss and accuracy). It counts what it was fed (`count`) and what the server took
 content (`snapshot` under the lock, then `points` per trace) is what a send replaces the window with,
 so server work per send is bounded and nothing piles up on the server however many steps the run
 has. Plain Python, memory only.
+
+A `Pane` is a window whose latest content is all that matters (an image grid, a text, a figure such
+as the confusion matrix): it is always sent whole, at most every `every` seconds while the run goes.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from dashboards.charts import MAX_POINTS, Bucket
+from dashboards.charts import MAX_POINTS, Bucket, flat_range
 
 RECENT = 500  # the last points of a trace, kept as they came
 # A bucket draws at most 3 points (a gap, the lowest, the highest), the bucket being filled 3 more;
 # even, so that merging in pairs leaves no bucket of the old size behind.
 BUCKETS = 2 * ((MAX_POINTS - RECENT - 3) // 6)
 
+Message = tuple[dict[str, Any], str]  # (JSON body, endpoint), as visdom's client builds them
 Points = tuple[list[float], list[float | None]]
 Snapshot = tuple[list[Bucket], list[tuple[float, float | None]]]
 
@@ -103,3 +107,27 @@ class Plot:
     def snapshot(self) -> list[Snapshot]:
         """Each trace's snapshot; `points` turns them into what is sent, outside the lock."""
         return [trace.snapshot() for trace in self.traces]
+
+    def y_axis(self, data: list[Points]) -> dict[str, Any]:
+        """The window's y axis (Plotly layout) for `data`: its title, type and tick format from the opts
+        (`ylabel`, `ytype`, `ytickformat`), and for a flat curve a range around its value shown against
+        zero (a constant learning rate), where Plotly would centre it on a unit range that reads as 0."""
+        o = self.opts
+        axis = {k: v for k, v in (("title", o.get("ylabel")), ("type", o.get("ytype")),
+                                  ("tickformat", o.get("ytickformat"))) if v is not None}
+        span = flat_range([y for _, ys in data for y in ys], percent="%" in str(o.get("ytickformat", "")),
+                          log=o.get("ytype") == "log")
+        return {**axis, "range": span} if span else {**axis, "autorange": True}
+
+
+@dataclass(eq=False)
+class Pane:
+    """An image, text or figure window: only its latest content matters, so it is always sent whole."""
+
+    win: str
+    build: Callable[[Any], Message]  # content -> the message, made on the sender thread
+    content: Any = None
+    updates: int = 0
+    sent: int = 0  # `updates` as of the last successful send
+    every: float = 0.0  # seconds between sends while the run goes; at close at once
+    sent_at: float = 0.0  # when that send was made (monotonic)

@@ -26,7 +26,11 @@ ARTIFACTS = ROOT / "test-artifacts"
 RENDER_TIMEOUT_MS = 30_000
 SETTLE_S = 0.5  # the grid animates windows into place: positions must hold this long
 
-TITLES = {"run", "train loss", "test", "learning rate", "test batch", "predictions", "spec"}
+TITLES = {"run", "train loss", "test", "learning rate", "test batch", "predictions", "spec",
+          # the insight windows a run of the tiny data makes (too few steps for the weights' histograms)
+          "confusion matrix", "accuracy per class", "most confident mistakes",
+          "mistakes: predicted ✗ (true) confidence", "activation mean per layer", "activation spread (std) per layer", "zeros per layer (dead units)"}
+SOMETIMES = {"system load", "memory"}  # when the run lasts past its first system sample
 SAMPLES = 8  # tiny_spec's train.samples: digits in the grid, cells in the prediction table
 EPOCHS = 2  # tiny_spec's train.epochs
 
@@ -143,7 +147,7 @@ def test_a_real_run_renders_in_the_browser(visdom_server: Server, tiny_mnist: Pa
 
     assert not problems, "\n".join(problems) + f"\n{see}"
     titles = sorted(title for title, _ in drawn)
-    assert titles == sorted(TITLES), f"window titles {titles}, expected {sorted(TITLES)} {see}"
+    assert TITLES <= set(titles) <= TITLES | SOMETIMES, f"window titles {titles}, expected {sorted(TITLES)} {see}"
     windows = dict(drawn)
     assert not overlaps(windows), f"windows cover each other: {overlaps(windows)} {see}"
 
