@@ -4,6 +4,11 @@ A run is its spec.json, its metrics.jsonl journal replayed through `runner.logge
 `Journal` (a Logger that keeps every event), and its summary.json. A damaged journal is read up to
 the damage and the report says so (`Run.notes`); a missing spec or summary falls back on what the
 journal's start and end events carry, so copied or half-written run directories still report.
+
+Of the insight events (journals from before them have none, and their reports are as they were) the
+Journal keeps the last confusion matrix and the last mistakes, every tensor's gradient norm, the
+activations of each epoch and every system sample, and of the weights' histograms their percentiles
+(dashboards.distributions), thinned to at most KEEP_SNAPSHOTS steps so a long run stays small.
 """
 
 from __future__ import annotations
@@ -15,10 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from dashboards.distributions import MAX_SNAPSHOTS, Bands, layer_rows, percentiles, thin
 from runner import runs
 from runner.loggers import BaseLogger, Info, JournalError, replay
 
 REPORT = "report.html"  # a report's file name in its run or sweep directory
+KEEP_SNAPSHOTS = 2 * MAX_SNAPSHOTS  # layers events kept (thinned as they come); a chart strides over them
+
+Series = tuple[list[int], list[float | None]]  # (steps or epochs, values)
 
 
 def finite(value: Any) -> float | None:
@@ -42,6 +51,14 @@ class Journal(BaseLogger):
         self.evaluations: list[dict[str, Any]] = []
         self.series: dict[str, tuple[list[int], list[float | None]]] = {}  # metrics events: key -> (steps, values)
         self.last_predictions: dict[str, Any] | None = None
+        # insight events
+        self.last_confusion: dict[str, Any] | None = None  # the last: {"epoch", "step", "matrix"}
+        self.last_mistakes: dict[str, Any] | None = None  # the last: epoch, pixels, predicted, truth, confidence
+        self.tensors: list[str] = []  # weight tensors in the order the first layers event gives them
+        self.snapshots: list[tuple[int, dict[str, tuple[Bands | None, Bands | None]]]] = []  # (step, percentiles)
+        self.grad_norms: dict[str, Series] = {}
+        self.layer_outputs: list[tuple[int, dict[str, Any]]] = []  # (epoch, {layer: {"kind", "mean", "std", "zeros"}})
+        self.system_series: dict[str, Series] = {}  # a system value's key -> (steps, values)
         self.closed = False
         self.summary: dict[str, Any] | None = None
 
@@ -68,6 +85,36 @@ class Journal(BaseLogger):
 
     def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
         self.last_predictions = {"epoch": epoch, "predicted": list(predicted), "truth": list(truth)}
+
+    def confusion(self, epoch: int, step: int, matrix: Sequence[Sequence[int]]) -> None:
+        counts = [[c if isinstance(c, int) else finite(c) or 0 for c in row] for row in matrix]
+        self.last_confusion = {"epoch": epoch, "step": step, "matrix": counts}
+
+    def mistakes(self, epoch: int, step: int, pixels: Sequence[Any], predicted: Sequence[int], truth: Sequence[int],
+                 confidence: Sequence[float]) -> None:
+        self.last_mistakes = {"epoch": epoch, "pixels": list(pixels), "predicted": list(predicted),
+                              "truth": list(truth), "confidence": list(confidence)}
+
+    def layers(self, epoch: int, step: int, layers: Info) -> None:
+        rows = layer_rows(layers)
+        self.tensors += [name for name in rows if name not in self.tensors]
+        self.snapshots.append((step, {name: (percentiles(row.get("weight")), percentiles(row.get("grad")))
+                                      for name, row in rows.items()}))
+        self.snapshots = thin(self.snapshots, KEEP_SNAPSHOTS)
+        for name, row in rows.items():
+            xs, ys = self.grad_norms.setdefault(name, ([], []))
+            xs.append(step)
+            ys.append(finite(row.get("grad_norm")))
+
+    def activations(self, epoch: int, step: int, layers: Info) -> None:
+        self.layer_outputs.append((epoch, dict(layer_rows(layers))))
+
+    def system(self, epoch: int, step: int, values: Info) -> None:
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                xs, ys = self.system_series.setdefault(str(key), ([], []))
+                xs.append(step)
+                ys.append(finite(value))
 
     def close(self, summary: Info | None) -> None:
         super().close(summary)

@@ -24,6 +24,7 @@ from dashboards.charts import (
     colour_of,
     ema,
     envelope,
+    flat_range,
     legend_below,
     metric_title,
     percent_axis,
@@ -33,7 +34,8 @@ from dashboards.charts import (
 )
 from dashboards.report.data import Journal, Run, epoch_means, finite
 
-__all__ = ["MAX_POINTS", "SWEEP_MAX_POINTS", "band_traces", "envelope", "run_figures", "stride", "sweep_figures"]
+__all__ = ["MAX_POINTS", "SWEEP_MAX_POINTS", "band_traces", "chart", "envelope", "run_figures", "short", "stride",
+           "sweep_figures"]
 
 # MAX_POINTS (dashboards.charts): per trace on a chart, the train loss's as a min/max envelope (`envelope`)
 SWEEP_MAX_POINTS = 1000  # per trace on a sweep's charts: three traces per variant
@@ -51,7 +53,7 @@ def stride(xs: Sequence[Any], limit: int) -> list[int]:
     return sorted({*range(0, len(xs), step), len(xs) - 1})
 
 
-def _short(values: Iterable[float | None]) -> list[float | None]:
+def short(values: Iterable[float | None]) -> list[float | None]:
     # Five significant digits are plenty for a chart and halve the page's numbers; tables stay exact.
     return [None if v is None else float(f"{v:.5g}") for v in values]
 
@@ -65,13 +67,16 @@ def _layout(title: str, xtitle: str, ytitle: str, percent: bool = False) -> dict
                                                                            **percent_axis(percent)}}
 
 
-def _figure(fid: str, title: str, xtitle: str, ytitle: str, data: list[dict[str, Any]],
-            percent: bool = False) -> dict[str, Any]:
+def chart(fid: str, title: str, xtitle: str, ytitle: str, data: list[dict[str, Any]], percent: bool = False,
+          log: bool = False) -> dict[str, Any]:
+    """A line chart of the page: `data`'s traces, titles escaped, a flat curve shown against zero."""
     layout = _layout(title, xtitle, ytitle, percent)
-    values = {y for d in data for y in d["y"] if y is not None}
-    if len(values) == 1:  # plotly would centre a flat line in [-1, 1]; show it against zero instead
-        (v,) = values
-        layout["yaxis"]["range"] = [0, 1.05] if percent and 0 <= v <= 1 else sorted([0, 1.5 * v]) if v else [-1, 1]
+    if log:
+        layout["yaxis"]["type"] = "log"
+    # Plotly would centre a flat line on a unit range that reads as zero; show it against zero instead.
+    span = flat_range([y for d in data for y in d["y"]], percent, log=layout["yaxis"].get("type") == "log")
+    if span:
+        layout["yaxis"]["range"] = span
     if xtitle == "epoch":  # whole epochs only, at most about ten ticks
         last = max((x for d in data for x in d["x"]), default=1)
         layout["xaxis"]["dtick"] = max(1, math.ceil(last / 10))
@@ -88,22 +93,22 @@ def run_figures(run: Run) -> list[dict[str, Any]]:
         smooth = ema(j.losses, weight)
         data = [{"type": "scatter", "mode": "lines", "name": "loss per step" + (" (min/max envelope)" if
                                                                                 len(j.steps) > MAX_POINTS else ""),
-                 "x": xs, "y": _short(ys), "line": {"color": COLOURS[0], "width": 1}, "opacity": 0.35}]
+                 "x": xs, "y": short(ys), "line": {"color": COLOURS[0], "width": 1}, "opacity": 0.35}]
         if weight > 0:
             data.append({"type": "scatter", "mode": "lines", "name": f"smoothed (EMA {weight:g})",
-                         "x": [j.steps[i] for i in keep], "y": _short(smooth[i] for i in keep),
+                         "x": [j.steps[i] for i in keep], "y": short(smooth[i] for i in keep),
                          "line": {"color": COLOURS[0], "width": 2}})
-        figures.append(_figure("train_loss", "train loss", "step", "loss", data))
+        figures.append(chart("train_loss", "train loss", "step", "loss", data))
     if j.evaluations:
         figures += _test_figures(j)
     for n, (key, (xs, ys)) in enumerate(sorted(j.series.items())):
         xs, ys = envelope(xs, ys)
-        figures.append(_figure(f"metric_{n}", metric_title(key), "step", key, [
-            {"type": "scatter", "mode": "lines", "name": key, "x": xs, "y": _short(ys),
+        figures.append(chart(f"metric_{n}", metric_title(key), "step", key, [
+            {"type": "scatter", "mode": "lines", "name": key, "x": xs, "y": short(ys),
              "line": {"color": colour_of(3 + n)}}]))
     lr = finite((run.spec.get("optim") or {}).get("lr"))
     if "lr" not in j.series and lr is not None and j.steps:  # journals from before the metrics event
-        figures.append(_figure("lr", "learning rate (constant, optim.lr of the spec)", "step", "lr", [
+        figures.append(chart("lr", "learning rate (constant, optim.lr of the spec)", "step", "lr", [
             {"type": "scatter", "mode": "lines", "name": "lr", "x": [j.steps[0], j.steps[-1]], "y": [lr, lr],
              "line": {"color": COLOURS[3]}}]))
     return figures
@@ -114,13 +119,13 @@ def _test_figures(j: Journal) -> list[dict[str, Any]]:
     epochs = [e["epoch"] for e in j.evaluations]
     means = epoch_means(j)
     data = [{"type": "scatter", "mode": "lines+markers", "name": "test loss", "x": epochs,
-             "y": _short(finite(e["test_loss"]) for e in j.evaluations), "line": {"color": COLOURS[1]}},
+             "y": short(finite(e["test_loss"]) for e in j.evaluations), "line": {"color": COLOURS[1]}},
             {"type": "scatter", "mode": "lines+markers", "name": "train loss (epoch mean)", "x": epochs,
-             "y": _short(means.get(e) for e in epochs), "line": {"color": COLOURS[0], "dash": "dot"}}]
-    return [_figure("test_loss", "test loss", "epoch", "loss", data),
-            _figure("test_accuracy", "test accuracy", "epoch", "accuracy", [
+             "y": short(means.get(e) for e in epochs), "line": {"color": COLOURS[0], "dash": "dot"}}]
+    return [chart("test_loss", "test loss", "epoch", "loss", data),
+            chart("test_accuracy", "test accuracy", "epoch", "accuracy", [
                 {"type": "scatter", "mode": "lines+markers", "name": "test accuracy", "x": epochs,
-                 "y": _short(finite(e["test_accuracy"]) for e in j.evaluations), "line": {"color": COLOURS[2]}}],
+                 "y": short(finite(e["test_accuracy"]) for e in j.evaluations), "line": {"color": COLOURS[2]}}],
                 percent=True)]
 
 
@@ -132,7 +137,7 @@ def band_traces(label: str, colour: str, per_run: list[dict[float, float | None]
     xs, columns = [xs[i] for i in keep], [columns[i] for i in keep]
     traces = seed_traces(label, colour, xs, columns, len(per_run), markers=markers, name=html.escape(label))
     for trace in traces:
-        trace["y"] = _short(trace["y"])
+        trace["y"] = short(trace["y"])
     return traces
 
 
@@ -149,7 +154,7 @@ def sweep_figures(groups: dict[str, list[Run]], weight: float) -> list[dict[str,
             if per_run:
                 data[chart].extend(band_traces(label, colour_of(i), per_run, SWEEP_MAX_POINTS,
                                                markers=not chart.startswith(("train", "metric"))))
-    return [_figure(cid, c.title, c.x, c.y, data[cid], c.percent) for cid, c in charts.items() if data[cid]]
+    return [chart(cid, c.title, c.x, c.y, data[cid], c.percent) for cid, c in charts.items() if data[cid]]
 
 
 def _curves(members: list[Run], keys: list[str], weight: float) -> Curves:

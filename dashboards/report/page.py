@@ -135,7 +135,7 @@ table.kv td,.text{text-align:left}table.sortable th{cursor:pointer;user-select:n
 table.sortable th[aria-sort=ascending]::after{content:" \\25B2"}table.sortable th[aria-sort=descending]::after{content:" \\25BC"}
 .samples{display:flex;flex-wrap:wrap;gap:10px}figure{margin:0;text-align:center;font-size:12px;width:96px}
 figure img{image-rendering:pixelated;border:1px solid #ccc;display:block;margin:0 auto 2px}
-figcaption.ok{color:#137333}figcaption.bad{color:#a50e0e;font-weight:600}.truth{font-weight:400;color:#555}
+.mistakes figure{width:120px}figcaption.ok{color:#137333}figcaption.bad{color:#a50e0e;font-weight:600}.truth{font-weight:400;color:#555}
 pre{background:#f6f8fa;padding:10px;overflow:auto;max-height:480px;font-size:12px}
 footer{margin-top:32px;color:#777;font-size:12px}
 """

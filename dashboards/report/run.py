@@ -1,6 +1,8 @@
 """A run's report page: its charts, the sample images with their predictions (class names when the
-journal names them), the per-epoch numbers with every step's loss as a CSV download, the summary and
-the spec, under a header that says how the run ended and how to continue it.
+journal names them), what the insight events show (dashboards.report.insight: classes, mistakes,
+weights and gradients, activations, system; only those the journal has), the per-epoch numbers with
+every step's loss as a CSV download, the summary and the spec, under a header that says how the run
+ended and how to continue it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from urllib.parse import quote
 
 from dashboards.report.data import Journal, Run, epoch_means
 from dashboards.report.figures import run_figures
+from dashboards.report.insight import insight_sections
 from dashboards.report.page import (
     chart_grid,
     header,
@@ -94,13 +97,16 @@ def steps_csv_link(j: Journal, name: str) -> str:
 def run_report(run: Run) -> str:
     figures = run_figures(run)
     j = run.journal
+    insight, insight_figures = insight_sections(run)
     sections = [("Charts", chart_grid(figures) if figures else "<p class=note>No training steps yet.</p>"),
                 ("Samples", samples_html(j)),
+                *insight,
                 ("Per epoch", epochs_html(j) + steps_csv_link(j, run.name)),
                 ("Summary", summary_html(run.summary)),
                 ("Spec", f"<pre>{html.escape(json.dumps(run.spec, indent=2))}</pre>")]
     return page(f"{run.name}: report", header(run.name, str(run.spec.get("description") or ""), run.status,
-                                               _meta(run), _notes(run)), sections, figures, run.path)
+                                               _meta(run), _notes(run)), sections, figures + insight_figures,
+                run.path)
 
 
 def _meta(run: Run) -> list[str]:
