@@ -147,13 +147,13 @@ def sweep_figures(groups: dict[str, list[Run]], weight: float) -> list[dict[str,
         COMPARISON["train_loss"], title=f"train loss (EMA {weight:g} of each run)" if weight else "train loss")}
     for n, key in enumerate(keys):
         charts[f"metric_{n}"] = Chart(metric_title(key), "step", key)
-    data: dict[str, list[dict[str, Any]]] = {chart: [] for chart in charts}
+    data: dict[str, list[dict[str, Any]]] = {cid: [] for cid in charts}
     for i, (label, members) in enumerate(groups.items()):
-        for chart, per_run in _curves(members, keys, weight).items():
+        for cid, per_run in _curves(members, keys, weight).items():
             per_run = [points for points in per_run if points]
             if per_run:
-                data[chart].extend(band_traces(label, colour_of(i), per_run, SWEEP_MAX_POINTS,
-                                               markers=not chart.startswith(("train", "metric"))))
+                data[cid].extend(band_traces(label, colour_of(i), per_run, SWEEP_MAX_POINTS,
+                                             markers=not cid.startswith(("train", "metric"))))
     return [chart(cid, c.title, c.x, c.y, data[cid], c.percent) for cid, c in charts.items() if data[cid]]
 
 

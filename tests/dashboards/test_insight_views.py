@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import io
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from dashboard_helpers import windows
 from dashboards.distributions import MAX_SNAPSHOTS, PERCENTILES, percentiles, thin
 from dashboards.visdom import server as servers
 from dashboards.visdom.logger import VisdomLogger
+from helpers import run_cli, tiny_spec
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
 
@@ -165,3 +167,22 @@ def test_a_long_run_keeps_the_distributions_bounded(visdom_server: servers.Serve
         assert len(trace["x"]) <= MAX_SNAPSHOTS and trace["x"][0] == 10 and trace["x"][-1] == events * 10
     norm = data(held["grad_norm"])[0]
     assert norm["x"][-1] == events * 10 and len(norm["x"]) == events  # a Plot: each point while it fits
+
+
+def test_a_real_run_replayed_fills_the_insight_windows(tmp_path: Path, tiny_mnist: Path,
+                                                      visdom_server: servers.Server) -> None:
+    out = tmp_path / "run"
+    spec = tiny_spec(tmp_path, tiny_mnist, insight={"every": 4, "system": 0.01})
+    run = run_cli(str(spec), "--logger", "null", "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    replayed = run_cli("replay", str(out), env={"VISDOM_PORT": str(visdom_server.port)})
+    assert replayed.returncode == 0, replayed.stderr
+    held = windows(visdom_server.port, "tiny_run")
+    (heat,) = data(held["confusion"])
+    assert sum(map(sum, heat["z"])) == 200 and heat["x"] == [str(c) for c in range(10)]  # the whole test set
+    norms = data(held["grad_norm"])
+    assert norms[0]["name"] == "0.weight" and norms[0]["x"] == list(range(4, 25, 4))
+    assert {f"dist_{t['name']}" for t in norms} <= held.keys()
+    assert len(data(held["dist_0.weight"])) == 18
+    assert "CPU " in held["run"]["content"] and data(held["system_memory"])[0]["y"][-1] > 0
+    assert "no mistakes" in held["mistakes"]["content"]  # the tiny digits are learnt perfectly
