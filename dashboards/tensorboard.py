@@ -10,6 +10,15 @@ What is written, by tag:
     samples          images: the fixed test batch, once
     predictions      text: predicted vs true class per sample, per epoch, at the epoch's last step
     summary          text: how the run ended (its summary without the per-epoch history), at the last step
+and of the insight events, each at its own step:
+    confusion        text: the confusion matrix as a table (true classes down, predicted across)
+    class_accuracy/<class>   scalar per class and evaluation
+    mistakes         images: the most confident mistakes; text: their captions, 'Sneaker ✗ (Sandal) 0.97'
+    weights/<tensor>, gradients/<tensor>   histograms (TensorBoard's own distributions and histograms
+                     tabs), from the event's bins as they are (`add_histogram_raw`)
+    grad_norm/<tensor>       scalar
+    activations/<layer>/mean, .../std, .../zeros   scalars per evaluation
+    system/<key>     scalars: cpu_percent, rss_mb, and on a GPU its memory and utilisation
 
 torch's SummaryWriter queues each event and writes it on its own thread, so a call here costs the
 building of one small protobuf; a writer that fails (disk full, directory gone) is reported once and
@@ -34,6 +43,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence, TextIO
 
 import numpy as np
 
+from dashboards.charts import class_accuracy, mistake_caption
+from dashboards.distributions import layer_rows
 from runner.errors import UserError
 from runner.loggers import BaseLogger, Info, Pixels
 from runner.loggers.registry import Place
@@ -143,6 +154,49 @@ class TensorBoardLogger(BaseLogger):
         text = _predictions_markdown(epoch, predicted, truth, self._classes)
         self._write("add_text", "predictions", text, global_step=self._step)
 
+    def confusion(self, epoch: int, step: int, matrix: Sequence[Sequence[int]]) -> None:
+        names = [self._name(i) for i in range(len(matrix))]
+        self._write("add_text", "confusion", _confusion_markdown(epoch, matrix, names), global_step=step)
+        for name, accuracy in zip(names, class_accuracy(matrix)):
+            if accuracy is not None:
+                self._write("add_scalar", f"class_accuracy/{_tag(name)}", accuracy, global_step=step)
+
+    def mistakes(self, epoch: int, step: int, pixels: Pixels, predicted: Sequence[int], truth: Sequence[int],
+                 confidence: Sequence[float]) -> None:
+        batch = np.asarray(pixels, dtype=np.uint8)
+        if batch.ndim == 4 and len(batch):
+            self._write("add_images", "mistakes", batch, global_step=step, dataformats="NCHW")
+        rows = [f"| {i} | {_cell(mistake_caption(self._name(p), self._name(t), c))} |"
+                for i, (p, t, c) in enumerate(zip(predicted, truth, confidence))]
+        head = [f"epoch {epoch}: the {len(rows)} most confident mistakes", "",
+                "| image | predicted ✗ (true) confidence |", "|---|---|"]
+        text = "\n".join([*head, *rows]) if rows else f"epoch {epoch}: no mistakes"
+        self._write("add_text", "mistakes", text, global_step=step)
+
+    def layers(self, epoch: int, step: int, layers: Mapping[str, Any]) -> None:
+        for name, row in layer_rows(layers).items():
+            for kind, hist in (("weights", row.get("weight")), ("gradients", row.get("grad"))):
+                raw = _raw_histogram(hist)
+                if raw is not None:
+                    self._write("add_histogram_raw", f"{kind}/{name}", global_step=step, **raw)
+            if isinstance(row.get("grad_norm"), (int, float)):
+                self._write("add_scalar", f"grad_norm/{name}", float(row["grad_norm"]), global_step=step)
+
+    def activations(self, epoch: int, step: int, layers: Mapping[str, Any]) -> None:
+        for name, row in layer_rows(layers).items():
+            for key in ("mean", "std", "zeros"):
+                if isinstance(row.get(key), (int, float)):
+                    self._write("add_scalar", f"activations/{name}/{key}", float(row[key]), global_step=step)
+
+    def system(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self._write("add_scalar", f"system/{key}", float(value), global_step=step)
+
+    def _name(self, label: Any) -> str:
+        known = self._classes is not None and isinstance(label, int) and 0 <= label < len(self._classes)
+        return self._classes[label] if known else str(label)  # type: ignore[index]
+
     def close(self, summary: Info | None) -> None:
         """Write the summary, flush and close; only the first call does anything."""
         if self._closed:
@@ -177,3 +231,38 @@ def _predictions_markdown(epoch: int, predicted: Sequence[int], truth: Sequence[
             for i, (p, t) in enumerate(zip(predicted, truth))]
     return "\n".join([f"epoch {epoch}: {right} of {len(rows)} right", "",
                       "| sample | predicted | true | |", "|---|---|---|---|", *rows])
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: escaped, its pipes too."""
+    return html.escape(text).replace("|", "&#124;")
+
+
+def _tag(name: str) -> str:
+    """A class name as one level of a tag (a '/' would nest it)."""
+    return re.sub(r"[^\w.-]", "_", name)
+
+
+def _confusion_markdown(epoch: int, matrix: Sequence[Sequence[int]], names: list[str]) -> str:
+    """The matrix as a Markdown table: a row per true class, a column per predicted one."""
+    head = "| true \\ predicted | " + " | ".join(_cell(n) for n in names) + " |"
+    rows = [f"| {_cell(name)} | " + " | ".join(str(c) for c in row) + " |" for name, row in zip(names, matrix)]
+    return "\n".join([f"epoch {epoch}: confusion matrix over the test set", "", head,
+                      "|" + "---|" * (len(names) + 1), *rows])
+
+
+def _raw_histogram(hist: Any) -> dict[str, Any] | None:
+    """`add_histogram_raw`'s arguments for a {"min", "max", "counts"} histogram: its bins' right edges
+    and counts; the sum and the sum of squares from the bins' middles (TensorBoard shows neither)."""
+    try:
+        low, high, counts = float(hist["min"]), float(hist["max"]), [float(c) for c in hist["counts"]]
+    except (TypeError, KeyError, ValueError):
+        return None
+    total = sum(counts)
+    if not counts or total <= 0 or not np.isfinite([low, high]).all() or high < low:
+        return None
+    width = (high - low) / len(counts)
+    middles = [low + (i + 0.5) * width for i in range(len(counts))]
+    return {"min": low, "max": high, "num": total, "sum": sum(c * m for c, m in zip(counts, middles)),
+            "sum_squares": sum(c * m * m for c, m in zip(counts, middles)),
+            "bucket_limits": [low + (i + 1) * width for i in range(len(counts))], "bucket_counts": counts}

@@ -20,6 +20,7 @@ import pytest
 
 from dashboard_helpers import windows
 from dashboards.distributions import MAX_SNAPSHOTS, PERCENTILES, percentiles, thin
+from dashboards import tensorboard
 from dashboards.visdom import server as servers
 from dashboards.visdom.logger import VisdomLogger
 from helpers import run_cli, tiny_spec
@@ -186,3 +187,30 @@ def test_a_real_run_replayed_fills_the_insight_windows(tmp_path: Path, tiny_mnis
     assert len(data(held["dist_0.weight"])) == 18
     assert "CPU " in held["run"]["content"] and data(held["system_memory"])[0]["y"][-1] > 0
     assert "no mistakes" in held["mistakes"]["content"]  # the tiny digits are learnt perfectly
+
+
+def test_tensorboard_shows_the_insight_events(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with tensorboard.TensorBoardLogger(tmp_path) as logger:
+        feed(logger)
+        logger.close({"status": "finished"})
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "histograms": 0, "tensors": 0})
+    events.Reload()
+    steps = list(range(1, 201, 10))
+    histograms = events.Histograms("weights/0.weight")
+    assert [h.step for h in histograms] == steps
+    last = histograms[-1].histogram_value
+    assert (last.min, last.max, last.num) == (-1.91, 1.91, 100) and list(last.bucket) == [5] * 20
+    assert last.bucket_limit[-1] == pytest.approx(1.91) and len(last.bucket_limit) == 20
+    assert "gradients/0.weight" in events.Tags()["histograms"] and "gradients/0.bias" not in events.Tags()["histograms"]
+    scalars = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    assert scalars["grad_norm/0.weight"][0] == (1, 1.0) and scalars["system/rss_mb"][-1] == (191, 691.0)
+    assert scalars["class_accuracy/Sandal"] == [(100, pytest.approx(0.6)), (200, pytest.approx(0.6))]
+    assert "class_accuracy/_b_Bag__b_" not in scalars  # no test image of it: no accuracy
+    assert scalars["activations/1/zeros"] == [(100, 0.25), (200, 0.5)]
+    confusion = events.Tensors("confusion/text_summary")[-1].tensor_proto.string_val[0].decode()
+    assert "| Sandal | 0 | 0 | 6 | 4 | 0 |" in confusion and "&lt;b&gt;Bag&lt;/b&gt;" in confusion
+    mistakes = events.Tensors("mistakes/text_summary")[-1].tensor_proto.string_val[0].decode()
+    assert "| 0 | Sneaker ✗ (Sandal) 0.97 |" in mistakes
+    assert events.Tags()["images"] == ["mistakes"]
