@@ -1,18 +1,25 @@
 """The results table of a comparison: one row per variant, best first, as the console, results.md,
 results.csv and the dashboards show it. Statuses are runner.status's words.
+
+results.md ends with what the comparison learned: each varied key's importance for the metric
+(runner.sweeps.importance), or the sentence saying why there is none yet. `learned` gives the keys
+and the finished runs' values that the dashboards' parallel-coordinates chart draws too.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
+import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from runner import status
 from runner.files import atomic, write_text
+from runner.sweeps import importance
 from runner.sweeps.variants import Variant, seeds_vary, show
 
 RESULTS_CSV, RESULTS_MD = "results.csv", "results.md"
@@ -33,6 +40,7 @@ class Result:
     train_seconds: float | None = None
     error: str = ""
     run_dir: str = ""
+    flat: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # the variant's values
 
     @classmethod
     def of(cls, variant: Variant, state: str, summary: dict[str, Any] | None = None, error: str = "",
@@ -42,7 +50,7 @@ class Result:
         if state == status.FINISHED and summary and summary.get("status") == status.STOPPED_EARLY:
             state = status.STOPPED_EARLY
         return cls(variant.name, variant.label, variant.seed, state, **numbers, error=error,
-                   run_dir=str(run_dir) if run_dir else "")
+                   run_dir=str(run_dir) if run_dir else "", flat=variant.flat)
 
     @property
     def failed(self) -> bool:
@@ -119,17 +127,47 @@ def table(results: Sequence[Result], title: str) -> Any:
     return t
 
 
-def markdown(results: Sequence[Result], title: str) -> str:
+def learned(results: Sequence[Result], folders: Iterable[Path] = ()
+            ) -> tuple[importance.Target, list[importance.Trial]]:
+    """The keys the comparison varied (the search recorded in the first of `folders`, or of the folders
+    holding the runs, that holds one; else the values its variants differ in), and each finished run's
+    values and metric."""
+    folders = [*folders, *(Path(r.run_dir).parent for r in results if r.run_dir)]
+    target = importance.recorded(folders) or importance.of_grid([r.flat for r in results])
+    runs = [(r.flat, getattr(r, target.metric, None)) for r in results if r.status == status.FINISHED]
+    return target, importance.trials(target, runs)
+
+
+def importance_lines(results: Sequence[Result], folders: Iterable[Path] = ()) -> list[str]:
+    """results.md's last section: each key's importance for the metric, largest first, or why there is none."""
+    target, trials = learned(results, folders)
+    return list(_importance_lines(json.dumps([target.space, target.metric, target.maximize, trials])))
+
+
+@functools.lru_cache(maxsize=4)  # a sweep rewrites its table as a variant starts too: nothing new has finished
+def _importance_lines(key: str) -> tuple[str, ...]:
+    space, metric, maximize, listed = json.loads(key)
+    target, trials = importance.Target(space, metric, maximize), [(values, value) for values, value in listed]
+    found, note = importance.explain(trials, target)
+    heading = (f"## What mattered for {metric}", "")
+    if not found:
+        return (*heading, note)
+    return (*heading, "| key | importance |", "|:--|--:|", *(_line([k, f"{v:.3f}"]) for k, v in found.items()), "",
+            importance.caption(trials, target))
+
+
+def _line(row: Sequence[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in row) + " |"
+
+
+def markdown(results: Sequence[Result], title: str, folders: Iterable[Path] = ()) -> str:
     header, cells = rows(results)
-
-    def line(row: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in row) + " |"
-
     right = {"variant": ":--", "status": ":--"}
-    text = [f"# {title}", "", line(header), "| " + " | ".join(right.get(c, "--:") for c in header) + " |",
-            *(line(row) for row in cells)]
+    text = [f"# {title}", "", _line(header), "| " + " | ".join(right.get(c, "--:") for c in header) + " |",
+            *(_line(row) for row in cells)]
     if errors(results):
         text += ["", "## Errors", "", *(f"- {e}" for e in errors(results))]
+    text += ["", *importance_lines(results, folders)]
     return "\n".join(text) + "\n"
 
 
@@ -143,4 +181,4 @@ def write(out: Path, name: str, results: Sequence[Result]) -> None:
             writer.writerow([r.label, "" if r.seed is None else r.seed, r.status,
                              *("" if getattr(r, k) is None else repr(getattr(r, k)) for k in NUMBERS),
                              r.name, r.run_dir, r.error])
-    write_text(out / RESULTS_MD, markdown(results, f"{name} results"))
+    write_text(out / RESULTS_MD, markdown(results, f"{name} results", [out]))
