@@ -1,7 +1,9 @@
 """A sweep's report page: one chart per metric with a trace per variant (seeds as mean and min-max
 band, as in the comparison env), the results table as the console prints it (sortable on exact
-values, each variant linked to its own report), and the keys the variants vary with the first
-run's spec.
+values, each variant linked to its own report), what the sweep learned (the parallel coordinates
+of its finished runs and each varied key's importance for the metric, dashboards.parallel, as in
+the comparison env; a search's keys and metric from its sweep.json), and the keys the variants vary
+with the first run's spec.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import quote
 
+from dashboards import parallel
 from dashboards.charts import DEFAULT_SMOOTHING, smoothing_weight
 from dashboards.report.data import REPORT, Run, read_run
 from dashboards.report.figures import sweep_figures
 from dashboards.report.page import cell, chart_grid, header, page, table_html
 from runner.status import FINISHED
+from runner.sweeps import importance
 
 
 def sweep_report(path: Path) -> str:
@@ -41,11 +45,37 @@ def sweep_report(path: Path) -> str:
             f"{len(groups)} curves" + (" (seeds as mean and min-max band)" if len(groups) < len(loaded) else "")]
     counts = Counter(r.status for r in results if r.status != FINISHED)
     status = ", ".join(f"{n} {what}" for what, n in counts.items()) or "finished"
+    learned, learned_figures = learned_html(path, results)
     sections = [("Charts", chart_grid(figures) if figures else "<p class=note>No variant has trained yet.</p>"),
                 ("Results", results_html(path, results)),
+                ("What mattered", learned),
                 ("Spec", spec_html(plan.variants, first))]
-    return page(f"{plan.name}: report", header(plan.name, description, status, meta, notes), sections, figures,
-                path)
+    return page(f"{plan.name}: report", header(plan.name, description, status, meta, notes), sections,
+                figures + learned_figures, path)
+
+
+def learned_html(path: Path, results: Sequence[Any]) -> tuple[str, list[dict[str, Any]]]:
+    """The parallel coordinates of the finished runs and the importance chart (their boxes, and their
+    figures for the page to draw), then the importance table; or why there is nothing to show."""
+    from runner.sweeps import results as table
+
+    target, trials = table.learned(results, [path])
+    if not target.keys:
+        return "<p class=note>No key varies among the variants: there is nothing to tell apart.</p>", []
+    found, note = importance.explain(trials, target)
+    figures = [{"id": "parallel", **parallel.parallel_figure(target, trials)}]
+    if found:
+        figures.append({"id": "importance", **parallel.importance_figure(found, note, target.metric)})
+    # Not the "chart" boxes of the charts above: those hold curves, these a parcoords and bars.
+    box = 'style="border:1px solid #e3e3e3;border-radius:4px;min-height:{}px"'
+    boxes = "".join(f'<div class=learned id="{f["id"]}" {box.format(f["layout"]["height"])}></div>'
+                    for f in figures)
+    text = f"<div class=charts>{boxes}</div>"
+    if not found:
+        return text + f"<p class=note>{html.escape(note)}</p>", figures
+    rows = [[key, f"{value:.3f}"] for key, value in found.items()]
+    return (text + table_html(["key", "importance"], rows, "kv")
+            + f"<p class=meta>{html.escape(importance.caption(trials, target))}</p>"), figures
 
 
 def results_html(path: Path, results: Sequence[Any]) -> str:

@@ -11,9 +11,18 @@ Windows of the env (its old windows are closed first):
     test_accuracy   test accuracy vs epoch
     test_loss       test loss vs epoch
     results         the results table, as the console prints it
+    parallel        parallel coordinates of the finished runs: an axis per key the comparison varies
+                    and one for its metric, a line per run (dashboards.parallel); absent while no key varies
+    importance      each varied key's importance for the metric (runner.sweeps.importance), or why
+                    there is none yet
 
 One trace per variant, named by its label (what differs). Runs sharing a label differ only in their
 seed: they are drawn as their mean, with a shaded band from their minimum to their maximum.
+
+The varied keys and the metric come from the runs' own start events (their specs), and for a search
+from the sweep.json next to their run directories (its space, metric and mode); a run counts as
+finished when its close event says so, with the metric its summary holds. Both windows are rebuilt
+whole when a run finishes, Optuna's importance on the sender thread, never on the training thread.
 
 Each chart is small (points per epoch, or at most MAX_POINTS per run), so every send replaces a whole window:
 the sender thread (dashboards.visdom.sender, shared with the run dashboard) re-sends the windows that
@@ -26,8 +35,10 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Sequence, TextIO
 
+from dashboards import parallel
 from dashboards.charts import (
     COMPARISON,
     MAX_POINTS,
@@ -42,8 +53,11 @@ from dashboards.charts import (
 )
 from dashboards.visdom.sender import Say, Sender
 from dashboards.visdom.sender import finite as _finite
+from runner import status
 from runner.loggers import ClosingLogger, Info
 from runner.status import FINISHED
+from runner.sweeps import importance
+from runner.sweeps.variants import flatten
 
 SMOOTH = 20  # steps per point of the train loss chart, until a run has MAX_POINTS of them
 CHARTS: dict[str, Chart] = {  # window id -> its chart (dashboards.charts.COMPARISON)
@@ -51,6 +65,7 @@ CHARTS: dict[str, Chart] = {  # window id -> its chart (dashboards.charts.COMPAR
     "train_loss": replace(COMPARISON["train_loss"],
                           title=f"train loss (smoothed, a point every {SMOOTH} steps or more)"),
 }
+LEARNED = {"parallel": "parallel coordinates of the finished runs", "importance": "what mattered"}  # id -> title
 
 
 @dataclass
@@ -63,6 +78,9 @@ class _Run:
     block: list[tuple[int, float]] = field(default_factory=list)  # train steps not yet averaged
     ema: Ema | None = None  # the run's smoothing, once its start event says which
     every: int = SMOOTH  # train steps per point of the train loss chart
+    flat: dict[str, Any] | None = None  # its spec as dotted keys, once its start event says
+    folder: Path | None = None  # the directory holding its run directory (a sweep's sweep.json)
+    final: Info | None = None  # its summary, once it has finished
 
     def thin(self) -> None:
         """Merge the train loss chart's points in pairs: the later smoothed value, or the mean of both
@@ -84,6 +102,9 @@ class _RunLogger(ClosingLogger):
         weight = smoothing_weight(info.get("spec") or {})
         if weight > 0:
             self._run.ema = Ema(weight)
+        with self._board._lock:
+            self._run.flat = flatten(dict(info.get("spec") or {}))
+            self._run.folder = Path(info["run_dir"]).parent if info.get("run_dir") else None
 
     def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
         with self._board._lock:
@@ -105,6 +126,9 @@ class _RunLogger(ClosingLogger):
         with self._board._lock:
             if self._run.block:  # the last, shorter block
                 self._average()
+            if summary is not None and status.read(summary.get("status", FINISHED)) == FINISHED:
+                self._run.final = summary
+                self._board._changed(*LEARNED)
 
     def _average(self) -> None:
         block = self._run.block
@@ -127,7 +151,8 @@ class ComparisonBoard(Sender):
         # Credentials come from VISDOM_USERNAME and VISDOM_PASSWORD only.
         self._runs: list[_Run] = []
         self._table: tuple[list[str], list[list[str]]] = ([], [])
-        self._versions = {w: 0 for w in (*CHARTS, "results")}  # bumped on every change
+        self._search: importance.Target | None = None  # the search the runs' sweep.json records, once read
+        self._versions = {w: 0 for w in (*CHARTS, "results", *LEARNED)}  # bumped on every change
         self._sent = {w: 0 for w in self._versions}  # the version the server holds
         super().__init__(env, server, port, flush_interval=flush_interval, close_timeout=close_timeout, pace=1,
                          out=out, thread_name="visdom-compare")
@@ -140,7 +165,7 @@ class ComparisonBoard(Sender):
         with self._lock:
             kept = [r for r in self._runs if r.name != name]
             if len(kept) < len(self._runs):
-                self._changed(*CHARTS)
+                self._changed(*CHARTS, *LEARNED)
             self._runs = [*kept, run]
         return _RunLogger(self, run)
 
@@ -176,13 +201,41 @@ class ComparisonBoard(Sender):
         else:
             self._say(f"visdom: comparison at {self.url}")
 
-    def figures(self, *windows: str) -> dict[str, dict[str, Any]]:
-        """Charts (all unless named) as Plotly data and layout: what the server is sent."""
+    def figures(self, *windows: str) -> dict[str, dict[str, Any] | None]:
+        """Charts (all unless named) as Plotly data and layout: what the server is sent. The `parallel` and
+        `importance` windows only when named (None for `parallel` while no key varies)."""
         with self._lock:
             groups: dict[str, list[_Run]] = {}
             for run in self._runs:
                 groups.setdefault(run.label, []).append(run)
-            return {win: _figure(win, groups) for win in windows or CHARTS}
+            figures: dict[str, dict[str, Any] | None] = {win: _figure(win, groups) for win in windows or CHARTS
+                                                         if win in CHARTS}
+        for win in set(windows) & set(LEARNED):
+            figures[win] = self._learned_figure(win)
+        return figures
+
+    def learned(self) -> tuple[importance.Target, list[importance.Trial]]:
+        """The keys the runs vary (a search's own space, when its sweep.json is found next to their
+        directories) and each finished run's values and metric: one per run, seeds too."""
+        with self._lock:
+            started = [r for r in self._runs if r.flat is not None]
+            folders = [r.folder for r in started if r.folder is not None]
+            finished = [(r.flat, r.final) for r in started if r.final is not None]
+        if self._search is None:  # a search's record does not change: read once found
+            self._search = importance.recorded(folders)
+        target = self._search or importance.of_grid([r.flat for r in started if r.flat is not None])
+        return target, importance.trials(target, [(flat, final.get(target.metric)) for flat, final in finished])
+
+    def _learned_figure(self, win: str) -> dict[str, Any] | None:
+        """The parallel coordinates (None while no key varies), or the importance chart."""
+        target, trials = self.learned()
+        if win == "parallel":
+            return parallel.parallel_figure(target, trials) if target.keys else None
+        try:
+            found, note = importance.explain(trials, target)
+        except Exception as exc:  # noqa: BLE001 - a window of the board never stops the sender
+            found, note = {}, f"No importance: Optuna failed on these runs ({type(exc).__name__}: {exc})."
+        return parallel.importance_figure(found, note, target.metric)
 
     def _changed(self, *windows: str) -> None:  # under the lock
         for w in windows:
@@ -197,20 +250,28 @@ class ComparisonBoard(Sender):
                 version = self._versions[win]
             if version in (0, self._sent[win]):  # nothing drawn yet, or nothing new
                 continue
-            if win == "results" and self._versions["train_loss"] > self._sent["train_loss"]:
+            if win not in CHARTS and self._versions["train_loss"] > self._sent["train_loss"]:
                 continue  # the charts first (Visdom lays windows out in the order they appear), if any
-            self._post(self._table_message() if win == "results" else self._chart_message(win), "events")
+            message = self._table_message() if win == "results" else self._chart_message(win)
+            if message is not None:
+                self._post(message, "events")
+                sent_any = True
             self._sent[win] = version
-            sent_any = True
         return sent_any
 
     def _resend_all(self) -> None:  # under the lock
         self._sent = {w: -1 for w in self._versions}
 
-    def _chart_message(self, win: str) -> dict[str, Any]:
+    def _chart_message(self, win: str) -> dict[str, Any] | None:
         figure = self.figures(win)[win]
+        if figure is None:
+            return None
+        title = CHARTS[win].title if win in CHARTS else LEARNED[win]
+        size = {"width": 900, "height": 480} if win == "parallel" else {"width": 600, "height": 460}
+        if win == "importance":  # a bar per key
+            size["height"] = figure["layout"]["height"] + 40
         return {"data": figure["data"], "layout": figure["layout"], "win": win, "eid": self.env,
-                "opts": {"title": CHARTS[win].title, "width": 600, "height": 460}}
+                "opts": {"title": title, **size}}
 
     def _table_message(self) -> dict[str, Any]:
         with self._lock:
