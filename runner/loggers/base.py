@@ -31,6 +31,12 @@ and what the spec's `insight` section asks for (runner.insight computes it; old 
                                              a GPU "device_allocated_mb", "device_reserved_mb", and
                                              "device_utilisation" where NVML answers}
 
+and what a loop of one's own sends through the tracking API (runner.track), besides `metrics`
+(any names; the part before a `/` groups them into one chart) with epoch 0:
+
+    media(epoch, step, name, pixels)         named images at a step, uint8 [N][C][H][W]
+    text(epoch, step, name, text)            a named text at a step
+
 `BaseLogger` gives each method a do-nothing default, so a backend implements only what it shows
 and a new event reaches every backend without touching them. Its `where()` is how a backend tells
 the run where it shows it (the dashboard's address): the run records it in summary.json.
@@ -47,6 +53,7 @@ Matrix = Sequence[Sequence[int]]
 # The insight events after the loop's own: name -> its fields after (epoch, step), in order.
 INSIGHT_EVENTS = {"confusion": ("matrix",), "mistakes": ("pixels", "predicted", "truth", "confidence"),
                   "layers": ("layers",), "activations": ("layers",), "system": ("values",)}
+TRACKED_EVENTS = {"media": ("name", "pixels"), "text": ("name", "text")}  # the tracking API's own
 
 
 @runtime_checkable
@@ -73,6 +80,10 @@ class Logger(Protocol):
     def activations(self, epoch: int, step: int, layers: Mapping[str, Any]) -> None: ...
 
     def system(self, epoch: int, step: int, values: Mapping[str, float]) -> None: ...
+
+    def media(self, epoch: int, step: int, name: str, pixels: Pixels) -> None: ...
+
+    def text(self, epoch: int, step: int, name: str, text: str) -> None: ...
 
     def close(self, summary: Info | None) -> None: ...
 
@@ -121,6 +132,12 @@ class BaseLogger:
         pass
 
     def system(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
+        pass
+
+    def media(self, epoch: int, step: int, name: str, pixels: Pixels) -> None:
+        pass
+
+    def text(self, epoch: int, step: int, name: str, text: str) -> None:
         pass
 
     def close(self, summary: Info | None) -> None:
@@ -176,6 +193,12 @@ class NullLogger(BaseLogger):
 
     def system(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
         self.calls.append(("system", {"epoch": epoch, "step": step, "values": dict(values)}))
+
+    def media(self, epoch: int, step: int, name: str, pixels: Pixels) -> None:
+        self.calls.append(("media", {"epoch": epoch, "step": step, "name": name, "pixels": pixels}))
+
+    def text(self, epoch: int, step: int, name: str, text: str) -> None:
+        self.calls.append(("text", {"epoch": epoch, "step": step, "name": name, "text": text}))
 
     def close(self, summary: Info | None) -> None:
         super().close(summary)
@@ -239,6 +262,14 @@ class FanOut(BaseLogger):
     def system(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
         for logger in self.loggers:
             logger.system(epoch, step, values)
+
+    def media(self, epoch: int, step: int, name: str, pixels: Pixels) -> None:
+        for logger in self.loggers:
+            logger.media(epoch, step, name, pixels)
+
+    def text(self, epoch: int, step: int, name: str, text: str) -> None:
+        for logger in self.loggers:
+            logger.text(epoch, step, name, text)
 
     def close(self, summary: Info | None) -> None:
         super().close(summary)

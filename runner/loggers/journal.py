@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from runner.errors import UserError
-from runner.loggers.base import INSIGHT_EVENTS, BaseLogger, Info, Logger, Matrix, Pixels
+from runner.loggers.base import INSIGHT_EVENTS, TRACKED_EVENTS, BaseLogger, Info, Logger, Matrix, Pixels
 
 CHUNK = 1 << 20  # bytes read at a time when looking for a journal's last whole line
 FORMAT = 1  # of the journal's lines; raise it when an event changes meaning, and read the old ones
@@ -110,6 +110,12 @@ class JsonlLogger(BaseLogger):
     def system(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
         self._write([{"event": "system", "epoch": epoch, "step": step, "values": dict(values)}])
 
+    def media(self, epoch: int, step: int, name: str, pixels: Pixels) -> None:
+        self._write([{"event": "media", "epoch": epoch, "step": step, "name": name, "pixels": pixels}])
+
+    def text(self, epoch: int, step: int, name: str, text: str) -> None:
+        self._write([{"event": "text", "epoch": epoch, "step": step, "name": name, "text": text}])
+
     def close(self, summary: Info | None) -> None:
         super().close(summary)
         if self._fd >= 0:
@@ -127,7 +133,8 @@ class JournalError(UserError):
     """A journal line that is not an event of this runner; the message names the line."""
 
 
-EVENTS = {"start", "images", "train_loss", "metrics", "evaluation", "predictions", "close", *INSIGHT_EVENTS}
+EVENTS = {"start", "images", "train_loss", "metrics", "evaluation", "predictions", "close", *INSIGHT_EVENTS,
+          *TRACKED_EVENTS}
 
 
 def replay(path: Path, logger: Logger, limit: int | None = None) -> int:

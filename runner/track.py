@@ -1,0 +1,364 @@
+"""Your own training loop, watched the same way as the runner's: `from runner import track`.
+
+    from runner import track
+
+    with track.run("my-ae", config={"lr": 1e-3, "width": 64}) as run:
+        for step, x in enumerate(loader, 1):
+            ...
+            run.log({"train/loss": loss, "train/kl": kl}, step=step)    # tensors or numbers
+            if step % 500 == 0:
+                run.images("reconstructions", recon[:16], step=step)  # [N, C, H, W], float 0..1 or uint8
+        run.log({"test/loss": test_loss}, step=step)
+        run.summary["best_psnr"] = best
+
+A tracked run is a run directory like the runner's own: `spec.json` is the config, `metrics.jsonl`
+the journal (every value, `replay`able), `summary.json` the end (the summary given, each scalar's
+last value, the status, the logging cost); the dashboard is the same live Visdom env (one chart per
+group of names: `train/loss` and `train/kl` share the `train` chart), and `compare` and `report` read
+it as they read any run.
+
+Reading a value on a GPU waits for the GPU, so values are kept as they are given (tensors stay on
+their device) and read together every `every` calls or `seconds` seconds, whichever comes first, as
+the runner reads its losses. The loop must never die because of its tracker: a value that is not a
+number, an image of the wrong shape or a name that cannot title a chart is warned about once and
+ignored; a non-finite value is recorded as it is; a dashboard that is down is the sender's business
+(one warning); a journal that can no longer be written (a full disk) is warned about once and the
+run goes on without it. Only `track.run` itself refuses bad arguments (a name, a config that is not
+JSON, a directory that is not a new run's), before anything is written.
+
+Importing this module imports neither torch nor any dashboard; a run imports what its loggers need.
+Calls are expected from one thread (the loop's).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import math
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from runner.errors import UserError
+
+NAME = re.compile(r"[\w.\-/ ]{1,100}")  # a scalar's, images' or text's name: it titles a chart
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # as an experiment's: it names a directory
+MAX_IMAGES = 64  # per images call; more are dropped
+MAX_SIDE = 128  # pixels a side; larger images are refused (the journal keeps every pixel as a number)
+MAX_TEXT = 10_000  # characters of a text call; more are cut
+EPOCH = 0  # a tracked run counts steps, not epochs
+
+
+class TrackError(UserError):
+    """`track.run` called with what cannot make a run; nothing was written."""
+
+
+def run(name: str, config: Mapping[str, Any] | None = None, *, out: str | Path | None = None,
+        logger: str = "visdom", every: int = 20, seconds: float = 1.0) -> "Run":
+    """Start a tracked run: runs/<name>-<timestamp>/ (or `out`), its journal and its loggers (`logger`:
+    kinds as `--logger` takes them: visdom, tensorboard, null). Use it as a context manager, or call
+    `finish()`; a run left open is finished when the interpreter exits."""
+    return Run(name, config, out=out, logger=logger, every=every, seconds=seconds)
+
+
+class Run:
+    """One tracked run: `log`, `images`, `text`, `summary`, `finish`."""
+
+    def __init__(self, name: str, config: Mapping[str, Any] | None, *, out: str | Path | None, logger: str,
+                 every: int, seconds: float) -> None:
+        from runner import runs
+        from runner.loggers import JsonlLogger
+        from runner.loggers.registry import parse
+
+        if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
+            raise TrackError(f"track.run's name is {name!r}; it names the run's directory and dashboard, so it "
+                             "must be 1 to 100 letters, digits, '_', '.' or '-', starting with a letter or digit.")
+        config = _config(config)
+        kinds = tuple(k for k in parse(logger) if k != "console")  # the console draws the runner's epochs only
+        if not isinstance(every, int) or every < 1 or not (isinstance(seconds, (int, float)) and seconds >= 0):
+            raise TrackError(f"track.run: every ({every!r}) must be a whole number >= 1 and seconds ({seconds!r}) "
+                             "a number >= 0.")
+        self.name, self.config, self.every, self.seconds = name, config, every, float(seconds)
+        self.run_dir = _new_dir(name, Path(out) if out is not None else None, config)
+        self.summary: dict[str, Any] = {}  # yours: merged into summary.json at the end
+        self.last: dict[str, float] = {}  # each scalar's last value
+        self.step = 0
+        self.finished = False
+        self._warned: set[str] = set()
+        self._pending: list[tuple[int, str, Any]] = []
+        self._flushed_at = time.monotonic()
+        self._started = time.perf_counter()
+        self._inside = 0.0  # seconds of the loop's thread spent in these calls
+        self._held = runs.lock(self.run_dir, runs.OWN)
+        self._held.__enter__()
+        self._loggers: list[Any] = [JsonlLogger(self.run_dir / runs.JOURNAL)]
+        self._loggers += _loggers(kinds, name, self.run_dir)
+        info = {"name": name, "tracked": True, "spec": config, "run_dir": str(self.run_dir),
+                "python": sys.version.split()[0], **self._where()}
+        self._each("start", info)
+        atexit.register(self._at_exit)
+
+    # ----- the loop's calls -----
+
+    def log(self, values: Mapping[str, Any], step: int | None = None) -> None:
+        """Scalars at a step (default: the step after the last one): numbers, or one-element tensors
+        on any device, read later in batches."""
+        started = time.perf_counter()
+        try:
+            step = self._step(step)
+            if not isinstance(values, Mapping):
+                self._warn("values", f"run.log takes a dict of names to numbers, not {type(values).__name__}; "
+                                     "ignored")
+                return
+            for key, value in values.items():
+                if self._name_ok(key) and self._value_ok(key, value):
+                    self._pending.append((step, key, value))
+            if len(self._pending) >= self.every or time.monotonic() - self._flushed_at >= self.seconds:
+                self.flush()
+        finally:
+            self._inside += time.perf_counter() - started
+
+    def images(self, name: str, images: Any, step: int | None = None) -> None:
+        """Images [N, C, H, W] (or one [C, H, W]), float in 0..1 or uint8, C 1 or 3; the first
+        MAX_IMAGES of them."""
+        started = time.perf_counter()
+        try:
+            step = self._step(step)
+            pixels = self._pixels(name, images) if self._name_ok(name) else None
+            if pixels is not None:
+                self.flush()
+                self._each("media", EPOCH, step, name, pixels)
+        finally:
+            self._inside += time.perf_counter() - started
+
+    def text(self, name: str, text: str, step: int | None = None) -> None:
+        started = time.perf_counter()
+        try:
+            step = self._step(step)
+            if self._name_ok(name):
+                self.flush()
+                self._each("text", EPOCH, step, name, str(text)[:MAX_TEXT])
+        finally:
+            self._inside += time.perf_counter() - started
+
+    def flush(self) -> None:
+        """Read the values kept so far (one device read per device) and send them on."""
+        pending, self._pending = self._pending, []
+        self._flushed_at = time.monotonic()
+        if not pending:
+            return
+        values = _read([value for _, _, value in pending])
+        by_step: dict[int, dict[str, float]] = {}
+        for (step, key, _), value in zip(pending, values):
+            by_step.setdefault(step, {})[key] = value
+            self.last[key] = value
+            if not math.isfinite(value):
+                self._warn(f"finite {key}", f"{key} is {value} at step {step}; recorded as it is (a gap on the charts)")
+        for step, scalars in by_step.items():
+            self._each("metrics", EPOCH, step, scalars)
+
+    # ----- the end -----
+
+    def finish(self, status: str = "finished", error: str = "") -> dict[str, Any]:
+        """End the run: the values still kept, summary.json, the loggers closed. Once; returns the summary."""
+        from runner import runs
+        from runner.files import write_json
+
+        if self.finished:
+            return self._summary
+        self.finished = True
+        atexit.unregister(self._at_exit)
+        try:
+            self.flush()
+        except Exception as exc:  # noqa: BLE001 - a value that cannot be read must not lose the rest
+            self._warn("flush", f"the last values could not be read ({exc!r})")
+        wall = time.perf_counter() - self._started
+        self._summary = {**_plain(self.summary), "name": self.name, "tracked": True, "status": status,
+                         **({"error": error} if error else {}), "steps": self.step, "last": dict(self.last),
+                         "wall_seconds": round(wall, 4), "run_dir": str(self.run_dir), **self._where(),
+                         "logging": self._cost(wall)}
+        try:
+            write_json(self.run_dir / runs.SUMMARY, self._summary)
+        except OSError as exc:
+            self._warn("summary", f"{self.run_dir / runs.SUMMARY} could not be written ({exc.strerror})")
+        self._each("close", self._summary)
+        self._held.__exit__(None, None, None)
+        return self._summary
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            self.finish()
+        elif isinstance(exc, KeyboardInterrupt):
+            self.finish("stopped", "stopped by Ctrl-C")
+        else:
+            text = (str(exc).strip().splitlines() or [""])[0]
+            self.finish("failed", f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+    def _at_exit(self) -> None:
+        self.finish()
+
+    # ----- the rest -----
+
+    def _step(self, step: Any) -> int:
+        if step is None:
+            step = self.step + 1
+        elif isinstance(step, bool) or not isinstance(step, int) and not (hasattr(step, "__index__")):
+            self._warn("step", f"step must be a whole number, not {step!r}; the next step is used")
+            step = self.step + 1
+        self.step = max(self.step, int(step))
+        return int(step)
+
+    def _name_ok(self, name: Any) -> bool:
+        if isinstance(name, str) and NAME.fullmatch(name):
+            return True
+        self._warn(f"name {name!r}", f"{name!r} cannot name a chart (1 to 100 letters, digits, spaces and _ . - /); "
+                                     "its values are ignored")
+        return False
+
+    def _value_ok(self, key: str, value: Any) -> bool:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True
+        shape = getattr(value, "shape", None)
+        if shape is not None and hasattr(value, "dtype") and math.prod(shape) == 1 \
+                and "complex" not in str(value.dtype) and "bool" not in str(value.dtype):
+            return True
+        what = f"a {type(value).__name__} of shape {tuple(shape)}" if shape is not None else repr(value)[:60]
+        self._warn(f"value {key}", f"{key}: {what} is not a number (log one number, or a tensor of one element); "
+                                   "ignored")
+        return False
+
+    def _pixels(self, name: str, images: Any) -> list | None:
+        """uint8 [N][C][H][W] lists, or None after a warning."""
+        try:
+            import numpy as np
+
+            a = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
+            if a.ndim == 3:
+                a = a[None]
+            if a.ndim != 4 or a.shape[1] not in (1, 3) or not a.size or max(a.shape[2:]) > MAX_SIDE:
+                raise ValueError(f"of shape {a.shape}: images are [N, C, H, W] with C 1 or 3 and sides of at most "
+                                 f"{MAX_SIDE} pixels")
+            a = a[:MAX_IMAGES]
+            if a.dtype != np.uint8:
+                a = (np.nan_to_num(a.astype(np.float32), nan=0.0).clip(0, 1) * 255).round().astype(np.uint8)
+            return a.tolist()
+        except Exception as exc:  # noqa: BLE001 - never into the loop
+            self._warn(f"images {name}", f"run.images({name!r}): {exc}; ignored")
+            return None
+
+    def _each(self, method: str, *args: Any) -> None:
+        """An event to every logger; one that fails is warned about once and left out from then on."""
+        for logger in list(self._loggers):
+            try:
+                getattr(logger, method)(*args)
+            except Exception as exc:  # noqa: BLE001 - the loop goes on whatever a logger does
+                self._loggers.remove(logger)
+                what = "the journal" if type(logger).__name__ == "JsonlLogger" else type(logger).__name__
+                reason = getattr(exc, "strerror", None) or repr(exc)
+                self._warn(f"logger {id(logger)}", f"{what} failed ({reason}); the run goes on without it")
+                try:
+                    logger.close(None)
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def _warn(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            print(f"warning: track {self.name}: {message}", file=sys.stderr)
+
+    def _where(self) -> dict[str, Any]:
+        return {k: v for logger in self._loggers if hasattr(logger, "where") for k, v in logger.where().items()}
+
+    def _cost(self, wall: float) -> dict[str, Any]:
+        """summary.json's `logging`, as a runner run's: the loop's seconds in these calls over the run's."""
+        costs = [logger.cost() for logger in self._loggers if callable(getattr(logger, "cost", None))]
+        return {"train_thread_seconds": round(self._inside, 4),
+                "sender_cpu_seconds": round(sum(c.sender_cpu_seconds for c in costs), 4),
+                "requests": sum(c.requests for c in costs), "bytes": sum(c.bytes for c in costs),
+                "overhead": round(self._inside / wall, 5) if wall > 0 else 0.0}
+
+
+def _config(config: Any) -> dict[str, Any]:
+    if config is None:
+        return {}
+    try:
+        return json.loads(json.dumps(dict(config), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise TrackError(f"track.run's config must be a dict of JSON values (numbers, strings, lists, dicts) and "
+                         f"becomes the run's spec.json; this one cannot be written as JSON ({exc}).") from None
+
+
+def _plain(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary given, every value that JSON cannot hold written as its text."""
+    return {str(k): v if isinstance(v, (str, int, float, bool, type(None))) else _number_or_text(v)
+            for k, v in summary.items()}
+
+
+def _number_or_text(value: Any) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _read(values: list[Any]) -> list[float]:
+    """Numbers as floats; tensors read with one copy per device (the only wait on a GPU)."""
+    out: list[Any] = list(values)
+    tensors: dict[Any, list[int]] = {}
+    for i, value in enumerate(values):
+        if hasattr(value, "detach"):
+            tensors.setdefault(value.device, []).append(i)
+        elif not isinstance(value, (int, float)):
+            out[i] = float(value)  # a numpy scalar
+    if tensors:
+        import torch
+
+        for indices in tensors.values():
+            read = torch.stack([values[i].detach().reshape(()).float() for i in indices]).tolist()
+            for i, v in zip(indices, read):
+                out[i] = v
+    return [float(v) for v in out]
+
+
+def _new_dir(name: str, out: Path | None, config: dict[str, Any]) -> Path:
+    """A new run directory holding the config as its spec.json."""
+    from runner import runs
+    from runner.files import write_json
+
+    if out is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out, n = Path("runs") / f"{name}-{stamp}", 1
+        while out.exists():
+            n += 1
+            out = Path("runs") / f"{name}-{stamp}-{n}"
+    try:
+        runs.check_new(out)
+        out.mkdir(parents=True, exist_ok=True)
+    except runs.RunDirError as exc:
+        raise TrackError(str(exc).replace("--out", "out")) from None
+    except OSError as exc:
+        raise TrackError(f"cannot make the run directory {out}: {exc.strerror}; choose another out.") from None
+    write_json(out / runs.SPEC, config)
+    return out
+
+
+def _loggers(kinds: tuple[str, ...], name: str, run_dir: Path) -> list[Any]:
+    """The backends' loggers for a run named `name` (a default spec of that name carries the dashboard's
+    settings: VISDOM_SERVER, VISDOM_PORT and the env named after the run directory)."""
+    from runner.loggers import registry
+    from runner.spec import Experiment
+
+    kinds = tuple(k for k in kinds if k != registry.NULL)
+    if not kinds:
+        return []
+    registry.check(kinds)
+    made = registry.make((registry.NULL, *kinds), Experiment(name=name), registry.Place(run_dir=run_dir))
+    return [logger for logger in made if type(logger).__name__ != "NullLogger"]
+
+
+__all__ = ["Run", "TrackError", "run"]

@@ -1,0 +1,184 @@
+"""The tracking API (`from runner import track`): a loop of one's own leaves a run directory like the
+runner's, reads device values in batches, and never dies because of its tracker."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import ROOT
+from runner import runs, track
+from runner.loggers import NullLogger, replay
+
+
+def loop(out: Path, steps: int = 100, **options: object) -> dict:
+    with track.run("ae", config={"lr": 1e-3, "width": 64}, out=out, logger="null", **options) as run:
+        for step in range(1, steps + 1):
+            run.log({"train/loss": torch.tensor(1.0 / step), "train/kl": step * 0.5, "lr": 0.1}, step=step)
+            if step % 50 == 0:
+                run.images("reconstructions", torch.rand(16, 1, 28, 28), step=step)
+        run.log({"test/loss": 0.25}, step=steps)
+        run.summary["best"] = torch.tensor(0.5)
+    return run.finish()
+
+
+def journal_of(run_dir: Path) -> NullLogger:
+    events = NullLogger()
+    replay(run_dir / runs.JOURNAL, events)
+    return events
+
+
+def python(code: str, **kwargs: object) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, **kwargs)
+
+
+def test_importing_it_imports_no_torch_and_no_dashboard() -> None:
+    done = python("""
+        import sys
+        from runner import track
+        heavy = [m for m in ("torch", "visdom", "numpy", "dashboards.visdom.logger") if m in sys.modules]
+        print(heavy)
+    """)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+
+
+def test_a_loop_leaves_a_run_directory_with_every_value(tmp_path: Path) -> None:
+    summary = loop(tmp_path / "run")
+    assert json.loads((tmp_path / "run" / runs.SPEC).read_text()) == {"lr": 1e-3, "width": 64}
+    assert json.loads((tmp_path / "run" / runs.SUMMARY).read_text()) == summary
+    assert summary["status"] == "finished" and summary["tracked"] is True and summary["steps"] == 100
+    assert summary["best"] == 0.5 and summary["last"] == {"train/loss": 0.009999999776482582, "train/kl": 50.0,
+                                                          "lr": 0.1, "test/loss": 0.25}
+    events = journal_of(tmp_path / "run")
+    [start] = events.named("start")
+    assert start["info"]["tracked"] is True and start["info"]["spec"] == {"lr": 1e-3, "width": 64}
+    metrics = events.named("metrics")
+    assert [m["step"] for m in metrics] == [*range(1, 101), 100]
+    assert [m["values"]["train/loss"] for m in metrics[:-1]] == [torch.tensor(1.0 / s).item() for s in range(1, 101)]
+    assert metrics[-1]["values"] == {"test/loss": 0.25}
+    media = events.named("media")
+    assert [(m["name"], m["step"], len(m["pixels"]), len(m["pixels"][0][0])) for m in media] == \
+        [("reconstructions", 50, 16, 28), ("reconstructions", 100, 16, 28)]
+    assert all(0 <= v <= 255 for row in media[0]["pixels"][3][0] for v in row)
+    assert events.named("close")[0]["summary"]["status"] == "finished"
+
+
+def test_device_values_are_read_in_batches_not_per_call(tmp_path: Path) -> None:
+    reads = []
+
+    class Counting(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            if func in (torch.Tensor.tolist, torch.Tensor.item, torch.Tensor.__float__):
+                reads.append(func)
+            return func(*args, **(kwargs or {}))
+
+    losses = [torch.tensor(float(i)) for i in range(1, 101)]
+    with track.run("batched", out=tmp_path / "run", logger="null", every=20, seconds=3600) as run:
+        with Counting():
+            for step, loss in enumerate(losses, 1):
+                run.log({"loss": loss}, step=step)
+    assert len(reads) == 5  # one read per 20 values, none per call
+    assert [m["values"]["loss"] for m in journal_of(tmp_path / "run").named("metrics")] == list(range(1, 101))
+
+
+def test_bad_values_are_warned_about_once_and_the_loop_goes_on(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with track.run("bad", out=tmp_path / "run", logger="null") as run:
+        for step in range(1, 4):
+            run.log({"loss": float("nan") if step == 2 else 1.0, "word": "high", "vector": torch.ones(3),
+                     "bad<name>": 1.0, "flag": True}, step=step)
+            run.images("wrong", torch.rand(2, 5, 8, 8), step=step)  # five channels
+            run.images("huge", torch.rand(1, 1, 512, 512), step=step)
+            run.images("bad name?", torch.rand(1, 1, 8, 8), step=step)
+        run.log([1, 2, 3])  # type: ignore[arg-type]
+    warnings = capsys.readouterr().err.splitlines()
+    for what in ("'high' is not a number", "a Tensor of shape (3,)", "'bad<name>' cannot name", "flag: True",
+                 "loss is nan at step 2", "run.images('wrong')", "run.images('huge')", "'bad name?'",
+                 "a dict of names"):
+        assert sum(what in line for line in warnings) == 1, (what, warnings)
+    assert len(warnings) == 9
+    values = [m["values"] for m in journal_of(tmp_path / "run").named("metrics")]
+    assert [list(v) for v in values] == [["loss"]] * 3 and math.isnan(values[1]["loss"])
+    assert not journal_of(tmp_path / "run").named("media")
+
+
+def test_an_error_in_the_loop_is_recorded_and_raised(tmp_path: Path) -> None:
+    with pytest.raises(ZeroDivisionError):
+        with track.run("crash", out=tmp_path / "run", logger="null") as run:
+            run.log({"loss": 1.0})
+            1 / 0
+    summary = json.loads((tmp_path / "run" / runs.SUMMARY).read_text())
+    assert summary["status"] == "failed" and summary["error"] == "ZeroDivisionError: division by zero"
+    assert not runs._held  # its directory let go
+
+
+def test_a_run_never_closed_is_finished_at_exit(tmp_path: Path) -> None:
+    done = python(f"""
+        from runner import track
+        run = track.run("notebook", out={str(tmp_path / 'run')!r}, logger="null")
+        for step in range(1, 31):
+            run.log({{"loss": 1 / step}})
+    """)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "run" / runs.SUMMARY).read_text())
+    assert summary["status"] == "finished" and summary["steps"] == 30 and summary["last"]["loss"] == 1 / 30
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"name": "../escape"}, "track.run's name is '../escape'"),
+    ({"name": "ok", "config": {"f": object()}}, "cannot be written as JSON"),
+    ({"name": "ok", "config": {"lr": float("nan")}}, "cannot be written as JSON"),
+    ({"name": "ok", "every": 0}, "every (0) must be"),
+    ({"name": "ok", "logger": "paper"}, "unknown 'paper'"),
+])
+def test_what_cannot_make_a_run_is_refused_before_anything_is_written(tmp_path: Path, args: dict,
+                                                                       message: str) -> None:
+    with pytest.raises(track.TrackError if "logger" not in args else Exception, match=None) as refused:
+        track.run(**{"out": tmp_path / "run", **args})
+    assert message in str(refused.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_occupied_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(track.TrackError, match="not a run of this runner"):
+        track.run("x", out=tmp_path / "mine", logger="null")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="mounting a small tmpfs needs root in a mount namespace")
+def test_a_full_disk_costs_the_journal_not_the_loop(tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    code = f"""
+        import subprocess
+        from runner import track
+        with track.run("full", out="{disk}/run", logger="null") as run:
+            for step in range(1, 20001):
+                run.log({{"train/loss": 1 / step, "train/kl": 2 / step}}, step=step)
+                if step == 2000:
+                    subprocess.run(["dd", "if=/dev/zero", "of={disk}/filler", "bs=4k"], capture_output=True)
+        print("loop done", run.step)
+    """
+    script = f"mount -t tmpfs -o size=2m none {disk} || exit 99\n{sys.executable} -c '{textwrap.dedent(code)}'\n" \
+             f"cp -a {disk}/run {tmp_path}/kept"
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    if done.returncode == 99:
+        pytest.skip(f"no tmpfs can be mounted here: {done.stderr.strip()[:200]}")
+    assert "loop done 20000" in done.stdout, done.stderr
+    assert done.stderr.count("the journal failed") == 1 and "Traceback" not in done.stderr, done.stderr
+    kept = tmp_path / "kept" / runs.JOURNAL
+    assert kept.read_bytes().endswith(b"\n")
+    steps = [m["step"] for m in journal_of(tmp_path / "kept").named("metrics")]
+    assert steps == list(range(1, len(steps) + 1)) and 2000 <= len(steps) < 20000
