@@ -184,9 +184,11 @@ def page(title: str, header: str, sections: Sequence[tuple[str, str]], figures: 
     made = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            # Nothing may be fetched: scripts and styles are inline, images are data URIs.
+            # Nothing may be fetched: scripts and styles are inline, images are data URIs. Plotly's
+            # parallel coordinates compile their WebGL code at run time ('unsafe-eval'); nothing
+            # outside the page can be reached either way.
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-            f"script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; "
+            f"script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data: blob:; "
             f"font-src data:\">"
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>{header}{body}"
             f"<footer>Made by <code>python -m runner report</code> on {made} from the files in "

@@ -36,7 +36,7 @@ def test_a_sweep_draws_one_trace_per_variant_and_compare_draws_the_same(
 
     labels = {f"activation={a}, lr={lr}" for a in ("relu", "selu") for lr in ("0.1", "0.05")}
     live = windows(visdom_server.port, "tiny_sweep")
-    assert set(live) == {*CHARTS, "results"}
+    assert set(live) == {*CHARTS, "results", "parallel", "importance"}
     for chart in CHARTS:
         assert {name for name, _, _ in traces(live[chart])} == labels
     summaries = {json.loads((run / "spec.json").read_text())["name"]: json.loads((run / "summary.json").read_text())

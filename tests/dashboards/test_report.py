@@ -225,7 +225,7 @@ def test_a_sweep_report_overlays_seeds_as_a_band(tmp_path: Path) -> None:
     (sweep / "sweep.json").write_text(json.dumps({"name": "s", "env": "s", "variants": variants}))
     text = report.build(sweep)
     charts = {f["id"]: f for f in figures(text)}
-    assert set(charts) == {"train_loss", "test_accuracy", "test_loss", "metric_0"}
+    assert set(charts) == {"train_loss", "test_accuracy", "test_loss", "metric_0", "parallel", "importance"}
     lr_band = next(t for t in charts["metric_0"]["data"] if t["name"] == "activation=relu max")
     assert lr_band["y"] == [pytest.approx(0.02)]
     names = [t["name"] for t in charts["test_loss"]["data"]]
