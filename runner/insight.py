@@ -59,29 +59,32 @@ class Layers:
 
     def __init__(self, model: nn.Module, every: int) -> None:
         self.tensors, self.every = weight_tensors(model), every
-        self.pending: list[tuple[int, int, torch.Tensor, list[bool]]] = []  # (epoch, step, numbers, has grad)
+        self.pending: list[tuple[int, int, torch.Tensor, torch.Tensor | None, list[bool]]] = []
 
     def look(self, epoch: int, step: int) -> None:
         if step % self.every or not self.tensors:
             return
-        rows, has_grad = [], []
         with torch.no_grad():
-            for _, p in self.tensors:
-                grad = p.grad
-                has_grad.append(grad is not None)
-                g = _histogram(grad) if grad is not None else torch.zeros(BINS + 2, device=p.device)
-                norm = grad.detach().float().norm().reshape(1) if grad is not None else torch.zeros(1, device=p.device)
-                rows.append(torch.cat([_histogram(p), g, norm]))
-            self.pending.append((epoch, step, torch.stack(rows), has_grad))
+            weights = [p for _, p in self.tensors]
+            has_grad = [p.grad is not None for p in weights]
+            grads = [p.grad for p in weights if p.grad is not None]
+            rows = torch.stack([_histogram(t) for t in weights + grads])
+            norms = torch.stack(torch._foreach_norm([g.float() for g in grads])) if grads else None
+            self.pending.append((epoch, step, rows, norms, has_grad))
 
     def flush(self, logger: Logger) -> None:
         """The looks taken since the last flush, to the logger (one device-to-host copy each)."""
-        for epoch, step, numbers, has_grad in self.pending:
+        for epoch, step, rows, norms, has_grad in self.pending:
+            numbers = torch.cat([rows.flatten(), norms if norms is not None else rows.new_zeros(0)]).tolist()
+            width, count = BINS + 2, len(rows)
+            weights = [numbers[i * width:(i + 1) * width] for i in range(len(self.tensors))]
+            grads = iter([numbers[i * width:(i + 1) * width] for i in range(len(self.tensors), count)])
+            norm = iter(numbers[count * width:])
             layers = {}
-            for (name, p), row, grad in zip(self.tensors, numbers.tolist(), has_grad):
-                layers[name] = {"shape": list(p.shape), "weight": _decode(row[:BINS + 2]),
-                                "grad": _decode(row[BINS + 2:-1]) if grad else None,
-                                "grad_norm": row[-1] if grad else None}
+            for (name, p), row, present in zip(self.tensors, weights, has_grad):
+                layers[name] = {"shape": list(p.shape), "weight": _decode(row),
+                                "grad": _decode(next(grads)) if present else None,
+                                "grad_norm": next(norm) if present else None}
             logger.layers(epoch, step, layers)
         self.pending.clear()
 

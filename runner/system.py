@@ -29,6 +29,7 @@ class Sampler:
         self.process = psutil.Process()
         self.process.cpu_percent(None)  # the first call starts the measurement
         self.latest: dict[str, float] | None = None
+        self.peak_rss_mb = 0.0  # the kernel's own peak may lag a sample taken just before
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.utilisation = device.type == "cuda"
@@ -51,6 +52,7 @@ class Sampler:
                 return
             with self.lock:
                 self.latest = sample
+                self.peak_rss_mb = max(self.peak_rss_mb, sample["rss_mb"])
 
     def sample(self) -> dict[str, float]:
         with self.process.oneshot():
@@ -73,13 +75,14 @@ class Sampler:
         return sample
 
 
-def peaks(device: torch.device) -> dict[str, float]:
-    """summary.json's `peaks`: the process's peak resident memory so far and, on CUDA, the device's
-    peak memory, in MB."""
+def peaks(device: torch.device, sampler: Any = None) -> dict[str, float]:
+    """summary.json's `peaks`: the process's peak resident memory so far (and at least what `sampler`
+    saw) and, on CUDA, the device's peak memory, in MB."""
     import resource
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
-    found = {"rss_mb": round(rss / (MB if sys.platform == "darwin" else 1024), 1)}
+    found = {"rss_mb": max(round(rss / (MB if sys.platform == "darwin" else 1024), 1),
+                           getattr(sampler, "peak_rss_mb", 0.0))}
     if device.type == "cuda":
         found["device_allocated_mb"] = round(torch.cuda.max_memory_allocated(device) / MB, 1)
         found["device_reserved_mb"] = round(torch.cuda.max_memory_reserved(device) / MB, 1)

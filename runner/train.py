@@ -195,14 +195,17 @@ def evaluate(model: nn.Module, loss_fn: LossFn, split: data.Split, batch_size: i
             with insight.first_batch() if i == 0 else contextlib.nullcontext():
                 logits = model(x)
             total += loss_fn(logits, y, reduction="sum")
-            predictions.append(logits.argmax(dim=1))
-            if insight.wants_confidence:
-                confidences.append(logits.float().softmax(dim=1).amax(dim=1))
+            if insight.wants_confidence:  # the probability of the prediction: exp(max logit - logsumexp)
+                top, predicted = logits.float().max(dim=1)
+                predictions.append(predicted)
+                confidences.append(top - logits.float().logsumexp(dim=1))
+            else:
+                predictions.append(logits.argmax(dim=1))
     predicted = torch.cat(predictions)
     correct = (predicted == split.y).sum()
     model.train()
     return total.item() / len(split), correct.item() / len(split), predicted, \
-        torch.cat(confidences) if confidences else None
+        torch.cat(confidences).exp() if confidences else None
 
 
 def _what(spec: Experiment) -> str:
@@ -294,7 +297,7 @@ def fit(spec: Experiment, dataset: data.Dataset, device: torch.device, logger: L
                                                               "train_seconds": state.train_seconds}):
                 break
 
-    return model, {**_results(state, len(dataset.train), spec.train.epochs), "peaks": system.peaks(device)}
+    return model, {**_results(state, len(dataset.train), spec.train.epochs), "peaks": system.peaks(device, sampler)}
 
 
 def _evaluate_epoch(model: nn.Module, loss_fn: LossFn, dataset: data.Dataset, batch_size: int, state: State,

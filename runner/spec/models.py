@@ -202,7 +202,8 @@ class InsightSpec(Frozen):
                                                         "confident wrong predictions, as images; 0: none.")
     layers: bool = Field(True, description="Every `every` steps, the histogram of each weight tensor and of its "
                                            "gradient, and the gradient's norm per layer.")
-    every: int = Field(100, gt=0, description="Steps between two looks at the weights and gradients (`layers`).")
+    every: int = Field(200, gt=0, description="Steps between two looks at the weights and gradients (`layers`): "
+                                          "about 1 ms each for relu.json on a CPU.")
     activations: bool = Field(True, description="At each evaluation, the mean, spread and fraction of zeros (dead "
                                                 "ReLUs) of each layer's output on the first test batch.")
     system: float = Field(5.0, ge=0, le=3600, description="Seconds between samples of the process's CPU and "
