@@ -202,7 +202,7 @@ class InsightSpec(Frozen):
                                                         "confident wrong predictions, as images; 0: none.")
     layers: bool = Field(True, description="Every `every` steps, the histogram of each weight tensor and of its "
                                            "gradient, and the gradient's norm per layer.")
-    every: int = Field(200, gt=0, description="Steps between two looks at the weights and gradients (`layers`): "
+    every: int = Field(300, gt=0, description="Steps between two looks at the weights and gradients (`layers`): "
                                           "about 1 ms each for relu.json on a CPU.")
     activations: bool = Field(True, description="At each evaluation, the mean, spread and fraction of zeros (dead "
                                                 "ReLUs) of each layer's output on the first test batch.")
