@@ -58,8 +58,9 @@ class TrackError(UserError):
 def run(name: str, config: Mapping[str, Any] | None = None, *, out: str | Path | None = None,
         logger: str = "visdom", every: int = 20, seconds: float = 1.0) -> "Run":
     """Start a tracked run: runs/<name>-<timestamp>/ (or `out`), its journal and its loggers (`logger`:
-    kinds as `--logger` takes them: visdom, tensorboard, null). Use it as a context manager, or call
-    `finish()`; a run left open is finished when the interpreter exits."""
+    kinds as `--logger` takes them: visdom, tensorboard, null). Values are read every `every` calls
+    of `log` or `seconds` seconds. Use it as a context manager, or call `finish()`; a run left open
+    is finished when the interpreter exits."""
     return Run(name, config, out=out, logger=logger, every=every, seconds=seconds)
 
 
@@ -87,7 +88,10 @@ class Run:
         self.step = 0
         self.finished = False
         self._warned: set[str] = set()
+        self._names: set[str] = set()  # names already found good
+        self._dtypes: dict[Any, bool] = {}  # array and tensor element types, found numeric or not
         self._pending: list[tuple[int, str, Any]] = []
+        self._calls = 0  # log calls since the last flush
         self._flushed_at = time.monotonic()
         self._started = time.perf_counter()
         self._inside = 0.0  # seconds of the loop's thread spent in these calls
@@ -113,9 +117,10 @@ class Run:
                                      "ignored")
                 return
             for key, value in values.items():
-                if self._name_ok(key) and self._value_ok(key, value):
+                if (key in self._names or self._name_ok(key)) and self._value_ok(key, value):
                     self._pending.append((step, key, value))
-            if len(self._pending) >= self.every or time.monotonic() - self._flushed_at >= self.seconds:
+            self._calls += 1
+            if self._calls >= self.every or time.monotonic() - self._flushed_at >= self.seconds:
                 self.flush()
         finally:
             self._inside += time.perf_counter() - started
@@ -146,7 +151,7 @@ class Run:
     def flush(self) -> None:
         """Read the values kept so far (one device read per device) and send them on."""
         pending, self._pending = self._pending, []
-        self._flushed_at = time.monotonic()
+        self._flushed_at, self._calls = time.monotonic(), 0
         if not pending:
             return
         values = _read([value for _, _, value in pending])
@@ -215,17 +220,24 @@ class Run:
 
     def _name_ok(self, name: Any) -> bool:
         if isinstance(name, str) and NAME.fullmatch(name):
+            self._names.add(name)
             return True
         self._warn(f"name {name!r}", f"{name!r} cannot name a chart (1 to 100 letters, digits, spaces and _ . - /); "
                                      "its values are ignored")
         return False
 
     def _value_ok(self, key: str, value: Any) -> bool:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        kind = type(value)
+        if kind is float or kind is int:
             return True
-        shape = getattr(value, "shape", None)
-        if shape is not None and hasattr(value, "dtype") and math.prod(shape) == 1 \
-                and "complex" not in str(value.dtype) and "bool" not in str(value.dtype):
+        dtype, shape = getattr(value, "dtype", None), getattr(value, "shape", None)
+        if dtype is not None and shape is not None and math.prod(shape) == 1:
+            numeric = self._dtypes.get(dtype)
+            if numeric is None:
+                numeric = self._dtypes[dtype] = "complex" not in str(dtype) and "bool" not in str(dtype)
+            if numeric:
+                return True
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
             return True
         what = f"a {type(value).__name__} of shape {tuple(shape)}" if shape is not None else repr(value)[:60]
         self._warn(f"value {key}", f"{key}: {what} is not a number (log one number, or a tensor of one element); "
@@ -318,10 +330,12 @@ def _read(values: list[Any]) -> list[float]:
     if tensors:
         import torch
 
-        for indices in tensors.values():
-            read = torch.stack([values[i].detach().reshape(()).float() for i in indices]).tolist()
-            for i, v in zip(indices, read):
-                out[i] = v
+        with torch.no_grad():
+            for indices in tensors.values():
+                read = torch.stack([values[i] if values[i].dim() == 0 else values[i].reshape(())
+                                    for i in indices]).tolist()
+                for i, v in zip(indices, read):
+                    out[i] = v
     return [float(v) for v in out]
 
 
