@@ -1,0 +1,242 @@
+"""A Lightning logger that writes a tracked run (runner.track): the Trainer's metrics into the journal
+and the live dashboard, its hyperparameters into spec.json, how `fit` ended into summary.json.
+
+    from lightning.pytorch import Trainer
+    from runner.adapters.lightning import RunnerLogger
+
+    trainer = Trainer(max_epochs=3, logger=RunnerLogger("mnist-mlp", logger="visdom"))
+    trainer.fit(model, train_loader, val_loader)      # runs/mnist-mlp-<timestamp>/
+
+`RunnerLogger(name, config=None, **track_options)` takes what `track.run` takes (`out`, `logger`,
+`every`, `seconds`). The run directory is chosen when the logger is made (its name is `version`) but
+the run starts when the Trainer starts training (`log_graph`, called right after `log_hyperparams`) or
+at the first value logged, so the hyperparameters the Trainer logs (`self.save_hyperparameters()`)
+become spec.json, merged over `config`; any logged after the run started go into the summary, under
+"hyperparameters" (as JSON text). `finalize` ends the run: "success" as
+finished, "failed" as failed with the exception's first line (stopped for Ctrl-C). A run ends once:
+what is logged to the same logger after its end (a `trainer.test` after `trainer.fit`) is dropped
+with one warning, so give such a call a RunnerLogger of its own.
+
+Only the process of global rank 0 writes (`rank_zero_only`, as Lightning's own loggers); elsewhere
+`experiment` is Lightning's do-nothing stand-in. As `track.run`, the logger refuses a bad name,
+config or logger kind when it is made; after that nothing it does raises into the Trainer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from argparse import Namespace
+from pathlib import Path
+from typing import Any, Mapping
+
+try:
+    from lightning.fabric.loggers.logger import _DummyExperiment
+    from lightning.fabric.utilities.logger import _convert_params, _sanitize_callable_params
+    from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(f"runner.adapters.lightning needs Lightning ({exc}); it comes with the project's `test` extra: "
+                      "`pip install -e '.[test]'` (or `make install-extras`), or `pip install lightning`.") from exc
+
+from runner import track
+
+OPTIONS = ("out", "logger", "every", "seconds")  # track.run's keyword arguments
+STATUS = {"success": "finished"}  # Lightning's word -> the run's; "failed" reads the exception in flight
+
+
+class RunnerLogger(Logger):
+    """Lightning's Logger API over one tracked run (`experiment` is the `track.Run`)."""
+
+    def __init__(self, name: str, config: Mapping[str, Any] | None = None, **track_options: Any) -> None:
+        super().__init__()
+        _check(name, config, track_options)
+        self._name = name
+        self._config: dict[str, Any] = dict(config or {})
+        self._options = {k: v for k, v in track_options.items() if k != "out"}
+        self._dir = _chosen_dir(name, track_options.get("out"))
+        self._run: track.Run | None = None
+        self._broken = False  # the run could not be made: the Trainer goes on without it
+        self._warned: set[str] = set()
+
+    # ----- what Lightning reads -----
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> str:
+        """The run directory's name."""
+        return self._dir.name
+
+    @property
+    def save_dir(self) -> str:
+        return str(self._dir.parent)
+
+    @property
+    def log_dir(self) -> str:
+        """The run directory."""
+        return str(self._dir)
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        """The `track.Run`. Lightning asks for it as `fit` sets up, before it logs the hyperparameters, so
+        until the run has started this is a stand-in that starts it at its first use (`.log`, `.images`,
+        `.summary`, ...); on ranks other than 0, Lightning's do-nothing stand-in."""
+        if self._run is not None:
+            return self._run
+        return _Unstarted(self) if not self._broken else _DummyExperiment()
+
+    def _start(self) -> Any:
+        """The run, started now if it has not been (the Run, or Lightning's stand-in if it cannot start)."""
+        if self._run is None and not self._broken:
+            try:
+                self._run = track.run(self._name, self._config, out=self._dir, **self._options)
+            except Exception as exc:  # noqa: BLE001 - the Trainer goes on without its tracker
+                self._broken = True
+                self._warn("start", f"the run {self._dir} could not be started ({exc}); training goes on without it")
+        return self._run if self._run is not None else _DummyExperiment()
+
+    # ----- what Lightning calls -----
+
+    @rank_zero_only
+    def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
+        values = _jsonable(_sanitize_callable_params(_convert_params(params)))
+        if self._run is None:  # not started: they are the run's config
+            self._config.update(values)
+        elif self._open("hyperparameters"):
+            known = json.loads(self._run.summary.get("hyperparameters", "{}"))
+            self._run.summary["hyperparameters"] = json.dumps({**known, **values})  # the summary keeps text
+
+    @rank_zero_only
+    def log_graph(self, model: Any, input_array: Any = None) -> None:
+        """The Trainer calls it as it starts, right after log_hyperparams: the run starts here, so its
+        dashboard is live from the first step and spec.json holds those hyperparameters."""
+        self._start()
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self._open("metrics"):
+            self._run.log(metrics, step=step)
+
+    def save(self) -> None:
+        """Nothing: the Trainer calls it after every log_metrics, and the run reads and writes its values
+        in batches of its own (`every`, `seconds`) and at its end."""
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        run = self._start()  # a fit that failed before logging anything still leaves a failed run
+        if not isinstance(run, track.Run) or run.finished:
+            return
+        if status in STATUS:
+            run.finish(STATUS[status])
+        elif status == "failed" and sys.exc_info()[1] is not None:
+            run.__exit__(*sys.exc_info())  # as `with track.run(...)` ends: failed, or stopped for Ctrl-C
+        else:
+            run.finish("failed" if status == "failed" else "stopped", f"Lightning ended the run ({status})")
+
+    @rank_zero_only
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        if self._run is not None and not self._run.finished:
+            best = getattr(checkpoint_callback, "best_model_path", "") or getattr(checkpoint_callback,
+                                                                                  "last_model_path", "")
+            if best:
+                self._run.summary["checkpoint"] = str(best)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy for another process (ddp_spawn) carries no open run."""
+        return {**self.__dict__, "_run": None}
+
+    # ----- the rest -----
+
+    def _open(self, what: str) -> bool:
+        """Whether the run takes values now (starting it if need be)."""
+        run = self._start()
+        if not isinstance(run, track.Run):
+            return False
+        if run.finished:
+            self._warn("finished", f"the run {run.run_dir} has ended; {what} logged after its end (a trainer.test "
+                                   "after trainer.fit) are not recorded: give that call a RunnerLogger of its own")
+            return False
+        return True
+
+    def _warn(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            print(f"warning: RunnerLogger {self._name}: {message}", file=sys.stderr)
+
+
+class _Unstarted:
+    """`experiment` before the run has started: the first attribute asked for starts it."""
+
+    def __init__(self, logger: RunnerLogger) -> None:
+        object.__setattr__(self, "_logger", logger)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger._start(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._logger._start(), name, value)
+
+
+def _check(name: str, config: Mapping[str, Any] | None, options: Mapping[str, Any]) -> None:
+    """What `track.run` refuses, refused when the logger is made rather than inside `fit`."""
+    from runner import runs
+    from runner.loggers.registry import check, parse
+
+    if not isinstance(name, str) or not track.RUN_NAME.fullmatch(name):
+        raise track.TrackError(f"RunnerLogger's name is {name!r}; it names the run's directory and dashboard, so it "
+                               "must be 1 to 100 letters, digits, '_', '.' or '-', starting with a letter or digit.")
+    try:
+        json.dumps(dict(config or {}), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise track.TrackError(f"RunnerLogger's config must be a dict of JSON values and becomes the run's "
+                               f"spec.json; this one cannot be written as JSON ({exc}).") from None
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise TypeError(f"RunnerLogger takes track.run's options ({', '.join(OPTIONS)}), not {', '.join(unknown)}")
+    every, seconds = options.get("every", 20), options.get("seconds", 1.0)
+    if not isinstance(every, int) or every < 1 or not (isinstance(seconds, (int, float)) and seconds >= 0):
+        raise track.TrackError(f"RunnerLogger: every ({every!r}) must be a whole number >= 1 and seconds "
+                               f"({seconds!r}) a number >= 0.")
+    check(tuple(k for k in parse(options.get("logger", "visdom")) if k not in ("null", "console")))
+    if options.get("out") is not None:
+        try:
+            runs.check_new(Path(options["out"]))
+        except runs.RunDirError as exc:
+            raise track.TrackError(str(exc).replace("--out", "out")) from None
+
+
+def _chosen_dir(name: str, out: Any) -> Path:
+    """`out`, or runs/<name>-<timestamp> (then -2, -3, ...) as track.run names a new run's directory."""
+    if out is not None:
+        return Path(out)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    chosen, n = Path("runs") / f"{name}-{stamp}", 1
+    while chosen.exists():
+        n += 1
+        chosen = Path("runs") / f"{name}-{stamp}-{n}"
+    return chosen
+
+
+def _jsonable(value: Any) -> Any:
+    """Hyperparameters as JSON can hold them: containers kept, one-element tensors as numbers, the
+    rest (a class, a non-finite number) as its text."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, bool)) or value is None:
+        return value
+    if isinstance(value, (int, float)):
+        return value if math.isfinite(value) else str(value)
+    if getattr(value, "shape", None) is not None and math.prod(value.shape) == 1 and hasattr(value, "item"):
+        return _jsonable(value.item())
+    return str(value)
+
+
+__all__ = ["RunnerLogger"]
