@@ -2,7 +2,8 @@
 report (dashboards.report) draw the same charts from the same facts, so the facts live here once.
 
 It owns:
-- the charts of a comparison (id -> title, axes, percent axis) and the titles of `metrics` events;
+- the charts of a comparison (id -> title, axes, percent axis) and the titles of `metrics` events,
+  and how their names group into charts (`metric_group`: `train/loss` and `train/kl` share `train`);
 - the colours (Plotly's defaults, given explicitly so a seed band has its line's colour);
 - the smoothing weight a spec asks for (`visdom.smoothing`, TensorBoard's 0.6 by default), and the
   smoothing itself (runner.smoothing, re-exported so both media import it from one place);
@@ -31,8 +32,9 @@ from runner.smoothing import Ema, ema
 
 __all__ = ["ACTIVATION_CHARTS", "COLOURS", "COMPARISON", "DEFAULT_SMOOTHING", "MAX_POINTS", "METRIC_TITLES",
            "SYSTEM_CHARTS", "Bucket", "Chart", "Ema", "class_accuracy", "class_names", "colour_of", "confusion_figure",
-           "ema", "envelope", "flat_range", "layer_label", "legend_below", "metric_title", "mistake_caption", "per_class_figure",
-           "percent_axis", "seed_columns", "seed_traces", "smoothing_weight", "translucent"]
+           "ema", "envelope", "flat_range", "layer_label", "legend_below", "metric_group", "metric_title",
+           "mistake_caption", "per_class_figure", "percent_axis", "seed_columns", "seed_traces", "smoothing_weight",
+           "translucent"]
 
 # Plotly's default colours, given explicitly so a seed band has its line's colour.
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -84,6 +86,14 @@ def translucent(colour: str) -> str:
 
 def metric_title(key: str) -> str:
     return METRIC_TITLES.get(key, key)
+
+
+def metric_group(key: str) -> tuple[str | None, str]:
+    """The chart a `metrics` name is drawn on and its trace's name there: the part before the first '/'
+    and the rest (`train/loss` -> ("train", "loss")), or (None, key) for a name with a chart of its own
+    (`lr`)."""
+    group, slash, rest = key.partition("/")
+    return (group, rest) if slash and group and rest else (None, key)
 
 
 def smoothing_weight(spec: Mapping[str, Any]) -> float:

@@ -33,14 +33,19 @@ Windows of the env (one env per run, its old windows cleared first):
                  (every line window holds at most MAX_POINTS points per trace, as above)
     metric_NAME  line per other metric the loop reports, e.g. metric_lr: the learning rate per step
                  (a single trace, named, no legend; a constant one drawn against zero, not on Plotly's
-                 unit range around it)
+                 unit range around it); names with a '/' share their group's window, a trace each
+                 (`train/loss` and `train/kl`: metric_train, legend loss and kl), each trace at its
+                 own steps (dashboards.visdom.windows.Scalars)
     images       the fixed test batch as a grid of images, grey or colour
     predictions  predicted vs true class names for that batch, wrong ones marked
     spec         the experiment's resolved spec first, then the rest of the start info (device,
                  dataset and its classes, run directory)
 and, as the insight events come, the windows of dashboards.visdom.insight: confusion, per_class,
 mistakes and mistake_captions, dist_TENSOR (weights and gradients as percentile bands), grad_norm,
-activations_mean/_std/_zeros, system and system_memory.
+activations_mean/_std/_zeros, system and system_memory; and as a tracked run's events come
+(runner.track: a loop of one's own, epoch 0, no train_loss), media_NAME (its latest images of that
+name, titled with the step) and text_NAME (its latest text of that name, escaped). A tracked run's
+pane counts steps and steps/s, with no epochs and no ETA.
 The run pane's and the predictions' HTML, the image grids, and the lease are dashboards.visdom.panes'.
 """
 
@@ -54,7 +59,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence, TextIO
 
-from dashboards.charts import Ema, metric_title
+from dashboards.charts import Ema
 
 # READ_TIMEOUT is re-exported: a request's longest wait is part of what this logger promises.
 from dashboards.visdom.connection import READ_TIMEOUT, Refused  # noqa: F401
@@ -63,13 +68,15 @@ from dashboards.visdom.insight import Insight
 from dashboards.visdom.panes import (  # noqa: F401 - MAX_IMAGE_SIDE: what this logger promises
     IMAGES_PER_ROW,
     MAX_IMAGE_SIDE,
+    MAX_MEDIA_SIDE,
     Progress,
     image_grid,
     predictions_html,
     run_pane_html,
+    text_html,
 )
 from dashboards.visdom.sender import PACE, Say, Sender, finite
-from dashboards.visdom.windows import Message, Pane, Plot, Points, points
+from dashboards.visdom.windows import Message, Pane, Plot, Points, Scalars, points
 from runner.loggers import BaseLogger, Info, Pixels
 from runner.loggers.base import Matrix
 
@@ -77,6 +84,8 @@ MAX_IMAGES = 100  # as many as a spec may ask for (train.samples); more are drop
 MAX_TEXT_CHARS = 50_000  # the spec pane, before escaping
 RUN_PANE_EVERY = 5.0  # seconds between refreshes of the run pane while the run goes
 PLOT_EVERY = 1.0  # seconds between sends of one line window while the run goes; at close at once
+SAVE_EVERY = 60.0  # seconds between saves of a tracked run's env (a runner's run saves at each epoch's end)
+MAX_NAMED_PANES = 50  # media_NAME and text_NAME windows each; later names are left out (the journal has them)
 
 _Pane = Pane  # the name earlier code used
 
@@ -117,9 +126,12 @@ class VisdomLogger(Sender, BaseLogger):
         self._predictions = Pane("predictions", self._predictions_message)
         self._spec = Pane("spec", self._spec_message)
         self._panes = [self._images, self._predictions, self._spec]
+        self._scalars = Scalars(self._plots)
+        self._named: dict[tuple[str, str], Pane] = {}  # ("media" or "text", name) -> its pane
         self._run_dir: str | None = None
         self._classes: list[str] | None = None  # class names by label, from the start info
         self._run_pane_sent_at = 0.0
+        self._saved_at = time.monotonic()  # when a tracked run's env was last asked to be saved
         self._host, self._pid = socket.gethostname(), os.getpid()
         super().__init__(env, server, port, username=username, password=password, flush_interval=flush_interval,
                          close_timeout=close_timeout, pace=PACE, out=out, thread_name="visdom-sender")
@@ -140,6 +152,7 @@ class VisdomLogger(Sender, BaseLogger):
             p.epochs = int(spec.get("train", {}).get("epochs", 0) or 0)
             p.batch_size = int(spec.get("data", {}).get("batch_size", 0) or 0)
             p.steps_per_epoch = int(info.get("steps_per_epoch", 0) or 0)
+            p.tracked = bool(info.get("tracked"))
             self._run_pane.updates += 1
         classes = (info.get("dataset") or {}).get("classes")
         self._classes = [str(c) for c in classes] if isinstance(classes, list) else None
@@ -161,16 +174,23 @@ class VisdomLogger(Sender, BaseLogger):
 
     def metrics(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
         with self._lock:
-            for name, value in values.items():
-                win = f"metric_{safe_env(name)}"
-                plot = next((p for p in self._plots if p.win == win), None)
-                if plot is None:
-                    title = metric_title(name)
-                    # One trace: named after the metric, and no legend (the title says it).
-                    plot = Plot.of(win, {"title": title, "xlabel": "step", "ylabel": title,
-                                         "legend": [html.escape(title)], "showlegend": False})
-                    self._plots.append(plot)
-                plot.add([step], [finite(value)])
+            missed = self._scalars.add(step, values, finite)
+            tracked = self._progress.tracked
+            if tracked:  # its only clock: a tracked run sends no train_loss
+                self._advance(epoch, step)
+        if tracked and time.monotonic() - self._saved_at > SAVE_EVERY:  # it has no epochs' ends to save at
+            self._saved_at = time.monotonic()
+            self.save()
+        if missed:
+            self._say(f"visdom: {', '.join(missed)} not drawn: a dashboard shows at most so many charts and "
+                      "traces (the journal keeps every value)")
+
+    def media(self, epoch: int, step: int, name: str, pixels: Pixels) -> None:
+        if len(pixels):
+            self._named_set("media", name, (name, step, pixels[:MAX_IMAGES]), self._media_message)
+
+    def text(self, epoch: int, step: int, name: str, text: str) -> None:
+        self._named_set("text", name, (name, step, str(text)[:MAX_TEXT_CHARS]), self._text_message)
 
     def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
         with self._lock:
@@ -235,6 +255,22 @@ class VisdomLogger(Sender, BaseLogger):
             pane.content = content
             pane.updates += 1
 
+    def _named_set(self, kind: str, name: str, content: Any, build: Any) -> None:
+        """The latest `content` of a tracked run's media or text window of that name, made on first use."""
+        with self._lock:
+            pane = self._named.get((kind, name))
+            if pane is None:
+                if sum(k == kind for k, _ in self._named) >= MAX_NAMED_PANES:
+                    return
+                taken = {p.win for p in self._panes}
+                win = base = f"{kind}_{safe_env(name)}"
+                while win in taken:  # names that read the same once made safe keep apart
+                    win = f"{win}-2" if win == base else f"{base}-{int(win.rsplit('-', 1)[1]) + 1}"
+                pane = self._named[(kind, name)] = Pane(win, build, every=PLOT_EVERY)
+                self._panes.append(pane)
+            pane.content = content
+            pane.updates += 1
+
     def _advance(self, epoch: int, step: int) -> None:  # under the lock
         p, now = self._progress, time.monotonic()
         if p.rate_since is None:
@@ -280,18 +316,18 @@ class VisdomLogger(Sender, BaseLogger):
         closing, else at most every PLOT_EVERY seconds."""
         closing = self._closing.is_set()
         with self._lock:
-            n, sent = plot.count, plot.sent
+            n, sent, shape, opts = plot.count, plot.sent, plot.shape, plot.opts
             if n == sent or sent and not closing and time.monotonic() - plot.sent_at < PLOT_EVERY:
                 return False
             snapshot = plot.snapshot()
         data = [points(trace) for trace in snapshot]  # off the lock: the training thread goes on
-        if not sent:
-            self._post(*self._plot_message(plot, data))
-        elif self._post(*self._replace_message(plot, data)) == "win does not exist":
+        if not sent or shape != plot.sent_shape:  # new, or new traces: the whole window, with its legend
+            self._post(*self._plot_message(plot, data, opts))
+        elif self._post(*self._replace_message(plot, data, opts)) == "win does not exist":
             # closed in the browser; an env the server lost answers 500 instead
             raise Refused(f"the {plot.win} window is gone", 404)
         with self._lock:
-            plot.sent, plot.sent_at = n, time.monotonic()
+            plot.sent, plot.sent_at, plot.sent_shape = n, time.monotonic(), shape
         return True
 
     def _send_pane(self, pane: Pane) -> bool:
@@ -337,30 +373,42 @@ class VisdomLogger(Sender, BaseLogger):
         height = 230 + 20 * bool(p.system)
         return self._viz.text(text, win="run", env=self.env, opts={"title": "run", "width": 520, "height": height})
 
-    def _plot_message(self, plot: Plot, data: list[Points]) -> Message:
+    def _plot_message(self, plot: Plot, data: list[Points], opts: dict[str, Any]) -> Message:
         """The whole chart: creates the window, or replaces whatever the server holds under its id."""
         import numpy as np
 
         # Visdom's client builds the window from each trace's first point; the traces' own x and y
-        # (each its own envelope) then take their place. None is sent as null: a gap.
-        first = np.array([[np.nan if ys[0] is None else ys[0] for _, ys in data]], dtype=float)
-        message, endpoint = self._viz.line(Y=first[:, 0] if len(data) == 1 else first, X=np.array([data[0][0][0]]),
-                                           win=plot.win, env=self.env, opts=dict(plot.opts))
+        # (each its own envelope, at its own steps) then take their place. None is sent as null: a gap.
+        first = np.array([[np.nan if not ys or ys[0] is None else ys[0] for _, ys in data]], dtype=float)
+        x0 = next((xs[0] for xs, _ in data if xs), 0)
+        message, endpoint = self._viz.line(Y=first[:, 0] if len(data) == 1 else first, X=np.array([x0]),
+                                           win=plot.win, env=self.env, opts=dict(opts))
         for trace, (xs, ys) in zip(message["data"], data):
             trace["x"], trace["y"] = xs, ys
-        message["layout"]["yaxis"] = plot.y_axis(data)
+        message["layout"]["yaxis"] = plot.y_axis(data, opts)
         return message, endpoint
 
-    def _replace_message(self, plot: Plot, data: list[Points]) -> Message:
+    def _replace_message(self, plot: Plot, data: list[Points], opts: dict[str, Any]) -> Message:
         # Only the traces' x and y, replacing what the window holds: Visdom's update refuses a window
         # it lacks (restart, closed in the browser) rather than making one without title or legend,
         # and the refusal makes us send every window whole again.
         # The y axis goes too: a flat curve's range is set around its value, and let go once it moves.
-        return {"win": plot.win, "eid": self.env, "append": False, "layout": {"yaxis": plot.y_axis(data)},
+        return {"win": plot.win, "eid": self.env, "append": False, "layout": {"yaxis": plot.y_axis(data, opts)},
                 "data": [{"x": xs, "y": ys} for xs, ys in data]}, "update"
 
     def _image_message(self, pixels: Pixels) -> Message:
         return image_grid(self._viz, self.env, "images", "test batch", pixels)
+
+    def _media_message(self, content: tuple[str, int, Pixels]) -> Message:
+        name, step, pixels = content
+        win = self._named[("media", name)].win
+        return image_grid(self._viz, self.env, win, f"{name} (step {step:,})", pixels, max_side=MAX_MEDIA_SIDE)
+
+    def _text_message(self, content: tuple[str, int, str]) -> Message:
+        name, step, text = content
+        lines = min(30, text.count("\n") + 1 + len(text) // 80)
+        return self._viz.text(text_html(name, step, text), win=self._named[("text", name)].win, env=self.env,
+                              opts={"title": f"{name} (step {step:,})", "width": 520, "height": 90 + 18 * lines})
 
     def _spec_message(self, text: str) -> Message:
         return self._viz.text(text, win="spec", env=self.env, opts={"title": "spec", "width": 420, "height": 420})

@@ -6,6 +6,11 @@
     predictions  predicted vs true class names laid out like the image grid, wrong ones marked
     mistake_captions  the captions of the mistakes' grid, laid out like it: 'Sneaker ✗ (Sandal) 0.97'
     images, mistakes  image grids (`image_grid`): at most MAX_IMAGE_SIDE pixels a side, grey or colour
+    media_NAME   a tracked run's latest images of one name, a grid too (up to MAX_MEDIA_SIDE a side)
+    text_NAME    a tracked run's latest text of one name (`text_html`)
+
+A tracked run (runner.track: a loop of one's own, no epochs) gets a run pane without epochs or ETA:
+its step, its speed in steps/s, elapsed time, the logging cost.
 
 `lease` reads a lease back (dashboards.visdom.runs asks before a run takes an env name): a pane that
 says "running" and was refreshed in the last LEASE_SECONDS marks an env a live run holds. Every text
@@ -27,6 +32,7 @@ from dashboards.visdom.windows import Message
 
 IMAGES_PER_ROW = 8  # the image grid and the prediction table share this layout
 MAX_IMAGE_SIDE = 64  # pixels; MNIST's are 28. Larger images are not sent at all
+MAX_MEDIA_SIDE = 128  # pixels a side of a tracked run's images, as many as runner.track lets through
 LEASE_SECONDS = 60.0  # a run pane that says "running" and is younger than this marks a live run
 
 
@@ -51,6 +57,7 @@ class Progress:
     rate: float | None = None  # steps per second
     ended: float | None = None
     system: Mapping[str, Any] = field(default_factory=dict)  # the latest `system` event's values
+    tracked: bool = False  # a loop of one's own (runner.track): steps, no epochs
 
 
 def lease(conn: Connection, env: str) -> dict[str, Any] | None:
@@ -106,15 +113,14 @@ def mistakes_html(epoch: int, predicted: Sequence[int], truth: Sequence[int], co
             f'color:#d00">{rows}</table>')
 
 
-def image_grid(viz: Any, env: str, win: str, title: str, pixels: Any) -> Message:
+def image_grid(viz: Any, env: str, win: str, title: str, pixels: Any, max_side: int = MAX_IMAGE_SIDE) -> Message:
     """A grid of uint8 [N][C][H][W] images, grey or colour, IMAGES_PER_ROW a row; small ones doubled."""
     import numpy as np
 
     # Sizes first, before numpy allocates anything for them.
     side = max((len(row) for image in pixels for channel in image for row in (channel, *channel)), default=0)
-    if side > MAX_IMAGE_SIDE:
-        raise ValueError(f"images up to {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels are sent, these have "
-                         f"a side of {side}")
+    if side > max_side:
+        raise ValueError(f"images up to {max_side}x{max_side} pixels are sent, these have a side of {side}")
     a = np.asarray(pixels, dtype=np.float32)
     if a.ndim != 4 or a.shape[1] not in (1, 3):
         raise ValueError(f"expected N images of 1 or 3 channels of H x W pixels, got an array of shape {a.shape}")
@@ -153,20 +159,22 @@ STATUS_COLOURS = {"running": "#1f77b4", "finished": "#2ca02c", "failed": "#d6272
                   "stopped": "#ff7f0e", "stopped early": "#8c8c8c"}
 
 
+def text_html(name: str, step: int, text: str) -> str:
+    """A tracked run's text pane: the step it was logged at, then the text as written, escaped."""
+    shown = f"{step:,}" if isinstance(step, int) else str(step)
+    return (f"<b>{html.escape(name)}</b>, step {html.escape(shown)}"
+            f'<pre style="white-space:pre-wrap;margin:4px 0 0">{html.escape(text)}</pre>')
+
+
 def run_pane_html(p: Progress, now: float, lease_record: Mapping[str, Any]) -> str:
     """The run pane: status, progress, speed, where the run is; every text escaped."""
     e = html.escape
-    total = p.epochs * p.steps_per_epoch
     elapsed = (p.ended or now) - p.started
-    rate = p.rate if p.status == "running" else None
-    eta = (total - p.step) / rate if rate and total else None
-    speed = f"{p.rate * p.batch_size:,.0f} samples/s" if p.rate and p.batch_size else "–"
     status = p.status + (f": {p.detail}" if p.detail else "")
     colour = STATUS_COLOURS.get(p.status, "#333")
-    rows = [("status", f'<b style="color:{colour}">{e(status)}</b>'),
-            ("progress", f"epoch {p.epoch or '–'} of {p.epochs or '–'}, step {p.step:,}" + (f" of {total:,}" if total else "")),
-            ("speed", f"{speed}, ETA {_clock(eta) if p.status == 'running' else '–'}, elapsed {_clock(elapsed)}"),
-            ("device", e(p.device or "–")), ("run directory", e(p.run_dir or "–"))]
+    rows = [("status", f'<b style="color:{colour}">{e(status)}</b>'), *_progress_rows(p, elapsed),
+            *([("device", e(p.device or "–"))] if p.device or not p.tracked else []),
+            ("run directory", e(p.run_dir or "–"))]
     if p.resume:
         rows.append(("continue with", f"<code>{e(p.resume)}</code>"))
     if p.system and system_text(p.system):
@@ -177,3 +185,18 @@ def run_pane_html(p: Progress, now: float, lease_record: Mapping[str, Any]) -> s
     # The lease: which live process writes this env; a second run reads it before taking the name.
     record = html.escape(json.dumps(dict(lease_record)), quote=False).replace("--", "- -")
     return f'<b>{e(p.name)}</b><table style="border-collapse:collapse">{cells}</table><!--lease {record}-->'
+
+
+def _progress_rows(p: Progress, elapsed: float) -> list[tuple[str, str]]:
+    """How far the run is and how fast: epochs, samples/s and ETA for the runner's; for a tracked
+    run, which has no planned end, its step and steps/s."""
+    if p.tracked:
+        speed = f"{p.rate:,.1f} steps/s" if p.rate else "–"
+        return [("progress", f"step {p.step:,}"), ("speed", f"{speed}, elapsed {_clock(elapsed)}")]
+    total = p.epochs * p.steps_per_epoch
+    rate = p.rate if p.status == "running" else None
+    eta = (total - p.step) / rate if rate and total else None
+    speed = f"{p.rate * p.batch_size:,.0f} samples/s" if p.rate and p.batch_size else "–"
+    return [("progress", f"epoch {p.epoch or '–'} of {p.epochs or '–'}, step {p.step:,}"
+             + (f" of {total:,}" if total else "")),
+            ("speed", f"{speed}, ETA {_clock(eta) if p.status == 'running' else '–'}, elapsed {_clock(elapsed)}")]
