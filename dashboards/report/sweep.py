@@ -59,6 +59,8 @@ def learned_html(path: Path, results: Sequence[Any]) -> tuple[str, list[dict[str
     figures for the page to draw), then the importance table; or why there is nothing to show."""
     from runner.sweeps import results as table
 
+    if all(r.tracked for r in results):  # tracked runs have no test metric to judge keys by
+        return "", []
     target, trials = table.learned(results, [path])
     if not target.keys:
         return "<p class=note>No key varies among the variants: there is nothing to tell apart.</p>", []
@@ -86,7 +88,7 @@ def results_html(path: Path, results: Sequence[Any]) -> str:
     header, cells = table.rows(results)
     body = ["<tr>" + "".join(_result_cell(path, result, column, text) for column, text in zip(header, row)) + "</tr>"
             for result, row in zip(table.ranked(results), cells)]
-    head = "".join(f'<th{" class=text" if h in ("variant", "status") else ""}>{html.escape(h)}</th>' for h in header)
+    head = "".join(f'<th{" class=text" if h in table.TEXT_COLUMNS else ""}>{html.escape(h)}</th>' for h in header)
     errors = "".join(f"<li>{html.escape(e)}</li>" for e in table.errors(results))
     return (f'<table class="sortable" id="results-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
             f"</table><p class=meta>Click a column to sort by it.</p>" + (f"<h3>Errors</h3><ul>{errors}</ul>"
@@ -109,7 +111,7 @@ def _result_cell(path: Path, result: Any, column: str, text: str) -> str:
         if target.is_file():
             link = os.path.relpath(target, path)
             content = f'<a href="{html.escape(quote(link))}">{content}</a>'
-    align = ' class="text"' if column in ("variant", "status") else ""
+    align = ' class="text"' if column in ("variant", "last values", "status") else ""  # results.TEXT_COLUMNS
     return f'<td{align} data-v="{html.escape(sort)}">{content}</td>'
 
 

@@ -10,19 +10,27 @@ Windows of the env (its old windows are closed first):
                     and its points are twice as far apart from then on
     test_accuracy   test accuracy vs epoch
     test_loss       test loss vs epoch
+    metric_NAME     one per name of the runs' `metrics` events (the runner's learning rate, a tracked
+                    run's `train/loss`, ...), vs step: runs that log the same name meet on one chart.
+                    At most MAX_POINTS points a run, as the train loss: a point per value, then, once
+                    a run has that many, neighbours merged in pairs (their mean) and a point per two
+                    values from then on, and so on
     results         the results table, as the console prints it
     parallel        parallel coordinates of the finished runs: an axis per key the comparison varies
                     and one for its metric, a line per run (dashboards.parallel); absent while no key varies
     importance      each varied key's importance for the metric (runner.sweeps.importance), or why
                     there is none yet
 
-One trace per variant, named by its label (what differs). Runs sharing a label differ only in their
-seed: they are drawn as their mean, with a shaded band from their minimum to their maximum.
+One trace per variant, named by its label (what differs); a run without a chart's values (a tracked
+run has no test accuracy) is not on that chart, and a chart no run has values for is not drawn.
+Runs sharing a label differ only in their seed: they are drawn as their mean, with a shaded band
+from their minimum to their maximum.
 
 The varied keys and the metric come from the runs' own start events (their specs), and for a search
 from the sweep.json next to their run directories (its space, metric and mode); a run counts as
 finished when its close event says so, with the metric its summary holds. Both windows are rebuilt
 whole when a run finishes, Optuna's importance on the sender thread, never on the training thread.
+Tracked runs (runner.track) have no such metric and are left out of both.
 
 Each chart is small (points per epoch, or at most MAX_POINTS per run), so every send replaces a whole window:
 the sender thread (dashboards.visdom.sender, shared with the run dashboard) re-sends the windows that
@@ -46,11 +54,13 @@ from dashboards.charts import (
     Ema,
     colour_of,
     legend_below,
+    metric_title,
     percent_axis,
     seed_columns,
     seed_traces,
     smoothing_weight,
 )
+from dashboards.visdom.names import safe_env
 from dashboards.visdom.sender import Say, Sender
 from dashboards.visdom.sender import finite as _finite
 from runner import status
@@ -66,6 +76,50 @@ CHARTS: dict[str, Chart] = {  # window id -> its chart (dashboards.charts.COMPAR
                           title=f"train loss (smoothed, a point every {SMOOTH} steps or more)"),
 }
 LEARNED = {"parallel": "parallel coordinates of the finished runs", "importance": "what mattered"}  # id -> title
+MAX_METRIC_CHARTS = 100  # metric_NAME windows; later names are left out (the journals keep them)
+
+
+@dataclass
+class _Curve:
+    """One run's curve on a chart of steps, at most MAX_POINTS points: a point per `every` values (their
+    mean, or the last of a smoothed curve), `every` doubling whenever the curve reaches MAX_POINTS."""
+
+    every: int = 1  # values per point
+    smoothed: bool = False  # values of a moving average: a block is drawn as its last value
+    points: dict[float, float | None] = field(default_factory=dict)
+    block: list[tuple[float, float]] = field(default_factory=list)  # values not yet drawn
+
+    def add(self, x: float, y: float | None) -> bool:
+        """One value; True when it made a point."""
+        self.block.append((x, float("nan") if y is None else y))
+        if len(self.block) < self.every:
+            return False
+        self._draw()
+        return True
+
+    def end(self) -> bool:
+        """The last, shorter block; True when there was one."""
+        if not self.block:
+            return False
+        self._draw()
+        return True
+
+    def _draw(self) -> None:
+        block = self.block
+        value = block[-1][1] if self.smoothed else sum(v for _, v in block) / len(block)
+        whole = len(block) == self.every
+        self.points[block[-1][0]] = _finite(value)
+        block.clear()
+        if whole and len(self.points) == MAX_POINTS:  # not after the last, shorter block
+            self._thin()
+
+    def _thin(self) -> None:
+        """Merge the points in pairs: the later smoothed value, or the mean of both block means (blocks
+        of equal length: the curve holds an even number of whole blocks)."""
+        items = list(self.points.items())
+        self.points = {x: y if self.smoothed else None if y is None or y0 is None else (y0 + y) / 2
+                       for (_, y0), (x, y) in zip(items[::2], items[1::2])}
+        self.every *= 2
 
 
 @dataclass
@@ -74,22 +128,19 @@ class _Run:
 
     name: str
     label: str
-    points: dict[str, dict[float, float | None]] = field(default_factory=lambda: {w: {} for w in CHARTS})
-    block: list[tuple[int, float]] = field(default_factory=list)  # train steps not yet averaged
+    points: dict[str, dict[float, float | None]] = field(default_factory=lambda: {"test_accuracy": {},
+                                                                                   "test_loss": {}})
+    curves: dict[str, _Curve] = field(default_factory=dict)  # the train loss's and each metric's chart
     ema: Ema | None = None  # the run's smoothing, once its start event says which
-    every: int = SMOOTH  # train steps per point of the train loss chart
-    flat: dict[str, Any] | None = None  # its spec as dotted keys, once its start event says
+    flat: dict[str, Any] | None = None  # its spec as dotted keys, once its start event says (not a tracked run's)
     folder: Path | None = None  # the directory holding its run directory (a sweep's sweep.json)
     final: Info | None = None  # its summary, once it has finished
+    tracked: bool = False  # a loop of one's own (runner.track): no test metric
 
-    def thin(self) -> None:
-        """Merge the train loss chart's points in pairs: the later smoothed value, or the mean of both
-        block means (blocks of equal length: the chart holds an even number of whole blocks)."""
-        items = list(self.points["train_loss"].items())
-        self.points["train_loss"] = {
-            x: y if self.ema is not None else None if y is None or y0 is None else (y0 + y) / 2
-            for (_, y0), (x, y) in zip(items[::2], items[1::2])}
-        self.every *= 2
+    def of(self, win: str) -> dict[float, float | None]:
+        """Its points on chart `win` (none yet: empty)."""
+        curve = self.curves.get(win)
+        return curve.points if curve is not None else self.points.get(win, {})
 
 
 class _RunLogger(ClosingLogger):
@@ -99,21 +150,33 @@ class _RunLogger(ClosingLogger):
         self._board, self._run = board, run
 
     def start(self, info: Info) -> None:
-        weight = smoothing_weight(info.get("spec") or {})
-        if weight > 0:
-            self._run.ema = Ema(weight)
+        spec = info.get("spec") if isinstance(info.get("spec"), dict) else {}
+        tracked = bool(info.get("tracked"))
+        weight = 0.0 if tracked or not isinstance(spec.get("visdom", {}), dict) else smoothing_weight(spec)
         with self._board._lock:
-            self._run.flat = flatten(dict(info.get("spec") or {}))
+            self._run.ema = Ema(weight) if weight > 0 else None
+            self._run.tracked = tracked
+            self._run.flat = None if tracked else flatten(dict(spec))
             self._run.folder = Path(info["run_dir"]).parent if info.get("run_dir") else None
 
     def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
         with self._board._lock:
-            ema = self._run.ema
-            smoothed = ema.extend([_finite(v) for v in losses]) if ema is not None else losses
-            for step, loss in zip(steps, smoothed):
-                self._run.block.append((step, float("nan") if loss is None else loss))
-                if len(self._run.block) == self._run.every:
-                    self._average()
+            run = self._run
+            curve = run.curves.get("train_loss")
+            if curve is None:
+                curve = run.curves["train_loss"] = _Curve(SMOOTH, smoothed=run.ema is not None)
+            smoothed = run.ema.extend([_finite(v) for v in losses]) if run.ema is not None else losses
+            if any([curve.add(step, loss) for step, loss in zip(steps, smoothed)]):
+                self._board._changed("train_loss")
+
+    def metrics(self, epoch: int, step: int, values: Info) -> None:
+        with self._board._lock:
+            for name, value in values.items():
+                win = self._board._metric_chart(str(name))
+                if win is not None:
+                    number = _finite(value) if isinstance(value, (int, float)) else None
+                    if self._run.curves.setdefault(win, _Curve()).add(step, number):
+                        self._board._changed(win)
 
     def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
         with self._board._lock:
@@ -124,21 +187,13 @@ class _RunLogger(ClosingLogger):
     def close(self, summary: Info | None) -> None:
         super().close(summary)
         with self._board._lock:
-            if self._run.block:  # the last, shorter block
-                self._average()
+            for win, curve in self._run.curves.items():
+                if curve.end():
+                    self._board._changed(win)
             if summary is not None and status.read(summary.get("status", FINISHED)) == FINISHED:
                 self._run.final = summary
-                self._board._changed(*LEARNED)
-
-    def _average(self) -> None:
-        block = self._run.block
-        value = block[-1][1] if self._run.ema is not None else sum(v for _, v in block) / len(block)
-        points, whole = self._run.points["train_loss"], len(block) == self._run.every
-        points[block[-1][0]] = _finite(value)
-        block.clear()
-        if whole and len(points) == MAX_POINTS:  # not after the last, shorter block
-            self._run.thin()
-        self._board._changed("train_loss")
+                if not self._run.tracked:
+                    self._board._changed(*LEARNED)
 
 
 class ComparisonBoard(Sender):
@@ -152,6 +207,8 @@ class ComparisonBoard(Sender):
         self._runs: list[_Run] = []
         self._table: tuple[list[str], list[list[str]]] = ([], [])
         self._search: importance.Target | None = None  # the search the runs' sweep.json records, once read
+        self._charts: dict[str, Chart] = dict(CHARTS)  # and a metric_NAME chart per name, as they come
+        self._metrics: dict[str, str | None] = {}  # a metrics name -> its chart (None: past MAX_METRIC_CHARTS)
         self._versions = {w: 0 for w in (*CHARTS, "results", *LEARNED)}  # bumped on every change
         self._sent = {w: 0 for w in self._versions}  # the version the server holds
         super().__init__(env, server, port, flush_interval=flush_interval, close_timeout=close_timeout, pace=1,
@@ -165,7 +222,7 @@ class ComparisonBoard(Sender):
         with self._lock:
             kept = [r for r in self._runs if r.name != name]
             if len(kept) < len(self._runs):
-                self._changed(*CHARTS, *LEARNED)
+                self._changed(*self._charts, *LEARNED)
             self._runs = [*kept, run]
         return _RunLogger(self, run)
 
@@ -208,8 +265,8 @@ class ComparisonBoard(Sender):
             groups: dict[str, list[_Run]] = {}
             for run in self._runs:
                 groups.setdefault(run.label, []).append(run)
-            figures: dict[str, dict[str, Any] | None] = {win: _figure(win, groups) for win in windows or CHARTS
-                                                         if win in CHARTS}
+            figures: dict[str, dict[str, Any] | None] = {win: _figure(win, self._charts[win], groups)
+                                                         for win in windows or self._charts if win in self._charts}
         for win in set(windows) & set(LEARNED):
             figures[win] = self._learned_figure(win)
         return figures
@@ -241,16 +298,34 @@ class ComparisonBoard(Sender):
         for w in windows:
             self._versions[w] += 1
 
+    def _metric_chart(self, name: str) -> str | None:  # under the lock
+        """The chart of a metrics name, made on its first value (None past MAX_METRIC_CHARTS)."""
+        if name in self._metrics:
+            return self._metrics[name]
+        win = None
+        if len(self._charts) - len(CHARTS) < MAX_METRIC_CHARTS:
+            win = base = f"metric_{safe_env(name)}"
+            n = 1
+            while win in self._versions:  # names that read the same once made safe keep apart
+                n += 1
+                win = f"{base}-{n}"
+            self._charts[win] = Chart(metric_title(name), "step", name)
+            self._versions[win] = 0
+        self._metrics[name] = win
+        return win
+
     # ----- sender thread -----
 
     def _send_changes(self) -> bool:
         sent_any = False
-        for win in self._versions:
+        with self._lock:  # events may add charts meanwhile
+            charts = list(self._charts)
+        for win in [*charts, "results", *LEARNED]:
             with self._lock:
                 version = self._versions[win]
-            if version in (0, self._sent[win]):  # nothing drawn yet, or nothing new
+            if version in (0, self._sent.get(win, 0)):  # nothing drawn yet, or nothing new
                 continue
-            if win not in CHARTS and self._versions["train_loss"] > self._sent["train_loss"]:
+            if win not in charts and self._versions["train_loss"] > self._sent["train_loss"]:
                 continue  # the charts first (Visdom lays windows out in the order they appear), if any
             message = self._table_message() if win == "results" else self._chart_message(win)
             if message is not None:
@@ -266,7 +341,8 @@ class ComparisonBoard(Sender):
         figure = self.figures(win)[win]
         if figure is None:
             return None
-        title = CHARTS[win].title if win in CHARTS else LEARNED[win]
+        with self._lock:
+            title = self._charts[win].title if win in self._charts else LEARNED[win]
         size = {"width": 900, "height": 480} if win == "parallel" else {"width": 600, "height": 460}
         if win == "importance":  # a bar per key
             size["height"] = figure["layout"]["height"] + 40
@@ -284,12 +360,16 @@ class ComparisonBoard(Sender):
                 "opts": {"title": "results", "width": 900, "height": 90 + 26 * len(rows)}}
 
 
-def _figure(win: str, groups: dict[str, list[_Run]]) -> dict[str, Any]:
-    chart = CHARTS[win]
+def _figure(win: str, chart: Chart, groups: dict[str, list[_Run]]) -> dict[str, Any]:
+    """A chart: a trace (or a seed band) per variant that has its values, each variant in its own colour
+    on every chart."""
     data: list[dict[str, Any]] = []
     for i, (label, runs) in enumerate(groups.items()):
-        xs, columns = seed_columns([run.points[win] for run in runs])
-        data += seed_traces(label, colour_of(i), xs, columns, len(runs), markers=win != "train_loss")
+        curves = [run.of(win) for run in runs if run.of(win)]
+        if not curves:  # a run without this chart's values (a tracked run's test accuracy)
+            continue
+        xs, columns = seed_columns(curves)
+        data += seed_traces(label, colour_of(i), xs, columns, len(curves), markers=chart.x == "epoch")
     layout = {"title": chart.title, "showlegend": True, "xaxis": {"title": chart.x},
               "yaxis": {"title": chart.y, **percent_axis(chart.percent)},
               "legend": legend_below(), "margin": {"l": 70, "r": 20, "t": 50, "b": 40}}

@@ -1,5 +1,9 @@
 """A sweep directory on disk: made new, its table and plan (sweep.json) rewritten as it goes, read back
 to continue it (`--resume SWEEP_DIR`), and finished runs gathered into a comparison (`compare`).
+
+A comparison may hold tracked runs (runner.track: a loop of one's own, `tracked_info`): their
+spec.json is a config, so each is a variant without an experiment (runner.sweeps.variants.tracked)
+and its row takes what its summary has (its last values; no test accuracy).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from runner.files import write_json
 from runner.sweeps import results as table
 from runner.sweeps.plan import Plan
 from runner.sweeps.results import Result
-from runner.sweeps.variants import Variant, flatten, label, unflatten, unique
+from runner.sweeps.variants import Variant, flatten, label, tracked, unflatten, unique
 
 PLAN = "sweep.json"
 OWN = (PLAN, table.RESULTS_CSV, table.RESULTS_MD)  # the files only the sweep writes (atomically), under its lock
@@ -217,7 +221,11 @@ def gather(paths: Sequence[Path]) -> Gathered:
         if run_dir is not None:
             journals[variant.name] = run_dir / runs.JOURNAL
         summary = read_summary(run_dir) if run_dir is not None else None
-        if summary is not None and status.read(summary.get("status", status.FINISHED)) not in status.TRAINED:
+        ended = status.read(summary.get("status", status.FINISHED)) if summary is not None else None
+        if variant.tracked and ended is not None and ended not in status.TRAINED:  # its last values still count
+            results.append(Result.of(variant, status.STOPPED if ended == status.STOPPED else status.FAILED, summary,
+                                     error=str(summary.get("error") or ended), run_dir=run_dir))
+        elif summary is not None and ended not in status.TRAINED:
             results.append(Result.of(variant, status.FAILED, error=str(summary.get("error") or summary.get("status")),
                                      run_dir=run_dir))
         elif summary is not None:
@@ -234,6 +242,15 @@ def gather(paths: Sequence[Path]) -> Gathered:
 
 
 def _from_run_dir(run_dir: Path, recorded: dict[str, Any] | None) -> Entry:
+    info = tracked_info(run_dir)
+    if info is not None:
+        try:
+            config = json.loads((run_dir / runs.SPEC).read_text())
+        except (OSError, json.JSONDecodeError):
+            config = None
+        config = config if isinstance(config, dict) else info.get("spec") if isinstance(info.get("spec"), dict) else {}
+        name = str(info.get("name") or run_dir.name)
+        return tracked(name, str(run_dir), config), run_dir, recorded
     try:
         resolved = json.loads((run_dir / runs.SPEC).read_text())
         experiment = specs.parse(resolved, str(run_dir / runs.SPEC))
@@ -243,6 +260,21 @@ def _from_run_dir(run_dir: Path, recorded: dict[str, Any] | None) -> Entry:
     flat = flatten(experiment.model_dump(mode="json"))
     base = recorded["base"] if recorded else re.sub(r"-seed_\d+$", "", experiment.name)
     return Variant(experiment.name, str(run_dir), flat, experiment, base=base), run_dir, recorded
+
+
+def tracked_info(run_dir: Path) -> dict[str, Any] | None:
+    """A tracked run's start info (its journal's first line: name, config as `spec`, `tracked`), or its
+    summary where the journal cannot say; None for a run of the runner's own."""
+    try:
+        with open(run_dir / runs.JOURNAL, encoding="utf-8") as f:
+            first = json.loads(f.readline(1 << 20))
+        info = first.get("info") if first.get("event") == "start" else None
+        if isinstance(info, dict) and info.get("tracked") is True:
+            return info
+    except (OSError, ValueError, AttributeError):
+        pass
+    summary = read_summary(run_dir)
+    return summary if summary is not None and summary.get("tracked") is True else None
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:

@@ -4,6 +4,9 @@ results.csv and the dashboards show it. Statuses are runner.status's words.
 results.md ends with what the comparison learned: each varied key's importance for the metric
 (runner.sweeps.importance), or the sentence saying why there is none yet. `learned` gives the keys
 and the finished runs' values that the dashboards' parallel-coordinates chart draws too.
+
+A tracked run (runner.track) has no test set of the runner's: its row says n/a there, its wall time
+stands for the training time, and a `last values` column shows what it logged last.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from runner.sweeps.variants import Variant, seeds_vary, show
 
 RESULTS_CSV, RESULTS_MD = "results.csv", "results.md"
 NUMBERS = ("test_accuracy", "best_test_accuracy", "test_loss", "train_seconds")
+TEXT_COLUMNS = ("variant", "last values", "status")  # aligned left; the others hold numbers
+LAST_SHOWN = 4  # a tracked run's last values in its row; results.csv has them all
+NOT_MEASURED = "n/a"  # a tracked run's test accuracy and loss: its loop has no test set of the runner's
 
 
 @dataclass(frozen=True)
@@ -41,20 +47,31 @@ class Result:
     error: str = ""
     run_dir: str = ""
     flat: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # the variant's values
+    tracked: bool = False  # a loop of one's own (runner.track)
+    last: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # a tracked run's last values
 
     @classmethod
     def of(cls, variant: Variant, state: str, summary: dict[str, Any] | None = None, error: str = "",
            run_dir: Path | None = None) -> "Result":
-        """A row for `variant`; a finished one takes its numbers (and a search's early stop) from `summary`."""
-        numbers = {k: summary[k] for k in NUMBERS} if summary else {}
+        """A row for `variant`; a finished one takes its numbers (and a search's early stop) from `summary`,
+        a tracked one its wall time and last values."""
+        numbers = {k: _number(summary.get(k)) for k in NUMBERS} if summary else {}
         if state == status.FINISHED and summary and summary.get("status") == status.STOPPED_EARLY:
             state = status.STOPPED_EARLY
+        last = {}
+        if variant.tracked and summary:
+            numbers["train_seconds"] = numbers.get("train_seconds") or _number(summary.get("wall_seconds"))
+            last = dict(summary["last"]) if isinstance(summary.get("last"), dict) else {}
         return cls(variant.name, variant.label, variant.seed, state, **numbers, error=error,
-                   run_dir=str(run_dir) if run_dir else "", flat=variant.flat)
+                   run_dir=str(run_dir) if run_dir else "", flat=variant.flat, tracked=variant.tracked, last=last)
 
     @property
     def failed(self) -> bool:
         return self.status not in status.TRAINED
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def starting_results(variants: Sequence[Variant], resumed: Any = None) -> list[Result]:
@@ -92,19 +109,32 @@ def rows(results: Sequence[Result], detail: bool = True) -> tuple[list[str], lis
     `detail` the status of a failure carries the gist of its error."""
     seeds = seeds_vary(results)
     problems = any(r.status != status.FINISHED for r in results)
+    tracked = any(r.tracked for r in results)
     header = ["variant", *(["seed"] if seeds else []), "final acc", "best acc", "final loss", "train s",
-              *(["status"] if problems else [])]
+              *(["last values"] if tracked else []), *(["status"] if problems else [])]
 
-    def number(value: float | None, spec: str) -> str:
+    def number(value: float | None, spec: str, r: Result) -> str:
+        if r.tracked and spec != ".1f":
+            return NOT_MEASURED
         return "" if value is None or not math.isfinite(value) else format(value, spec)
 
     table = []
     for r in ranked(results):
         state = r.status + (f": {brief(r.error)}" if detail and r.error and r.status != status.FINISHED else "")
-        table.append([r.label, *([show(r.seed)] if seeds else []), number(r.test_accuracy, ".2%"),
-                      number(r.best_test_accuracy, ".2%"), number(r.test_loss, ".4f"),
-                      number(r.train_seconds, ".1f"), *([state] if problems else [])])
+        table.append([r.label, *([show(r.seed) if r.seed is not None else ""] if seeds else []),
+                      number(r.test_accuracy, ".2%", r),
+                      number(r.best_test_accuracy, ".2%", r), number(r.test_loss, ".4f", r),
+                      number(r.train_seconds, ".1f", r), *([last_values(r.last)] if tracked else []),
+                      *([state] if problems else [])])
     return header, table
+
+
+def last_values(last: dict[str, Any]) -> str:
+    """A tracked run's last values, the first LAST_SHOWN of them: 'train/loss 0.0123, lr 0.001 (+2 more)'."""
+    shown = [f"{name} {value:.4g}" if isinstance(value, (int, float)) else f"{name} {value}"
+             for name, value in list(last.items())[:LAST_SHOWN]]
+    more = len(last) - LAST_SHOWN
+    return ", ".join(shown) + (f" (+{more} more)" if more > 0 else "")
 
 
 def errors(results: Sequence[Result]) -> list[str]:
@@ -120,8 +150,8 @@ def table(results: Sequence[Result], title: str) -> Any:
     header, cells = rows(results, detail=False)
     t = Table(title=title, show_header=True)
     for column in header:
-        t.add_column(column, justify="left" if column in ("variant", "status") else "right",
-                     no_wrap=column != "variant")
+        t.add_column(column, justify="left" if column in TEXT_COLUMNS else "right",
+                     no_wrap=column not in ("variant", "last values"))
     for row in cells:
         t.add_row(*row)
     return t
@@ -132,6 +162,7 @@ def learned(results: Sequence[Result], folders: Iterable[Path] = ()
     """The keys the comparison varied (the search recorded in the first of `folders`, or of the folders
     holding the runs, that holds one; else the values its variants differ in), and each finished run's
     values and metric."""
+    results = [r for r in results if not r.tracked]  # no test metric to judge them by
     folders = [*folders, *(Path(r.run_dir).parent for r in results if r.run_dir)]
     target = importance.recorded(folders) or importance.of_grid([r.flat for r in results])
     runs = [(r.flat, getattr(r, target.metric, None)) for r in results if r.status == status.FINISHED]
@@ -162,23 +193,25 @@ def _line(row: Sequence[str]) -> str:
 
 def markdown(results: Sequence[Result], title: str, folders: Iterable[Path] = ()) -> str:
     header, cells = rows(results)
-    right = {"variant": ":--", "status": ":--"}
+    right = {column: ":--" for column in TEXT_COLUMNS}
     text = [f"# {title}", "", _line(header), "| " + " | ".join(right.get(c, "--:") for c in header) + " |",
             *(_line(row) for row in cells)]
     if errors(results):
         text += ["", "## Errors", "", *(f"- {e}" for e in errors(results))]
-    text += ["", *importance_lines(results, folders)]
+    if not all(r.tracked for r in results):  # tracked runs have no test metric to judge keys by
+        text += ["", *importance_lines(results, folders)]
     return "\n".join(text) + "\n"
 
 
 def write(out: Path, name: str, results: Sequence[Result]) -> None:
     """results.csv (every number in full) and results.md (the table as shown) in `out`."""
-    fields = ["variant", "seed", "status", *NUMBERS, "name", "run_dir", "error"]
+    tracked = any(r.tracked for r in results)
+    fields = ["variant", "seed", "status", *NUMBERS, "name", "run_dir", "error", *(["last"] if tracked else [])]
     with atomic(out / RESULTS_CSV, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(fields)
         for r in ranked(results):
             writer.writerow([r.label, "" if r.seed is None else r.seed, r.status,
                              *("" if getattr(r, k) is None else repr(getattr(r, k)) for k in NUMBERS),
-                             r.name, r.run_dir, r.error])
+                             r.name, r.run_dir, r.error, *([json.dumps(r.last)] if tracked else [])])
     write_text(out / RESULTS_MD, markdown(results, f"{name} results", [out]))

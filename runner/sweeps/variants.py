@@ -2,6 +2,10 @@
 spec varies (`activations-activation_selu`: its run directory), and labelled, for legends and tables,
 by only what differs across the whole comparison, seed left out: runs that differ only in their seed
 are one group on the charts.
+
+A tracked run (runner.track: a loop of one's own, its spec.json a config rather than an experiment)
+is a variant without an experiment (`tracked`): its values are its config's, under `config.`, and
+tracked runs are labelled by the config keys that differ among them (else by their names).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, Iterable, Sequence
 from runner import spec as specs
 
 MAX_VARIANTS = 10_000  # a sweep's combinations; as many as a search may draw (search.samples)
+CONFIG = "config."  # a tracked run's config keys among its flat values
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class Variant:
     base: str = ""  # the name of the spec it came from
     label: str = ""  # what sets it apart in this comparison, seed left out
     point: dict[str, Any] | None = None  # a search's variant: the values drawn for it
+    tracked: bool = False  # a loop of one's own (runner.track): no experiment, its config in `flat`
 
     @property
     def seed(self) -> Any:
@@ -46,6 +52,15 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[prefix + key] = value
     return flat
+
+
+def tracked(name: str, source: str, config: dict[str, Any]) -> Variant:
+    """A tracked run as a variant: its name, its config's values as `config.KEY` (and its seed, when the
+    config has one: runs differing only in it are seeds of one variant)."""
+    flat = {"name": name, **{CONFIG + key: value for key, value in flatten(config).items()}}
+    if isinstance(config.get("seed"), (int, str)):
+        flat["seed"] = config["seed"]
+    return Variant(name, source, flat, base=name, tracked=True)
 
 
 def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
@@ -130,9 +145,37 @@ def label(variants: Sequence[Variant], fallback: str) -> list[Variant]:
     each other: then only the variants that depart from it name the key (three specs where one adds
     momentum: `momentum=0.9` on that one alone). A variant that departs from nothing is called by its
     spec's name; when nothing differs at all, every variant is called `fallback`.
+
+    Tracked runs are labelled by their config's keys (by their names when those are all alike); runs
+    of the runner and tracked runs compared together are each labelled among their own kind, a kind
+    of one run by its name.
     """
+    kinds = [[v for v in variants if not v.tracked], [v for v in variants if v.tracked]]
+    if not kinds[1]:
+        return _labelled(variants, fallback, _spec_keys(variants))
+    if not kinds[0]:
+        return _labelled(variants, fallback if len({v.base for v in variants}) == 1 else "", _config_keys(variants))
+    made = {id(original): v for kind, keys in ((kinds[0], _spec_keys(kinds[0])), (kinds[1], _config_keys(kinds[1])))
+            for original, v in zip(kind, _labelled(kind, kind[0].base if len(kind) == 1 else "", keys))}
+    labelled = [made[id(v)] for v in variants]
+    kind_of = {v.label: set() for v in labelled}
+    for v in labelled:
+        kind_of[v.label].add(v.tracked)
+    return [replace(v, label=f"{v.label} ({v.name})") if len(kind_of[v.label]) > 1 else v for v in labelled]
+
+
+def _spec_keys(variants: Sequence[Variant]) -> list[str]:
     order = {key: i for i, key in enumerate(specs.sweepable_keys())}
-    keys = sorted({k for v in variants for k in v.flat if k in order and k != "seed"}, key=order.__getitem__)
+    return sorted({k for v in variants for k in v.flat if k in order and k != "seed"}, key=order.__getitem__)
+
+
+def _config_keys(variants: Sequence[Variant]) -> list[str]:
+    return sorted({k for v in variants for k in v.flat if k.startswith(CONFIG)})
+
+
+def _labelled(variants: Sequence[Variant], fallback: str, keys: list[str]) -> list[Variant]:
+    """`label` over `keys`; a variant that departs from nothing, where nothing differs either, is called
+    `fallback`, or by its name when that is empty."""
     values = {k: [json.dumps(v.flat.get(k), sort_keys=True) for v in variants] for k in keys}
     differing = [k for k in keys if len(set(values[k])) > 1]
     shorts = short_keys(differing)
@@ -168,5 +211,5 @@ def unique(variants: Sequence[Variant]) -> list[Variant]:
 
 
 def seeds_vary(items: Iterable[Any]) -> bool:
-    """Whether these variants (or results) have more than one seed."""
-    return len({json.dumps(item.seed) for item in items}) > 1
+    """Whether these variants (or results) have more than one seed (a tracked run may have none)."""
+    return len({json.dumps(item.seed) for item in items if item.seed is not None}) > 1

@@ -36,9 +36,12 @@ def test_a_sweep_draws_one_trace_per_variant_and_compare_draws_the_same(
 
     labels = {f"activation={a}, lr={lr}" for a in ("relu", "selu") for lr in ("0.1", "0.05")}
     live = windows(visdom_server.port, "tiny_sweep")
-    assert set(live) == {*CHARTS, "results", "parallel", "importance"}
-    for chart in CHARTS:
+    # the variants' learning rates (their `metrics` events) meet on a chart of their own too
+    assert set(live) == {*CHARTS, "metric_lr", "results", "parallel", "importance"}
+    for chart in (*CHARTS, "metric_lr"):
         assert {name for name, _, _ in traces(live[chart])} == labels
+    for name, _, ys in traces(live["metric_lr"]):
+        assert set(ys) == {0.1 if "lr=0.1" in name else 0.05}
     summaries = {json.loads((run / "spec.json").read_text())["name"]: json.loads((run / "summary.json").read_text())
                  for run in out.iterdir() if run.is_dir()}
     assert len(summaries) == 4
