@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import signal
 import sys
 from pathlib import Path
@@ -255,7 +256,9 @@ def _validate(path: Path) -> tuple[str, list[str]]:
 
 
 def replay(a: argparse.Namespace) -> int:
-    """A run's dashboard (or console, or event files) rebuilt from its journal."""
+    """A run's dashboard (or console, or event files) rebuilt from its journal; a tracked run's
+    (runner.track: its spec.json is a config, not an experiment) with its backends alone, as it was
+    shown while it ran."""
     from runner import runs
     from runner.loggers import FanOut, JournalError
     from runner.loggers import replay as replay_journal
@@ -265,11 +268,16 @@ def replay(a: argparse.Namespace) -> int:
     if not journal.is_file() or not (run_dir / runs.SPEC).is_file():
         raise UserError(f"{run_dir} is not a run directory: it needs {runs.JOURNAL} and {runs.SPEC}. Run "
                         "directories are made by `python -m runner SPEC.json` under runs/.")
-    try:
-        experiment = specs.parse(json.loads((run_dir / runs.SPEC).read_text()), str(run_dir / runs.SPEC))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{run_dir / runs.SPEC} cannot be read ({exc}); is {run_dir} a run directory?") from None
     kinds = registry.parse(a.logger)
+    tracked = tracked_name(run_dir)
+    if tracked is not None:
+        experiment = specs.Experiment(name=tracked)
+        kinds = (registry.NULL, *kinds)  # the console draws the runner's epochs only
+    else:
+        try:
+            experiment = specs.parse(json.loads((run_dir / runs.SPEC).read_text()), str(run_dir / runs.SPEC))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{run_dir / runs.SPEC} cannot be read ({exc}); is {run_dir} a run directory?") from None
     registry.check(kinds)
     with FanOut(*registry.make(kinds, experiment, Place(run_dir, replay=True))) as logger:
         try:
@@ -278,3 +286,15 @@ def replay(a: argparse.Namespace) -> int:
             raise UserError(str(exc)) from None
     print(f"replayed {events} events from {journal}")
     return 0
+
+
+def tracked_name(run_dir: Path) -> str | None:
+    """The name of a tracked run (runner.track), as its journal's start event or its summary.json says;
+    None for a run of the runner's own."""
+    from runner.sweeps.record import tracked_info
+
+    info = tracked_info(run_dir)
+    if info is None:
+        return None
+    name = str(info.get("name") or "")
+    return name if re.fullmatch(specs.NAME_PATTERN, name) else "tracked"
