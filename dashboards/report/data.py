@@ -9,6 +9,10 @@ Of the insight events (journals from before them have none, and their reports ar
 Journal keeps the last confusion matrix and the last mistakes, every tensor's gradient norm, the
 activations of each epoch and every system sample, and of the weights' histograms their percentiles
 (dashboards.distributions), thinned to at most KEEP_SNAPSHOTS steps so a long run stays small.
+
+A tracked run (runner.track: a loop of one's own; `Run.tracked`) has `metrics` events (every value,
+in `series`), and keeps of its `media` events the latest images of each name and of its `text`
+events the last KEEP_TEXTS texts of each name.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from runner.loggers import BaseLogger, Info, JournalError, replay
 
 REPORT = "report.html"  # a report's file name in its run or sweep directory
 KEEP_SNAPSHOTS = 2 * MAX_SNAPSHOTS  # layers events kept (thinned as they come); a chart strides over them
+KEEP_TEXTS = 20  # a tracked run's texts kept per name, the latest
 
 Series = tuple[list[int], list[float | None]]  # (steps or epochs, values)
 
@@ -59,6 +64,9 @@ class Journal(BaseLogger):
         self.grad_norms: dict[str, Series] = {}
         self.layer_outputs: list[tuple[int, dict[str, Any]]] = []  # (epoch, {layer: {"kind", "mean", "std", "zeros"}})
         self.system_series: dict[str, Series] = {}  # a system value's key -> (steps, values)
+        # a tracked run's events
+        self.latest_media: dict[str, dict[str, Any]] = {}  # name -> {"step", "pixels", "count"}, the latest
+        self.texts: dict[str, list[dict[str, Any]]] = {}  # name -> its last KEEP_TEXTS {"step", "text"}
         self.closed = False
         self.summary: dict[str, Any] | None = None
 
@@ -116,6 +124,15 @@ class Journal(BaseLogger):
                 xs.append(step)
                 ys.append(finite(value))
 
+    def media(self, epoch: int, step: int, name: str, pixels: Sequence[Any]) -> None:
+        count = self.latest_media.get(str(name), {}).get("count", 0)
+        self.latest_media[str(name)] = {"step": step, "pixels": list(pixels), "count": count + 1}
+
+    def text(self, epoch: int, step: int, name: str, text: str) -> None:
+        kept = self.texts.setdefault(str(name), [])
+        kept.append({"step": step, "text": str(text)})
+        del kept[:-KEEP_TEXTS]
+
     def close(self, summary: Info | None) -> None:
         super().close(summary)
         self.closed = True
@@ -134,7 +151,14 @@ class Run:
 
     @property
     def name(self) -> str:
+        if self.tracked:  # its spec is a config, whose "name" (if any) is the config's own
+            return str(self.journal.info.get("name") or (self.summary or {}).get("name") or self.path.name)
         return str(self.spec.get("name") or self.journal.info.get("name") or self.path.name)
+
+    @property
+    def tracked(self) -> bool:
+        """A loop of one's own (runner.track): its spec is a config, its events metrics, media and text."""
+        return self.journal.info.get("tracked") is True or (self.summary or {}).get("tracked") is True
 
     @property
     def status(self) -> str:

@@ -2,8 +2,11 @@
 
 A run's figures: the train loss per step (a min/max envelope of the raw curve, so spikes survive,
 with its smoothed trace), test loss and accuracy per epoch, and one chart per `metrics` key (the
-learning rate). A sweep's figures: the comparison's charts (dashboards.charts.COMPARISON) plus one
-per `metrics` key, a trace per variant, seeds as mean and min-max band as in the comparison env.
+learning rate), names with a '/' one chart per group as on the live dashboard (`scalar_figures`:
+`train/loss` and `train/kl` are the traces loss and kl of the chart train); a tracked run's
+(runner.track) are those charts alone. A sweep's figures: the comparison's charts
+(dashboards.charts.COMPARISON) plus one per `metrics` key, a trace per variant, seeds as mean and
+min-max band as in the comparison env.
 
 Charts keep at most MAX_POINTS points per trace (SWEEP_MAX_POINTS on a sweep's, which draws three
 traces per variant), numbers cut to five significant digits; the page's tables hold exact values.
@@ -26,6 +29,7 @@ from dashboards.charts import (
     envelope,
     flat_range,
     legend_below,
+    metric_group,
     metric_title,
     percent_axis,
     seed_columns,
@@ -34,8 +38,8 @@ from dashboards.charts import (
 )
 from dashboards.report.data import Journal, Run, epoch_means, finite
 
-__all__ = ["MAX_POINTS", "SWEEP_MAX_POINTS", "band_traces", "chart", "envelope", "run_figures", "short", "stride",
-           "sweep_figures"]
+__all__ = ["MAX_POINTS", "SWEEP_MAX_POINTS", "band_traces", "chart", "envelope", "run_figures", "scalar_figures",
+           "short", "stride", "sweep_figures"]
 
 # MAX_POINTS (dashboards.charts): per trace on a chart, the train loss's as a min/max envelope (`envelope`)
 SWEEP_MAX_POINTS = 1000  # per trace on a sweep's charts: three traces per variant
@@ -101,17 +105,47 @@ def run_figures(run: Run) -> list[dict[str, Any]]:
         figures.append(chart("train_loss", "train loss", "step", "loss", data))
     if j.evaluations:
         figures += _test_figures(j)
-    for n, (key, (xs, ys)) in enumerate(sorted(j.series.items())):
-        xs, ys = envelope(xs, ys)
-        figures.append(chart(f"metric_{n}", metric_title(key), "step", key, [
-            {"type": "scatter", "mode": "lines", "name": key, "x": xs, "y": short(ys),
-             "line": {"color": colour_of(3 + n)}}]))
+    figures += scalar_figures(j.series)
     lr = finite((run.spec.get("optim") or {}).get("lr"))
     if "lr" not in j.series and lr is not None and j.steps:  # journals from before the metrics event
         figures.append(chart("lr", "learning rate (constant, optim.lr of the spec)", "step", "lr", [
             {"type": "scatter", "mode": "lines", "name": "lr", "x": [j.steps[0], j.steps[-1]], "y": [lr, lr],
              "line": {"color": COLOURS[3]}}]))
     return figures
+
+
+def scalar_figures(series: dict[str, tuple[list[int], list[float | None]]]) -> list[dict[str, Any]]:
+    """One chart per `metrics` name, or per group of names (the part before the first '/'), in the order
+    of their names; each trace as a min/max envelope of at most MAX_POINTS points."""
+    charts: dict[str, list[str]] = {}  # a group (or a name of its own, as "/name") -> its names
+    for key in sorted(series):
+        group, _ = metric_group(key)
+        charts.setdefault(group if group is not None else "/" + key, []).append(key)
+    figures = []
+    for n, (chart_key, keys) in enumerate(sorted(charts.items())):
+        if chart_key.startswith("/"):  # a name of its own: one trace named after it, as ever
+            key = keys[0]
+            xs, ys = _to_the_end(*series[key])
+            figures.append(chart(f"metric_{n}", metric_title(key), "step", key, [
+                {"type": "scatter", "mode": "lines", "name": key, "x": xs, "y": short(ys),
+                 "line": {"color": colour_of(3 + n)}}]))
+            continue
+        data = []
+        for i, key in enumerate(keys):
+            xs, ys = _to_the_end(*series[key])
+            data.append({"type": "scatter", "mode": "lines", "name": html.escape(metric_group(key)[1]), "x": xs,
+                         "y": short(ys), "line": {"color": colour_of(i)}})
+        figures.append(chart(f"metric_{n}", chart_key, "step", "", data))
+    return figures
+
+
+def _to_the_end(xs: list[int], ys: list[float | None]) -> tuple[list[float], list[float | None]]:
+    """The envelope of a curve, drawn to its last point (a bucket draws its extremes, not its end)."""
+    out_x, out_y = envelope(xs, ys)
+    if xs and (out_x[-1], out_y[-1]) != (xs[-1], ys[-1]):
+        out_x.append(xs[-1])
+        out_y.append(ys[-1])
+    return out_x, out_y
 
 
 def _test_figures(j: Journal) -> list[dict[str, Any]]:

@@ -3,6 +3,10 @@ journal names them), what the insight events show (dashboards.report.insight: cl
 weights and gradients, activations, system; only those the journal has), the per-epoch numbers with
 every step's loss as a CSV download, the summary and the spec, under a header that says how the run
 ended and how to continue it.
+
+A tracked run's page (runner.track: a loop of one's own) has its charts (one per group of names, as
+the live dashboard groups them), every value as a CSV download, the latest images of each name and
+the step they were logged at, its texts, its last values and summary, and its config (spec.json).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any, Sequence
 from urllib.parse import quote
 
 from dashboards.report.data import Journal, Run, epoch_means
-from dashboards.report.figures import run_figures
+from dashboards.report.figures import run_figures, scalar_figures
 from dashboards.report.insight import insight_sections
 from dashboards.report.page import (
     chart_grid,
@@ -95,6 +99,8 @@ def steps_csv_link(j: Journal, name: str) -> str:
 
 
 def run_report(run: Run) -> str:
+    if run.tracked:
+        return tracked_report(run)
     figures = run_figures(run)
     j = run.journal
     insight, insight_figures = insight_sections(run)
@@ -134,3 +140,98 @@ def _notes(run: Run) -> list[str]:
     elif run.status == "unfinished":
         notes.append("The journal has no end: the process was killed, or is still running.")
     return notes
+
+
+# ----- a tracked run (runner.track) ----------------------------------------------------------------
+
+def tracked_report(run: Run) -> str:
+    j = run.journal
+    figures = scalar_figures(j.series)
+    charts = chart_grid(figures) + values_csv_link(j, run.name) if figures else \
+        "<p class=note>The journal holds no values yet.</p>"
+    summary = {k: v for k, v in (run.summary or {}).items() if k != "last"} if run.summary is not None else None
+    sections = [("Charts", charts), ("Images", media_html(j)), ("Texts", texts_html(j)),
+                ("Summary", last_values_html(run) + summary_html(summary)),
+                ("Config", f"<pre>{html.escape(json.dumps(run.spec, indent=2))}</pre>")]
+    meta = [f"run {run.path.name}", "a loop of its own (runner.track)", f"{_steps(j):,} steps",
+            f"{len(j.series)} scalars", *_cost(run.summary or {})]
+    notes = [n for n in _notes(run) if "--resume" not in n]
+    return page(f"{run.name}: report", header(run.name, "", run.status, meta, notes), sections, figures, run.path)
+
+
+def _steps(j: Journal) -> int:
+    return max((xs[-1] for xs, _ in j.series.values() if xs), default=0)
+
+
+def _cost(summary: dict[str, Any]) -> list[str]:
+    wall, overhead = summary.get("wall_seconds"), (summary.get("logging") or {}).get("overhead")
+    return [*([f"{wall:,.1f} s"] if isinstance(wall, (int, float)) else []),
+            *([f"logging cost {overhead:.1%} of the loop"] if isinstance(overhead, (int, float)) else [])]
+
+
+def values_csv_link(j: Journal, name: str) -> str:
+    """Every value of every name, exactly, as a CSV the page offers for download: a row per step, a
+    column per name (a name logged twice at one step gets a second row for that step)."""
+    names = sorted(j.series)
+    rows: dict[int, list[dict[str, Any]]] = {}
+    for key in names:
+        for step, value in zip(*j.series[key]):
+            at = rows.setdefault(step, [{}])
+            row = next((r for r in at if key not in r), None)
+            if row is None:
+                at.append(row := {})
+            row[key] = value
+    lines = ["step," + ",".join(_csv_field(k) for k in names)]
+    lines += [f"{step}," + ",".join("" if row.get(k) is None else repr(row[k]) for k in names)
+              for step in sorted(rows) for row in rows[step]]
+    count = sum(len(xs) for xs, _ in j.series.values())
+    return (f'<p><a download="{html.escape(name)}-values.csv" href="data:text/csv;charset=utf-8,'
+            f'{quote(chr(10).join(lines) + chr(10))}">Every value, exact (CSV, {count:,} values in '
+            f"{len(lines) - 1:,} rows; blank: not logged at that step, or not finite)</a></p>")
+
+
+def _csv_field(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
+
+
+def media_html(j: Journal) -> str:
+    """The latest images of each name, with the step they were logged at."""
+    if not j.latest_media:
+        return ""
+    parts = []
+    for name, m in sorted(j.latest_media.items()):
+        cells = []
+        for i, image in enumerate(m["pixels"][:MAX_IMAGES]):
+            try:
+                data, width, height = png(image)
+            except (ValueError, TypeError, IndexError) as exc:
+                cells = [f"<p class=note>These images cannot be drawn ({html.escape(str(exc))}).</p>"]
+                break
+            scale = max(1, IMAGE_BOX // max(width, height))
+            cells.append(f'<figure><img alt="{html.escape(name)} {i}" width={width * scale} height={height * scale} '
+                         f'src="data:image/png;base64,{base64.b64encode(data).decode()}"></figure>')
+        times = f", the last of {m['count']:,} logged" if m["count"] > 1 else ""
+        parts.append(f"<h3>{html.escape(name)}</h3><p class=meta>step {html.escape(str(m['step']))}{times}</p>"
+                     f"<div class=samples>{''.join(cells)}</div>")
+    return "".join(parts)
+
+
+def texts_html(j: Journal) -> str:
+    """Each name's texts, the latest first (the last KEEP_TEXTS of them)."""
+    parts = []
+    for name, kept in sorted(j.texts.items()):
+        items = "".join(f"<p class=meta>step {html.escape(str(t['step']))}</p><pre>{html.escape(t['text'])}</pre>"
+                        for t in reversed(kept))
+        parts.append(f"<h3>{html.escape(name)}</h3>{items}")
+    return "".join(parts)
+
+
+def last_values_html(run: Run) -> str:
+    """Each name's last value and the step it was logged at (the summary's exact value where it has one)."""
+    j, last = run.journal, (run.summary or {}).get("last") or {}
+    names = sorted(set(j.series) | set(last if isinstance(last, dict) else {}))
+    if not names:
+        return ""
+    rows = [[k, j.series[k][0][-1] if k in j.series and j.series[k][0] else None,
+             last.get(k) if isinstance(last, dict) and k in last else j.series[k][1][-1]] for k in names]
+    return "<h3>last values</h3>" + table_html(["name", "step", "value"], rows, "kv")
