@@ -27,6 +27,7 @@ Activation = Literal["relu", "leaky_relu", "selu", "softplus", "sigmoid", "tanh"
 ACTIVATIONS: tuple[str, ...] = Activation.__args__  # type: ignore[attr-defined]
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,39}$"  # a run's tag (runner.lab.notes.TAG)
 
 
 class SpecError(UserError):
@@ -210,8 +211,9 @@ class InsightSpec(Frozen):
                                                           "memory and the GPU's; 0: none.")
 
 
-# Keys a sweep may not vary: they name the run and its dashboard, which the sweep names itself.
-UNSWEPT = ("name", "description", "sweep", "search", "visdom")
+# Keys a sweep may not vary: they name the run and its dashboard, which the sweep names itself, or
+# describe the run (tags, notes) rather than set how it trains.
+UNSWEPT = ("name", "description", "sweep", "search", "visdom", "tags", "notes")
 
 
 MODEL_SPECS: tuple[type[BaseModel], ...] = (MLPSpec, CNNSpec, PythonSpec)
@@ -347,6 +349,12 @@ def check_sweep(sweep: Any) -> dict[str, list[Any]]:
 class Experiment(Frozen):
     name: str = Field(..., pattern=NAME_PATTERN, description="Names the run directory and the dashboard env.")
     description: str = Field("", description="What the experiment shows, in a sentence or two.")
+    tags: tuple[Annotated[str, Field(pattern=TAG_PATTERN)], ...] = Field(
+        (), max_length=100, description="Labels for finding the run later (`python -m runner runs --tag best`): 1 to "
+                                        "40 letters, digits, '_', '.', ':', '/' or '-' each; `python -m runner tag` "
+                                        "changes them afterwards.")
+    notes: str = Field("", max_length=10_000, description="A note kept with the run, shown first among its notes "
+                                                          "(`python -m runner note` adds more).")
     seed: int = Field(0, ge=0, lt=2**63, description="Seeds init and batch order; same seed on CPU, same result.")
     data: DataSpec = Field(default_factory=DataSpec, description="Dataset and batching.")
     model: Model = Field(default_factory=MLPSpec, description="The network: kind mlp or logistic (the "
