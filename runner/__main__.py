@@ -32,7 +32,8 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m runner", description="Train an experiment described by a JSON file. A spec with a sweep, "
         "or several specs, is a comparison: every variant runs in turn, each with its own run directory and "
         "dashboard env, in one sweep directory with a results table. Other commands: `compare RUN_DIR...`, "
-        "`report RUN_DIR`, `validate SPEC...`, `schema`, `replay RUN_DIR`.", epilog=EXIT)
+        "`report RUN_DIR`, `validate SPEC...`, `schema`, `replay RUN_DIR`; the notebook of runs: `runs [DIR...]`, "
+        "`tag RUN... +TAG -TAG`, `note RUN TEXT`, `diff RUN_A RUN_B`.", epilog=EXIT)
     p.add_argument("spec", type=Path, nargs="*", help="experiment files, e.g. experiments/relu.json")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
     p.add_argument("--logger", default="visdom", metavar="KIND[,KIND]", help=LOGGER_HELP)
@@ -79,10 +80,17 @@ def replay_parser() -> argparse.ArgumentParser:
     return p
 
 
+LAB = ("runs", "tag", "note", "diff")  # the notebook's commands (runner/lab/cli.py parses their arguments)
+
+
 def dispatch(argv: list[str]) -> int:
-    from runner import commands
+    from runner.lab import cli as lab
 
     command, rest = (argv[0], argv[1:]) if argv else ("", [])
+    if command in LAB or (command == "report" and lab.wants_lab_report(rest)):
+        return getattr(lab, command)(rest)
+    from runner import commands
+
     if command == "schema":
         print(json.dumps(specs.schema(), indent=2))
         return 0
