@@ -31,13 +31,15 @@ def read_file(path: Path, limit: int) -> tuple[bytes | None, str | None]:
             return None, f"{path.name} is not a regular file"
         if info.st_size > limit:
             return None, f"{path.name} is {size(info.st_size)}, more than the {size(limit)} read (left unread)"
-        chunks, left = [], limit + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
+        chunks, got, left = [], 0, limit + 1
+        while left > 0:  # one read, as a rule: more only for a short read or a file that grew meanwhile
+            chunk = os.read(fd, min(left, max(info.st_size + 1, 1 << 16)))
             if not chunk:
                 break
             chunks.append(chunk)
-            left -= len(chunk)
+            got, left = got + len(chunk), left - len(chunk)
+            if got == info.st_size:
+                break
         data = b"".join(chunks)
         if len(data) > limit:
             return None, f"{path.name} grew past the {size(limit)} read (left unread)"

@@ -101,6 +101,8 @@ def flatten(tree: Any, prefix: str = "", depth: int = 0, out: dict[str, Any] | N
             break
         if isinstance(value, dict) and value and depth < MAX_DEPTH:
             flatten(value, f"{prefix}{key}.", depth + 1, out)
+        elif value is None or type(value) in (bool, int) or type(value) is str and len(value) <= MAX_VALUE:
+            out[f"{prefix}{key}"] = value  # the common case, kept as it is
         else:
             out[f"{prefix}{key}"] = _bounded(value)
     return out

@@ -112,9 +112,8 @@ def print_table(rows: Sequence[dict[str, Any]], total: int, out: TextIO | None =
             text.append(cell.ljust(w) + ("  " if i < len(line) - 1 else ""), style=style)
         text.rstrip()
         lines.append(text)
-    crop = console.is_terminal
-    for line in lines:
-        console.print(line, no_wrap=crop, overflow="crop" if crop else None, soft_wrap=not crop)
+    crop = console.is_terminal  # a terminal: each line cut at its width; a pipe or file: whole lines
+    console.print(Text("\n").join(lines), no_wrap=crop, overflow="crop" if crop else None, soft_wrap=not crop)
     console.print(footer(rows, total, keys), soft_wrap=True, markup=False)
 
 
