@@ -46,13 +46,13 @@ def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def make_real_runs(folder: Path, lrs: tuple[float, ...] = (0.3, 0.1, 0.03, 0.01), cnn: bool = True) -> dict[str, Path]:
-    """Real runs of the tiny data under `folder`/real, made at once: a sweep of the learning rates `lrs`
+    """Real runs of the tiny data under `folder`/runs, made at once: a sweep of the learning rates `lrs`
     (one process), a CNN run (with `cnn`) and a tracked run. Returns {what: its directory}: `sweep`,
     `variant0`..., `cnn`, `tracked`."""
     from helpers import make_tiny_mnist, tiny_spec
 
     data = make_tiny_mnist(folder / "data")
-    real = folder / "real"
+    real = folder / "runs"
     made = {"sweep": real / "lrs-20261125-171800", "tracked": real / "tracked-20261125-172100"}
     sweep = tiny_spec(folder, data, train={"epochs": 2}, sweep={"optim.lr": list(lrs)}, tags=["baseline"],
                       notes="learning rates of the tiny MLP")
@@ -173,8 +173,13 @@ def screenshot(folder: Path, output: Path) -> None:
     """The notebook's page of `folder` in headless Chromium, offline, saved as `output`."""
     from chromium import page as chromium_page
 
-    took, done = timed("report", str(folder))
-    page_file = Path(done.stdout.split("report: ", 1)[1].strip())
+    started = time.perf_counter()  # from the folder holding it, as a person would: the page names `runs`
+    done = subprocess.run([sys.executable, "-m", "runner", "report", folder.name], cwd=folder.parent,
+                          capture_output=True, text=True, timeout=300)
+    took = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr)
+    page_file = folder.parent / done.stdout.split("report: ", 1)[1].strip()
     with chromium_page({"width": 1400, "height": 1000}) as page:
         page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else r.abort())
         page.goto(page_file.as_uri())
@@ -201,7 +206,7 @@ def main() -> None:
         if a.write:
             write(text, ROOT / "docs" / "BENCHMARKS.md")
         if a.screenshot:
-            screenshot(Path(tmp) / "real", a.screenshot)
+            screenshot(Path(tmp) / "runs", a.screenshot)
 
 
 if __name__ == "__main__":

@@ -122,13 +122,14 @@ def runs_html(rows: Sequence[dict[str, Any]], keys: Sequence[str], base: Path) -
     return (f"<style>{STYLE}</style>"
             f'<p><input id=filter type=search size=60 placeholder="filter: words, or status=finished metric&gt;0.98 '
             f'model.kind~cnn" aria-label="filter the runs"> <span id=shown class=meta>{len(rows)} runs</span></p>'
-            f'<table class="sortable" id="runs-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
-            f"</table><p class=meta>Click a column to sort by it; conditions in the filter take the column names "
+            f'<div class=wide><table class="sortable" id="runs-table"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>'
+            f"<p class=meta>Click a column to sort by it; conditions in the filter take the column names "
             f"(= != &gt; &gt;= &lt; &lt;= ~){html.escape(more)}.</p><script>{FILTER}</script>")
 
 
 STYLE = ("#runs-table td{white-space:nowrap}#runs-table td.notes{white-space:normal;min-width:16em;max-width:32em;"
-         "text-align:left}#filter{font:inherit;padding:3px 6px}")
+         "text-align:left}#filter{font:inherit;padding:3px 6px}.wide{overflow-x:auto}")
 
 # In the page: the filter box. Words must appear in a row; KEY OP VALUE compares a column (numbers as
 # numbers, a percent as a fraction); rows hidden here hide their curves.
