@@ -115,14 +115,15 @@ def run_figures(run: Run) -> list[dict[str, Any]]:
 
 
 def scalar_figures(series: dict[str, tuple[list[int], list[float | None]]]) -> list[dict[str, Any]]:
-    """One chart per `metrics` name, or per group of names (the part before the first '/'), in the order
-    of their names; each trace as a min/max envelope of at most MAX_POINTS points."""
+    """One chart per `metrics` name, or per group of names (the part before the first '/'), charts and
+    traces in the order the names first came, as on the live dashboard (so a trace has its colour
+    there); each trace a min/max envelope of at most MAX_POINTS points, drawn to its last point."""
     charts: dict[str, list[str]] = {}  # a group (or a name of its own, as "/name") -> its names
-    for key in sorted(series):
+    for key in series:
         group, _ = metric_group(key)
         charts.setdefault(group if group is not None else "/" + key, []).append(key)
     figures = []
-    for n, (chart_key, keys) in enumerate(sorted(charts.items())):
+    for n, (chart_key, keys) in enumerate(charts.items()):
         if chart_key.startswith("/"):  # a name of its own: one trace named after it, as ever
             key = keys[0]
             xs, ys = _to_the_end(*series[key])

@@ -171,8 +171,9 @@ def _cost(summary: dict[str, Any]) -> list[str]:
 
 def values_csv_link(j: Journal, name: str) -> str:
     """Every value of every name, exactly, as a CSV the page offers for download: a row per step, a
-    column per name (a name logged twice at one step gets a second row for that step)."""
-    names = sorted(j.series)
+    column per name in the order they first came (a name logged twice at one step gets a second row
+    for that step)."""
+    names = list(j.series)
     rows: dict[int, list[dict[str, Any]]] = {}
     for key in names:
         for step, value in zip(*j.series[key]):

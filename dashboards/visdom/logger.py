@@ -370,7 +370,7 @@ class VisdomLogger(Sender, BaseLogger):
             p = Progress(**vars(self._progress))
         text = run_pane_html(p, time.monotonic(), {"pid": self._pid, "host": self._host, "run_dir": p.run_dir,
                                                    "beat": round(time.time(), 1), "status": p.status})
-        height = 230 + 20 * bool(p.system)
+        height = 230 + 20 * bool(p.system) - 40 * p.tracked  # a tracked run's has no epochs, ETA or device
         return self._viz.text(text, win="run", env=self.env, opts={"title": "run", "width": 520, "height": height})
 
     def _plot_message(self, plot: Plot, data: list[Points], opts: dict[str, Any]) -> Message:

@@ -207,9 +207,9 @@ def test_the_report_of_a_tracked_run_has_a_chart_per_group_its_images_texts_and_
         run.summary["best"] = 0.25
     text = report.write(tmp_path / "run").read_text()
     charts = {f["layout"]["title"]["text"]: f for f in figures_of(text)}
-    assert list(charts) == ["learning rate", "test", "train"]
+    assert list(charts) == ["train", "learning rate", "test"]  # in the order the names came, as live
     train = {d["name"]: d for d in charts["train"]["data"]}
-    assert list(train) == ["kl", "loss", "rec"]
+    assert list(train) == ["loss", "rec", "kl"]
     for line in train.values():
         assert line["x"][-1] == 5000 and len(line["x"]) <= MAX_POINTS + 1  # drawn to the last step
     assert train["kl"]["x"] == list(range(10, 5001, 10))  # short enough to be drawn point for point
@@ -227,6 +227,6 @@ def test_the_report_of_a_tracked_run_has_a_chart_per_group_its_images_texts_and_
     from urllib.parse import unquote
 
     rows = unquote(csv.group(1)).splitlines()
-    assert rows[0] == "step,lr,test/loss,train/kl,train/loss,train/rec" and len(rows) == 1 + 5000
-    assert rows[-1] == f"5000,0.001,0.5,500.0,{1 / 5000!r},{float(5000 % 3)!r}"
+    assert rows[0] == "step,train/loss,train/rec,lr,train/kl,test/loss" and len(rows) == 1 + 5000
+    assert rows[-1] == f"5000,{1 / 5000!r},{float(5000 % 3)!r},0.001,500.0,0.5"
     assert "best" in text and "last values" in text
