@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import torch
@@ -22,6 +22,15 @@ from runner import data, runs, track
 from runner.errors import UserError
 from runner.loggers import NullLogger, replay
 from runner.spec import DataSpec
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Small models on a CPU shared with other work: one thread is quicker and steadier."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def tiny(root: Path) -> data.Dataset:

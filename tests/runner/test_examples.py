@@ -4,6 +4,7 @@ leave a finished run."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,9 @@ from runner.loggers import NullLogger, replay
 
 
 def example(name: str, *args: str) -> subprocess.CompletedProcess:
+    # One thread: on a CPU shared with other work, torch's threads waiting on each other cost more than they give.
     return subprocess.run([sys.executable, str(ROOT / "examples" / name), *args], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT)
+                          timeout=120, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def journal(run_dir: Path) -> NullLogger:
