@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -112,51 +113,61 @@ def make_notebook(folder: Path, sources: list[Path], n: int = 1000) -> list[Path
     return made
 
 
-def timed(*args: str) -> tuple[float, subprocess.CompletedProcess]:
+def timed(*args: str) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system) of `python -m runner ARGS` in a new process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = cli(*args)
     took = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(done.stderr)
-    return took, done
+    return took, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
-def measure(folder: Path, rounds: int) -> list[tuple[str, list[float]]]:
-    """Seconds of each way of listing `folder`, cold and warm, alternating, `rounds` each."""
+def clocked(work: Any) -> tuple[float, float]:
+    """Wall and CPU seconds of `work()` in this process."""
+    started, cpu = time.perf_counter(), time.process_time()
+    work()
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def measure(folder: Path, rounds: int) -> list[tuple[str, list[tuple[float, float]]]]:
+    """(wall, CPU) seconds of each way of listing `folder`, cold and warm, alternating, `rounds` each."""
     from runner.lab.index import INDEX, listing
 
-    ways: dict[str, list[float]] = {}
+    ways: dict[str, list[tuple[float, float]]] = {}
+    empty = folder.parent / "empty"
+    empty.mkdir(exist_ok=True)
     for _ in range(rounds):
         for output in ("table", "json"):
             extra = ["--json"] if output == "json" else []
             (folder / INDEX).unlink(missing_ok=True)
-            ways.setdefault(f"cold, {output} (new process)", []).append(timed("runs", str(folder), *extra)[0])
-            ways.setdefault(f"warm, {output} (new process)", []).append(timed("runs", str(folder), *extra)[0])
+            ways.setdefault(f"cold, {output} (new process)", []).append(timed("runs", str(folder), *extra))
+            ways.setdefault(f"warm, {output} (new process)", []).append(timed("runs", str(folder), *extra))
         (folder / INDEX).unlink(missing_ok=True)
-        started = time.perf_counter()
-        listing([folder])
-        ways.setdefault("cold, listing only (in process)", []).append(time.perf_counter() - started)
-        started = time.perf_counter()
-        listing([folder])
-        ways.setdefault("warm, listing only (in process)", []).append(time.perf_counter() - started)
-    empty = folder.parent / "empty"
-    empty.mkdir(exist_ok=True)
-    ways["an empty folder (new process: Python and the imports)"] = [timed("runs", str(empty), "--json")[0]
-                                                                      for _ in range(rounds)]
+        ways.setdefault("cold, listing only (in process)", []).append(clocked(lambda: listing([folder])))
+        ways.setdefault("warm, listing only (in process)", []).append(clocked(lambda: listing([folder])))
+        ways.setdefault("an empty folder (new process: Python and the imports)", []).append(
+            timed("runs", str(empty), "--json"))
     return list(ways.items())
 
 
-def table(results: list[tuple[str, list[float]]], n: int, rounds: int) -> str:
+def table(results: list[tuple[str, list[tuple[float, float]]]], n: int, rounds: int) -> str:
     load = os.getloadavg()[0]
     lines = [BEGIN, "## Listing runs", "",
              f"`python benchmarks/lab.py --write` ({time.strftime('%Y-%m-%d')}; {platform.machine()}, "
              f"{os.cpu_count()} cores, Python {platform.python_version()}): `python -m runner runs DIR` over {n:,} "
              "run directories copied, with small edits, from real runs of the tiny data; cold: no "
              "`.index.json` (every directory read), warm: the index in place (every directory looked at, none "
-             f"read). {rounds} rounds, alternating, seconds; load average (1 min) at the end: {load:.1f}.", "",
-             "| how | median s | min | max |", "|---|---|---|---|"]
+             f"read). {rounds} rounds, alternating; wall seconds and the process's CPU seconds (user + system, "
+             f"which other work on the machine does not inflate as much). Load average (1 min) at the end: "
+             f"{load:.1f}.", "",
+             "| how | median wall s | min | max | median CPU s |", "|---|---|---|---|---|"]
     for how, values in results:
-        lines.append(f"| {how} | {statistics.median(values):.3f} | {min(values):.3f} | {max(values):.3f} |")
+        walls, cpus = [w for w, _ in values], [c for _, c in values]
+        lines.append(f"| {how} | {statistics.median(walls):.3f} | {min(walls):.3f} | {max(walls):.3f} | "
+                     f"{statistics.median(cpus):.3f} |")
     return "\n".join([*lines, END]) + "\n"
 
 
