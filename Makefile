@@ -72,6 +72,7 @@ test: install-extras data assets browser
 bench: data
 	$(PYTHON) benchmarks/bench.py
 	$(PYTHON) benchmarks/insight.py --write
+	$(PYTHON) benchmarks/tracking.py --write
 
 # Stops the server first: its pid file lives in .visdom.
 clean: visdom-stop
