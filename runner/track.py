@@ -71,16 +71,8 @@ class Run:
                  every: int, seconds: float) -> None:
         from runner import runs
         from runner.loggers import JsonlLogger
-        from runner.loggers.registry import parse
 
-        if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
-            raise TrackError(f"track.run's name is {name!r}; it names the run's directory and dashboard, so it "
-                             "must be 1 to 100 letters, digits, '_', '.' or '-', starting with a letter or digit.")
-        config = _config(config)
-        kinds = tuple(k for k in parse(logger) if k != "console")  # the console draws the runner's epochs only
-        if not isinstance(every, int) or every < 1 or not (isinstance(seconds, (int, float)) and seconds >= 0):
-            raise TrackError(f"track.run: every ({every!r}) must be a whole number >= 1 and seconds ({seconds!r}) "
-                             "a number >= 0.")
+        config, kinds = check(name, config, logger=logger, every=every, seconds=seconds)
         self.name, self.config, self.every, self.seconds = name, config, every, float(seconds)
         self.run_dir = _new_dir(name, Path(out) if out is not None else None, config)
         self.summary: dict[str, Any] = {}  # yours: merged into summary.json at the end
@@ -161,8 +153,7 @@ class Run:
             self.last[key] = value
             if not math.isfinite(value):
                 self._warn(f"finite {key}", f"{key} is {value} at step {step}; recorded as it is (a gap on the charts)")
-        for step, scalars in by_step.items():
-            self._each("metrics", EPOCH, step, scalars)
+        self._each("metrics_of_steps", [(EPOCH, step, scalars) for step, scalars in by_step.items()])
 
     # ----- the end -----
 
@@ -264,10 +255,15 @@ class Run:
             return None
 
     def _each(self, method: str, *args: Any) -> None:
-        """An event to every logger; one that fails is warned about once and left out from then on."""
+        """An event to every logger; one that fails is warned about once and left out from then on.
+        `metrics_of_steps`: a chunk of `metrics` events, in one write where the logger has it."""
         for logger in list(self._loggers):
             try:
-                getattr(logger, method)(*args)
+                if method == "metrics_of_steps" and not hasattr(logger, method):
+                    for calls in args[0]:
+                        logger.metrics(*calls)
+                else:
+                    getattr(logger, method)(*args)
             except Exception as exc:  # noqa: BLE001 - the loop goes on whatever a logger does
                 self._loggers.remove(logger)
                 what = "the journal" if type(logger).__name__ == "JsonlLogger" else type(logger).__name__
@@ -295,6 +291,26 @@ class Run:
                 "overhead": round(self._inside / wall, 5) if wall > 0 else 0.0}
 
 
+def check(name: Any, config: Any = None, *, logger: str = "visdom", every: Any = 20, seconds: Any = 1.0
+          ) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """What `run` refuses (TrackError, or UserError for a logger kind or its missing package), checked
+    without making anything; returns the config as JSON values and the logger kinds to make."""
+    from runner.loggers.registry import check as check_kinds
+    from runner.loggers.registry import parse
+
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
+        raise TrackError(f"track.run's name is {name!r}; it names the run's directory and dashboard, so it "
+                         "must be 1 to 100 letters, digits, '_', '.' or '-', starting with a letter or digit.")
+    config = _config(config)
+    kinds = tuple(k for k in parse(logger) if k != "console")  # the console draws the runner's epochs only
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1 \
+            or isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+        raise TrackError(f"track.run: every ({every!r}) must be a whole number >= 1 and seconds ({seconds!r}) "
+                         "a number >= 0.")
+    check_kinds(tuple(k for k in kinds if k != "null"))
+    return config, kinds
+
+
 def _config(config: Any) -> dict[str, Any]:
     if config is None:
         return {}
@@ -306,12 +322,18 @@ def _config(config: Any) -> dict[str, Any]:
 
 
 def _plain(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """The summary given, every value that JSON cannot hold written as its text."""
-    return {str(k): v if isinstance(v, (str, int, float, bool, type(None))) else _number_or_text(v)
-            for k, v in summary.items()}
+    """The summary given as JSON values: numbers, strings, lists and dicts of them as they are, a
+    one-element tensor or array as its number, anything else as its text."""
+    return {str(k): _json(v) for k, v in summary.items()}
 
 
-def _number_or_text(value: Any) -> Any:
+def _json(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    if isinstance(value, Mapping) and depth < 32:
+        return {str(k): _json(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and depth < 32:
+        return [_json(v, depth + 1) for v in value]
     try:
         return float(value)
     except (TypeError, ValueError):

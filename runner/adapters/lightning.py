@@ -24,7 +24,6 @@ config or logger kind when it is made; after that nothing it does raises into th
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -109,8 +108,7 @@ class RunnerLogger(Logger):
         if self._run is None:  # not started: they are the run's config
             self._config.update(values)
         elif self._open("hyperparameters"):
-            known = json.loads(self._run.summary.get("hyperparameters", "{}"))
-            self._run.summary["hyperparameters"] = json.dumps({**known, **values})  # the summary keeps text
+            self._run.summary["hyperparameters"] = {**self._run.summary.get("hyperparameters", {}), **values}
 
     @rank_zero_only
     def log_graph(self, model: Any, input_array: Any = None) -> None:
@@ -186,24 +184,11 @@ class _Unstarted:
 def _check(name: str, config: Mapping[str, Any] | None, options: Mapping[str, Any]) -> None:
     """What `track.run` refuses, refused when the logger is made rather than inside `fit`."""
     from runner import runs
-    from runner.loggers.registry import check, parse
 
-    if not isinstance(name, str) or not track.RUN_NAME.fullmatch(name):
-        raise track.TrackError(f"RunnerLogger's name is {name!r}; it names the run's directory and dashboard, so it "
-                               "must be 1 to 100 letters, digits, '_', '.' or '-', starting with a letter or digit.")
-    try:
-        json.dumps(dict(config or {}), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise track.TrackError(f"RunnerLogger's config must be a dict of JSON values and becomes the run's "
-                               f"spec.json; this one cannot be written as JSON ({exc}).") from None
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise TypeError(f"RunnerLogger takes track.run's options ({', '.join(OPTIONS)}), not {', '.join(unknown)}")
-    every, seconds = options.get("every", 20), options.get("seconds", 1.0)
-    if not isinstance(every, int) or every < 1 or not (isinstance(seconds, (int, float)) and seconds >= 0):
-        raise track.TrackError(f"RunnerLogger: every ({every!r}) must be a whole number >= 1 and seconds "
-                               f"({seconds!r}) a number >= 0.")
-    check(tuple(k for k in parse(options.get("logger", "visdom")) if k not in ("null", "console")))
+    track.check(name, config, **{k: v for k, v in options.items() if k != "out"})
     if options.get("out") is not None:
         try:
             runs.check_new(Path(options["out"]))

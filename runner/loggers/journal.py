@@ -86,6 +86,10 @@ class JsonlLogger(BaseLogger):
     def metrics(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
         self._write([{"event": "metrics", "epoch": epoch, "step": step, "values": dict(values)}])
 
+    def metrics_of_steps(self, calls: Sequence[tuple[int, int, Mapping[str, float]]]) -> None:
+        """Several `metrics` events (epoch, step, values) as one write(2): a tracked run's chunk."""
+        self._write([{"event": "metrics", "epoch": e, "step": s, "values": dict(v)} for e, s, v in calls])
+
     def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
         self._write([{"event": "evaluation", "epoch": epoch, "step": step, "test_loss": test_loss,
                       "test_accuracy": test_accuracy}])

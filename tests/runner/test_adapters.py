@@ -201,14 +201,14 @@ def test_the_logger_outside_a_trainer(tmp_path: Path, capsys: pytest.CaptureFixt
     logger.log_metrics({"loss": 9.0}, step=9)
     done = summary(tmp_path / "run")
     assert json.loads((tmp_path / "run" / runs.SPEC).read_text()) == {}
-    assert json.loads(done["hyperparameters"]) == {"lr": 0.5, "schedule": {"kind": "cosine"}, "bad": "inf"}
+    assert done["hyperparameters"] == {"lr": 0.5, "schedule": {"kind": "cosine"}, "bad": "inf"}
     assert done["note"] == "started by its first use" and done["status"] == "finished"
     assert logged(tmp_path / "run") == [(7, "loss", 1.5)]
     assert capsys.readouterr().err.count("has ended") == 1
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"name": "../up"}, "RunnerLogger's name is '../up'"),
+    ({"name": "../up"}, "name is '../up'"),
     ({"name": "ok", "config": {"f": object()}}, "cannot be written as JSON"),
     ({"name": "ok", "every": 0}, "every (0) must be"),
     ({"name": "ok", "logger": "printer"}, "unknown 'printer'"),
