@@ -200,9 +200,22 @@ def sort_rows(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
 def differing(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The spec keys whose values differ between these rows (rows without a key not counted), in the
     order the specs give them."""
-    seen: dict[str, set[str]] = {}
+    first: dict[str, Any] = {}  # key -> the first value met (as _identity gives it)
+    differ: set[str] = set()
     for row in rows:
         for key, item in (row.get("spec") or {}).items():
-            if key not in NOT_DIFFERING:
-                seen.setdefault(key, set()).add(json.dumps(item, sort_keys=True))
-    return [key for key, values in seen.items() if len(values) > 1]
+            if key in differ or key in NOT_DIFFERING:
+                continue
+            seen = _identity(item)
+            if key not in first:
+                first[key] = seen
+            elif first[key] != seen:
+                differ.add(key)
+    return [key for key in first if key in differ]
+
+
+def _identity(value: Any) -> Any:
+    """A value as a set can hold it, 1, 1.0 and true kept apart; lists and objects as their JSON."""
+    if value is None or type(value) in (str, int, float, bool):
+        return type(value), value
+    return dict, json.dumps(value, sort_keys=True)

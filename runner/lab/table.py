@@ -93,7 +93,7 @@ def _cut(text: str, width: int, keep_end: bool = False) -> str:
 def print_table(rows: Sequence[dict[str, Any]], total: int, out: TextIO | None = None) -> None:
     """The console table of `rows` (of `total` found), then a line of counts and the keys left out."""
     from rich.console import Console
-    from rich.text import Text
+    from rich.text import Span, Text
 
     console = Console(file=out or sys.stdout, highlight=False)
     keys = differing(rows)
@@ -101,19 +101,20 @@ def print_table(rows: Sequence[dict[str, Any]], total: int, out: TextIO | None =
     cells = [[_cut(str(f(r)), RUN_CELL if h == "run" else 80 if h == "problem" else CELL, h == "run")
               for h, f in cols] for r in rows]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (h, _) in enumerate(cols)]
-    lines = [Text("  ".join(h.ljust(w) for (h, _), w in zip(cols, widths)).rstrip(), style="bold"),
-             Text("  ".join("-" * w for w in widths))]
-    where = {h: i for i, (h, _) in enumerate(cols)}
-    for row, line in zip(rows, cells):
-        text = Text()
-        for i, (cell, w) in enumerate(zip(line, widths)):
-            style = GOOD.get(row["status"], "red") if i == where["status"] else \
-                "red" if i == where.get("problem") else None
-            text.append(cell.ljust(w) + ("  " if i < len(line) - 1 else ""), style=style)
-        text.rstrip()
+    starts = [sum(w + 2 for w in widths[:i]) for i in range(len(widths))]  # each column's offset in a line
+    lines = ["  ".join(h.ljust(w) for (h, _), w in zip(cols, widths)).rstrip(), "  ".join("-" * w for w in widths)]
+    spans, offset = [Span(0, len(lines[0]), "bold")], len(lines[0]) + len(lines[1]) + 2
+    where = [i for i, (h, _) in enumerate(cols) if h in ("status", "problem")]
+    for row, line in zip(rows, cells):  # one Text with a span per coloured cell: 13,000 appends took 0.1 s
+        text = "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
+        for i in where:
+            style = GOOD.get(row["status"], "red") if cols[i][0] == "status" else "red"
+            spans.append(Span(offset + starts[i], offset + starts[i] + len(line[i]), style))
         lines.append(text)
+        offset += len(text) + 1
     crop = console.is_terminal  # a terminal: each line cut at its width; a pipe or file: whole lines
-    console.print(Text("\n").join(lines), no_wrap=crop, overflow="crop" if crop else None, soft_wrap=not crop)
+    console.print(Text("\n".join(lines), spans=spans), no_wrap=crop, overflow="crop" if crop else None,
+                  soft_wrap=not crop)
     console.print(footer(rows, total, keys), soft_wrap=True, markup=False)
 
 
