@@ -64,7 +64,7 @@ from dashboards.charts import Ema
 # READ_TIMEOUT is re-exported: a request's longest wait is part of what this logger promises.
 from dashboards.visdom.connection import READ_TIMEOUT, Refused  # noqa: F401
 from dashboards.visdom.names import MAX_ENV_CHARS, safe_env  # noqa: F401 - safe_env: imported from here elsewhere
-from dashboards.visdom.insight import Insight
+from dashboards.visdom.insight import Insight, number
 from dashboards.visdom.panes import (  # noqa: F401 - MAX_IMAGE_SIDE: what this logger promises
     IMAGES_PER_ROW,
     MAX_IMAGE_SIDE,
@@ -174,7 +174,7 @@ class VisdomLogger(Sender, BaseLogger):
 
     def metrics(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
         with self._lock:
-            missed = self._scalars.add(step, values, finite)
+            missed = self._scalars.add(step, values, number)  # a value that is no number: a gap
             tracked = self._progress.tracked
             if tracked:  # its only clock: a tracked run sends no train_loss
                 self._advance(epoch, step)
