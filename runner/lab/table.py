@@ -47,6 +47,8 @@ def metric_text(row: dict[str, Any]) -> str:
 def seconds_text(value: Any) -> str:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return ""
+    if value < 10:
+        return f"{value:.2g} s"  # 0.043 s, 1.2 s: a tiny run trains in hundredths of a second
     if value < 60:
         return f"{value:.1f} s"
     minutes, secs = divmod(int(round(value)), 60)
