@@ -159,9 +159,6 @@ class Run:
 
     def finish(self, status: str = "finished", error: str = "") -> dict[str, Any]:
         """End the run: the values still kept, summary.json, the loggers closed. Once; returns the summary."""
-        from runner import runs
-        from runner.files import write_json
-
         if self.finished:
             return self._summary
         self.finished = True
@@ -175,13 +172,25 @@ class Run:
                          **({"error": error} if error else {}), "steps": self.step, "last": dict(self.last),
                          "wall_seconds": round(wall, 4), "run_dir": str(self.run_dir), **self._where(),
                          "logging": self._cost(wall)}
+        self._write_summary()
+        loggers = list(self._loggers)
+        self._each("close", self._summary)
+        # The dashboard's part of the cost is known once its sender has drained, as for a runner run.
+        self._loggers = loggers
+        self._summary["logging"] = self._cost(wall)
+        self._loggers = []
+        self._write_summary()
+        self._held.__exit__(None, None, None)
+        return self._summary
+
+    def _write_summary(self) -> None:
+        from runner import runs
+        from runner.files import write_json
+
         try:
             write_json(self.run_dir / runs.SUMMARY, self._summary)
         except OSError as exc:
             self._warn("summary", f"{self.run_dir / runs.SUMMARY} could not be written ({exc.strerror})")
-        self._each("close", self._summary)
-        self._held.__exit__(None, None, None)
-        return self._summary
 
     def __enter__(self) -> "Run":
         return self
@@ -257,6 +266,8 @@ class Run:
     def _each(self, method: str, *args: Any) -> None:
         """An event to every logger; one that fails is warned about once and left out from then on.
         `metrics_of_steps`: a chunk of `metrics` events, in one write where the logger has it."""
+        if self.finished and not self._loggers:
+            self._warn("finished", f"the run has finished; its {method.replace('_of_steps', '')} after that are ignored")
         for logger in list(self._loggers):
             try:
                 if method == "metrics_of_steps" and not hasattr(logger, method):
