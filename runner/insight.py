@@ -42,12 +42,13 @@ def _histogram(t: torch.Tensor) -> torch.Tensor:
     t = t.detach().reshape(-1).float()
     lo, hi = torch.aminmax(t)
     scale = BINS / (hi - lo).clamp_min(torch.finfo(torch.float32).tiny)
-    scaled = ((t - lo) * scale).nan_to_num_(0)
+    scaled = ((t - lo) * scale).nan_to_num_(0).clamp_(0, BINS - 1)  # in range before the cast: inf too
     if t.device.type == "cpu":  # bincount of int32 is the fastest there; on a GPU it reads its input's range back
-        counts = torch.bincount(scaled.int().clamp_(0, BINS - 1), minlength=BINS).float()
-    else:
-        counts = torch.zeros(BINS, device=t.device).scatter_add_(0, scaled.long().clamp_(0, BINS - 1),
-                                                                 torch.ones_like(t))
+        counts = torch.bincount(scaled.int(), minlength=BINS).float()
+    else:  # int64 counts: float ones would stop counting at 2**24 in a bin
+        index = scaled.long()
+        counts = torch.zeros(BINS, dtype=torch.int64, device=t.device).index_add_(
+            0, index, torch.ones((), dtype=torch.int64, device=t.device).expand_as(index)).float()
     return torch.cat([torch.stack([lo, hi]), counts])
 
 
@@ -67,8 +68,8 @@ class Layers:
             return
         with torch.no_grad():
             weights = [p for _, p in self.tensors]
-            has_grad = [p.grad is not None for p in weights]
-            grads = [p.grad for p in weights if p.grad is not None]
+            has_grad = [p.grad is not None and not p.grad.is_sparse for p in weights]  # sparse: not drawn
+            grads = [p.grad for p, present in zip(weights, has_grad) if present]
             rows = torch.stack([_histogram(t) for t in weights + grads])
             norms = torch.stack(torch._foreach_norm([g.float() for g in grads])) if grads else None
             self.pending.append((epoch, step, rows, norms, has_grad))
@@ -106,6 +107,7 @@ class Activations:
     def __init__(self, model: nn.Module) -> None:
         self.modules = watched_modules(model)
         self.stats: list[torch.Tensor] = []
+        self.device = next((p.device for p in model.parameters()), torch.device("cpu"))
 
     @contextlib.contextmanager
     def watching(self) -> Iterator[None]:
@@ -121,9 +123,9 @@ class Activations:
         if isinstance(output, torch.Tensor) and output.numel():
             o = output.detach().float()
             self.stats.append(torch.stack([o.mean(), o.std() if o.numel() > 1 else o.new_zeros(()),
-                                           (o == 0).float().mean()]))
+                                           (o == 0).float().mean()]).to(self.device))
         else:  # a module whose output is not one tensor: a row of NaN keeps the names in step
-            self.stats.append(torch.full((3,), float("nan"), device=self._device))
+            self.stats.append(torch.full((3,), float("nan"), device=self.device))
 
     def read(self) -> dict[str, dict[str, Any]]:
         if len(self.stats) != len(self.modules):  # a module called more or less than once: order unknown
@@ -131,10 +133,6 @@ class Activations:
         rows = torch.stack(self.stats).tolist()
         return {name: {"kind": type(module).__name__, "mean": mean, "std": std, "zeros": zeros}
                 for (name, module), (mean, std, zeros) in zip(self.modules, rows)}
-
-    @property
-    def _device(self) -> torch.device:
-        return next((t.device for t in self.stats), torch.device("cpu"))
 
 
 class Classes:

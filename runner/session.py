@@ -143,8 +143,11 @@ class Recorder:
         self.logger = Timed(self.fanout)
         self.base = {"name": experiment.name, "device": str(device), "torch_version": torch.__version__,
                      "seed": experiment.seed, **self.fanout.where(), "run_dir": str(run_dir)}
-        if device is None:
-            self.base["device"] = _started_on(self.journal.path)
+        if device is None or resume is not None:  # what the journal's start event recorded
+            started = _started(self.journal.path)
+            self.base["device"] = self.base["device"] if device is not None else str(started.get("device", "unknown"))
+            if isinstance(started.get("provenance"), dict):
+                self.base["provenance"] = _brief(started["provenance"])
 
     def __enter__(self) -> "Recorder":
         """Closes the loggers however the run ends; a resumed run's loggers first get what the journal
@@ -165,6 +168,8 @@ class Recorder:
     def start(self, info: dict[str, Any]) -> None:
         """The start event: `info` (dataset, sizes, where it trains) with the run's own identity."""
         self.base["device"] = str(info.get("device", self.base["device"]))
+        if isinstance(info.get("provenance"), dict):  # the summary's copy leaves the diffs to the journal
+            self.base["provenance"] = _brief(info["provenance"])
         self.logger.start({**info, "name": self.experiment.name, "spec": self.experiment.model_dump(mode="json"),
                            "device": self.base["device"], "run_dir": str(self.run_dir),
                            "torch_version": self.base["torch_version"], **self.fanout.where()})
@@ -206,21 +211,32 @@ def _write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
         print(f"warning: {run_dir / runs.SUMMARY} could not be written: the disk is full", file=sys.stderr)
 
 
-def _started_on(journal: Path) -> str:
-    """The device a journal's start event names."""
+def _started(journal: Path) -> dict[str, Any]:
+    """The info of a journal's start event ({} when it cannot be read)."""
     import json
 
     try:
         with open(journal, encoding="utf-8") as f:
-            return str(json.loads(f.readline()).get("info", {}).get("device", "unknown"))
+            info = json.loads(f.readline(1 << 24)).get("info", {})
+        return info if isinstance(info, dict) else {}
     except (OSError, ValueError, AttributeError):
-        return "unknown"
+        return {}
+
+
+def _brief(provenance: dict[str, Any]) -> dict[str, Any]:
+    from runner.lab.provenance import brief
+
+    return brief(provenance)
 
 
 def start_info(dataset: data.Dataset, experiment: Experiment, device: Any) -> dict[str, Any]:
-    """What the training side knows for the start event."""
+    """What the training side knows for the start event, and what made the run (runner.lab.provenance:
+    commits, dirty trees and their diffs, versions, host, command line)."""
+    from runner.lab import provenance
+
     return {"device": str(device), "dataset": dataset.info.describe(), "train_size": len(dataset.train),
-            "test_size": len(dataset.test), "steps_per_epoch": -(-len(dataset.train) // experiment.data.batch_size)}
+            "test_size": len(dataset.test), "steps_per_epoch": -(-len(dataset.train) // experiment.data.batch_size),
+            "provenance": provenance.collect(provenance.model_dirs(experiment.model))}
 
 
 def _build(experiment: Experiment, dataset: data.Dataset, device: Any, out: Path | None, resume_dir: Path | None,

@@ -35,6 +35,7 @@ from __future__ import annotations
 import atexit
 import json
 import math
+import operator
 import re
 import sys
 import time
@@ -89,10 +90,19 @@ class Run:
         self._inside = 0.0  # seconds of the loop's thread spent in these calls
         self._held = runs.lock(self.run_dir, runs.OWN)
         self._held.__enter__()
-        self._loggers: list[Any] = [JsonlLogger(self.run_dir / runs.JOURNAL)]
-        self._loggers += _loggers(kinds, name, self.run_dir)
+        self._loggers: list[Any] = []
+        try:
+            self._loggers.append(JsonlLogger(self.run_dir / runs.JOURNAL))
+            self._loggers += _loggers(kinds, name, self.run_dir)
+            made = _provenance()
+        except BaseException:  # nothing half-made is left held: the loggers closed, the directory let go
+            for logger in self._loggers:
+                logger.close(None)
+            self._held.__exit__(None, None, None)
+            raise
+        self._provenance = _brief(made)
         info = {"name": name, "tracked": True, "spec": config, "run_dir": str(self.run_dir),
-                "python": sys.version.split()[0], **self._where()}
+                "python": sys.version.split()[0], **self._where(), "provenance": made}
         self._each("start", info)
         atexit.register(self._at_exit)
 
@@ -110,6 +120,8 @@ class Run:
                 return
             for key, value in values.items():
                 if (key in self._names or self._name_ok(key)) and self._value_ok(key, value):
+                    if hasattr(value, "detach"):  # as it is now: a tensor updated in place later must not
+                        value = value.detach().clone()  # change it (a copy on its device, no wait)
                     self._pending.append((step, key, value))
             self._calls += 1
             if self._calls >= self.every or time.monotonic() - self._flushed_at >= self.seconds:
@@ -122,7 +134,7 @@ class Run:
         MAX_IMAGES of them."""
         started = time.perf_counter()
         try:
-            step = self._step(step)
+            step = self._step(step, same=True)
             pixels = self._pixels(name, images) if self._name_ok(name) else None
             if pixels is not None:
                 self.flush()
@@ -133,7 +145,7 @@ class Run:
     def text(self, name: str, text: str, step: int | None = None) -> None:
         started = time.perf_counter()
         try:
-            step = self._step(step)
+            step = self._step(step, same=True)
             if self._name_ok(name):
                 self.flush()
                 self._each("text", EPOCH, step, name, str(text)[:MAX_TEXT])
@@ -146,7 +158,19 @@ class Run:
         self._flushed_at, self._calls = time.monotonic(), 0
         if not pending:
             return
-        values = _read([value for _, _, value in pending])
+        try:
+            values = _read([value for _, _, value in pending])
+        except Exception as exc:  # noqa: BLE001 - never into the loop: read one by one, drop what fails
+            self._warn("read", f"values could not be read together ({exc!r}); read one by one")
+            values, kept = [], []
+            for entry in pending:
+                try:
+                    values += _read([entry[2]])
+                    kept.append(entry)
+                except Exception:  # noqa: BLE001
+                    self._warn(f"read {entry[1]}", f"{entry[1]} could not be read; its value at step {entry[0]} "
+                                                   "is dropped")
+            pending = kept
         by_step: dict[int, dict[str, float]] = {}
         for (step, key, _), value in zip(pending, values):
             by_step.setdefault(step, {})[key] = value
@@ -171,7 +195,7 @@ class Run:
         self._summary = {**_plain(self.summary), "name": self.name, "tracked": True, "status": status,
                          **({"error": error} if error else {}), "steps": self.step, "last": dict(self.last),
                          "wall_seconds": round(wall, 4), "run_dir": str(self.run_dir), **self._where(),
-                         "logging": self._cost(wall)}
+                         "provenance": self._provenance, "logging": self._cost(wall)}
         self._write_summary()
         loggers = list(self._loggers)
         self._each("close", self._summary)
@@ -205,18 +229,29 @@ class Run:
             self.finish("failed", f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
     def _at_exit(self) -> None:
-        self.finish()
+        """A run left open: failed if the script died of an error (Python keeps it in sys.last_value)."""
+        error = getattr(sys, "last_value", None)
+        if isinstance(error, BaseException):
+            self.__exit__(type(error), error, None)
+        else:
+            self.finish()
 
     # ----- the rest -----
 
-    def _step(self, step: Any) -> int:
+    def _step(self, step: Any, same: bool = False) -> int:
+        """`step`, or the next one (`same`: the current one, for images and texts beside the scalars)."""
+        if step is not None:
+            try:
+                if isinstance(step, bool):
+                    raise TypeError
+                step = operator.index(step)
+            except Exception:  # noqa: BLE001 - a tensor of several values, a float, NaN: never into the loop
+                self._warn("step", f"step must be a whole number, not {str(step)[:60]}; the next step is used")
+                step = None
         if step is None:
-            step = self.step + 1
-        elif isinstance(step, bool) or not isinstance(step, int) and not (hasattr(step, "__index__")):
-            self._warn("step", f"step must be a whole number, not {step!r}; the next step is used")
-            step = self.step + 1
-        self.step = max(self.step, int(step))
-        return int(step)
+            step = max(self.step, 1) if same else self.step + 1
+        self.step = max(self.step, step)
+        return step
 
     def _name_ok(self, name: Any) -> bool:
         if isinstance(name, str) and NAME.fullmatch(name):
@@ -234,8 +269,8 @@ class Run:
         if dtype is not None and shape is not None and math.prod(shape) == 1:
             numeric = self._dtypes.get(dtype)
             if numeric is None:
-                numeric = self._dtypes[dtype] = "complex" not in str(dtype) and "bool" not in str(dtype)
-            if numeric:
+                numeric = self._dtypes[dtype] = _numeric(dtype)
+            if numeric and not getattr(value, "is_meta", False):
                 return True
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             return True
@@ -359,17 +394,39 @@ def _read(values: list[Any]) -> list[float]:
         if hasattr(value, "detach"):
             tensors.setdefault(value.device, []).append(i)
         elif not isinstance(value, (int, float)):
-            out[i] = float(value)  # a numpy scalar
+            out[i] = value.item()  # a numpy scalar or one-element array
     if tensors:
         import torch
 
         with torch.no_grad():
             for indices in tensors.values():
-                read = torch.stack([values[i] if values[i].dim() == 0 else values[i].reshape(())
-                                    for i in indices]).tolist()
+                wide = torch.float32 if values[indices[0]].device.type == "mps" else torch.float64  # exact ints
+                read = torch.stack([values[i].reshape(()).to(wide) for i in indices]).tolist()
                 for i, v in zip(indices, read):
                     out[i] = v
     return [float(v) for v in out]
+
+
+def _numeric(dtype: Any) -> bool:
+    """Whether an array's or tensor's element type is a real number (not bool, complex, text, a date)."""
+    kind = getattr(dtype, "kind", None)  # numpy's
+    if kind is not None:
+        return kind in "iuf"
+    return bool(getattr(dtype, "is_floating_point", False)) or str(dtype).startswith(("torch.int", "torch.uint"))
+
+
+def _provenance() -> dict[str, Any]:
+    """What made the run (runner.lab.provenance), the loop's own script standing for its repository."""
+    from runner.lab import provenance
+
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    return provenance.collect([script] if script is not None and script.is_file() else [])
+
+
+def _brief(made: dict[str, Any]) -> dict[str, Any]:
+    from runner.lab import provenance
+
+    return provenance.brief(made)
 
 
 def _new_dir(name: str, out: Path | None, config: dict[str, Any]) -> Path:

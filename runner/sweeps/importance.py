@@ -126,9 +126,16 @@ def why_not(trials: Sequence[Trial], target: Target) -> str | None:
     if len(trials) < 2:
         n = len(trials)
         return f"No importance: it needs two finished variants or more, and there {'is' if n == 1 else 'are'} {n}."
-    if not any(len({_identity(values[key]) for values, _ in trials}) > 1 for key in target.keys):
+    if not varying(trials, target):
         return "No importance: no key varies among the finished variants."
+    if len({value for _, value in trials}) == 1:
+        return f"No importance: every finished variant has the same {target.metric}."
     return None
+
+
+def varying(trials: Sequence[Trial], target: Target) -> list[str]:
+    """The keys whose value differs among these trials: the only ones importance can be given to."""
+    return [key for key in target.keys if len({_identity(values[key]) for values, _ in trials}) > 1]
 
 
 def importances(trials: Sequence[Trial], target: Target) -> dict[str, float]:
@@ -154,7 +161,8 @@ def importances(trials: Sequence[Trial], target: Target) -> dict[str, float]:
         study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=value))
     with warnings.catch_warnings():  # few trials make PED-ANOVA warn; the page says how many there were
         warnings.simplefilter("ignore")
-        found = optuna.importance.get_param_importances(study)
+        found = optuna.importance.get_param_importances(  # PED-ANOVA, as the captions say, whatever the default
+            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), params=varying(trials, target))
     return dict(sorted(found.items(), key=lambda item: -item[1]))
 
 

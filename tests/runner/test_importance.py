@@ -162,3 +162,14 @@ def test_nothing_imports_optuna_until_importances_are_asked_for() -> None:
     done = subprocess.run([sys.executable, "-c", f"import sys; import {', '.join(modules)}; "
                            "print('optuna' in sys.modules)"], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_a_key_constant_among_the_finished_runs_gets_no_importance_and_equal_metrics_give_none() -> None:
+    target = importance.Target(space={"optim.lr": {"choice": [0.1, 0.2, 0.3]}, "model.width": {"choice": [8, 16]}})
+    trials = [({"optim.lr": 0.1, "model.width": 8}, 0.9), ({"optim.lr": 0.2, "model.width": 8}, 0.8),
+              ({"optim.lr": 0.3, "model.width": 8}, 0.7)]
+    found = importance.importances(trials, target)
+    assert found == {"optim.lr": 1.0}
+    same = [(values, 0.5) for values, _ in trials]
+    with pytest.raises(importance.NoImportance, match="same test_accuracy"):
+        importance.importances(same, target)

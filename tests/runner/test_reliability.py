@@ -21,7 +21,7 @@ from runner.spec import Experiment
 
 CPU = torch.device("cpu")
 EPOCHS = 150  # of 12 steps: long enough to be interrupted, short enough to rerun
-TIMING = {"logging", "train_seconds", "eval_seconds", "samples_per_second", "wall_seconds", "run_dir", "peaks"}
+TIMING = {"logging", "train_seconds", "eval_seconds", "samples_per_second", "wall_seconds", "run_dir", "peaks", "provenance"}
 
 
 def experiment(root: Path, **train_spec: Any) -> Experiment:

@@ -19,7 +19,7 @@ from helpers import ROOT, make_tiny_mnist, run_cli, tiny_spec
 
 STEPS, EPOCHS = 300, 3  # steps per epoch (1,500 tiny images at batch 5), epochs
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # each run: two share the two cores, and torch's threads would spin
-TIMING = {"logging", "train_seconds", "eval_seconds", "samples_per_second", "wall_seconds", "run_dir", "peaks"}
+TIMING = {"logging", "train_seconds", "eval_seconds", "samples_per_second", "wall_seconds", "run_dir", "peaks", "provenance"}
 
 
 def start(spec: Path, out: Path) -> subprocess.Popen:

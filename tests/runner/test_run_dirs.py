@@ -178,7 +178,7 @@ def test_a_disk_that_fills_mid_run_ends_it_resumable_with_exit_2(tmp_path: Path,
     assert_whole(kept)
     reference = tmp_path / "reference"
     assert run_cli(str(spec), "--logger", "null", "--no-report", "--out", str(reference)).returncode == 0
-    timing = {"logging", "train_seconds", "eval_seconds", "samples_per_second", "wall_seconds", "run_dir", "peaks"}
+    timing = {"logging", "train_seconds", "eval_seconds", "samples_per_second", "wall_seconds", "run_dir", "peaks", "provenance"}
     a, b = (json.loads((d / runs.SUMMARY).read_text()) for d in (kept, reference))
     assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
 

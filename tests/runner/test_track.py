@@ -182,3 +182,37 @@ def test_a_full_disk_costs_the_journal_not_the_loop(tmp_path: Path) -> None:
     assert kept.read_bytes().endswith(b"\n")
     steps = [m["step"] for m in journal_of(tmp_path / "kept").named("metrics")]
     assert steps == list(range(1, len(steps) + 1)) and 2000 <= len(steps) < 20000
+
+
+def test_values_are_taken_as_they_are_at_the_call_and_read_exactly(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    import numpy as np
+
+    total = torch.zeros(())
+    with track.run("exact", out=tmp_path / "run", logger="null", every=10) as run:
+        for _ in range(3):
+            total += 1  # in place, after the call: the values logged must not follow it
+            run.log({"total": total})
+        run.log({"half": torch.tensor(0.5, dtype=torch.float16), "count": torch.tensor(100_001),
+                 "array": np.array([[2.5]]), "scalar": np.float32(1.5)})
+        run.log({"words": np.array(["a"]), "when": np.array([np.datetime64("2020-01-01")])}, step=torch.tensor([1, 2]))
+        run.images("grid", torch.rand(1, 1, 4, 4))  # beside the last scalars, not a step of its own
+    metrics = journal_of(tmp_path / "run").named("metrics")
+    assert [(m["step"], m["values"]) for m in metrics] == [
+        (1, {"total": 1.0}), (2, {"total": 2.0}), (3, {"total": 3.0}),
+        (4, {"half": 0.5, "count": 100_001.0, "array": 2.5, "scalar": 1.5})]
+    assert [m["step"] for m in journal_of(tmp_path / "run").named("media")] == [5]
+    err = capsys.readouterr().err
+    assert "words: a ndarray" in err and "when: a ndarray" in err and "step must be a whole number" in err
+
+
+def test_a_script_that_dies_leaves_its_run_failed(tmp_path: Path) -> None:
+    done = python(f"""
+        from runner import track
+        run = track.run("dies", out={str(tmp_path / 'run')!r}, logger="null")
+        run.log({{"loss": 1.0}})
+        raise RuntimeError("boom")
+    """)
+    assert done.returncode == 1 and "RuntimeError: boom" in done.stderr
+    summary = json.loads((tmp_path / "run" / runs.SUMMARY).read_text())
+    assert summary["status"] == "failed" and summary["error"] == "RuntimeError: boom"
