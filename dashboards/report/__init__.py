@@ -9,6 +9,7 @@ same bytes Visdom serves), images are PNG data URIs, and every text taken from t
     data.py      a run directory read back (Journal, Run, read_run)
     figures.py   the Plotly figures of a run and of a sweep (seed bands from dashboards.charts)
     run.py       a run's page            sweep.py   a sweep's page
+    insight.py   a run's insight sections (classes, mistakes, weights and gradients, activations, system)
     page.py      the safe, offline HTML document (inline plotly.js, escaping, PNG data URIs)
     output.py    build, write, write_or_warn, ReportOnClose
     lab.py       the page of many runs: a folder of runs (neither a run nor a sweep directory), or

@@ -6,7 +6,8 @@ into variants that each train as an ordinary run in one sweep directory, and the
 - `plan`: the comparison of some specs, and what `--dry-run` prints;
 - `results`: the table (console, results.md, results.csv, the dashboards' copy);
 - `record`: the sweep directory on disk: sweep.json written and read back (`--resume`), and
-  finished runs gathered into a comparison (`compare`).
+  finished runs gathered into a comparison (`compare`), tracked runs among them;
+- `importance`: what mattered: each varied key's importance for the metric (Optuna, lazily).
 
 The executors (runner.executors) train the variants. Importing any of these stays cheap (no torch).
 """
