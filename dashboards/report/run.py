@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from dashboards.report.data import Journal, Run, epoch_means
 from dashboards.report.figures import run_figures, scalar_figures
+from dashboards.report import record
 from dashboards.report.insight import insight_sections
 from dashboards.report.page import (
     chart_grid,
@@ -109,6 +110,7 @@ def run_report(run: Run) -> str:
                 *insight,
                 ("Per epoch", epochs_html(j) + steps_csv_link(j, run.name)),
                 ("Summary", summary_html(run.summary)),
+                *record.sections(run),
                 ("Spec", f"<pre>{html.escape(json.dumps(run.spec, indent=2))}</pre>")]
     return page(f"{run.name}: report", header(run.name, str(run.spec.get("description") or ""), run.status,
                                                _meta(run), _notes(run)), sections, figures + insight_figures,
@@ -127,7 +129,12 @@ def _meta(run: Run) -> list[str]:
             f"torch {info.get('torch_version') or s.get('torch_version', '?')}"]
     if isinstance(s.get("test_accuracy"), (int, float)):
         meta.insert(0, f"final test accuracy {s['test_accuracy']:.2%}")
-    return meta
+    return meta + _tags(run)
+
+
+def _tags(run: Run) -> list[str]:
+    tags, _ = record.tags_and_notes(run)
+    return [f"tags {', '.join(tags)}"] if tags else []
 
 
 def _notes(run: Run) -> list[str]:
@@ -151,10 +158,10 @@ def tracked_report(run: Run) -> str:
         "<p class=note>The journal holds no values yet.</p>"
     summary = {k: v for k, v in (run.summary or {}).items() if k != "last"} if run.summary is not None else None
     sections = [("Charts", charts), ("Images", media_html(j)), ("Texts", texts_html(j)),
-                ("Summary", last_values_html(run) + summary_html(summary)),
+                ("Summary", last_values_html(run) + summary_html(summary)), *record.sections(run),
                 ("Config", f"<pre>{html.escape(json.dumps(run.spec, indent=2))}</pre>")]
     meta = [f"run {run.path.name}", "a loop of its own (runner.track)", f"{_steps(j):,} steps",
-            f"{len(j.series)} scalars", *_cost(run.summary or {})]
+            f"{len(j.series)} scalars", *_cost(run.summary or {}), *_tags(run)]
     notes = [n for n in _notes(run) if "--resume" not in n]
     return page(f"{run.name}: report", header(run.name, "", run.status, meta, notes), sections, figures, run.path)
 
