@@ -42,7 +42,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from runner.errors import UserError
+from runner import tracked
+from runner.tracked import TrackError
 
 NAME = re.compile(r"[\w.\-/ ]{1,100}")  # a scalar's, images' or text's name: it titles a chart
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # as an experiment's: it names a directory
@@ -50,10 +51,6 @@ MAX_IMAGES = 64  # per images call; more are dropped
 MAX_SIDE = 128  # pixels a side; larger images are refused (the journal keeps every pixel as a number)
 MAX_TEXT = 10_000  # characters of a text call; more are cut
 EPOCH = 0  # a tracked run counts steps, not epochs
-
-
-class TrackError(UserError):
-    """`track.run` called with what cannot make a run; nothing was written."""
 
 
 def run(name: str, config: Mapping[str, Any] | None = None, *, out: str | Path | None = None,
@@ -75,7 +72,7 @@ class Run:
 
         config, kinds = check(name, config, logger=logger, every=every, seconds=seconds)
         self.name, self.config, self.every, self.seconds = name, config, every, float(seconds)
-        self.run_dir = _new_dir(name, Path(out) if out is not None else None, config)
+        self.run_dir = tracked.new_dir(name, Path(out) if out is not None else None, config)
         self.summary: dict[str, Any] = {}  # yours: merged into summary.json at the end
         self.last: dict[str, float] = {}  # each scalar's last value
         self.step = 0
@@ -93,14 +90,14 @@ class Run:
         self._loggers: list[Any] = []
         try:
             self._loggers.append(JsonlLogger(self.run_dir / runs.JOURNAL))
-            self._loggers += _loggers(kinds, name, self.run_dir)
-            made = _provenance()
+            self._loggers += tracked.make_loggers(kinds, name, self.run_dir)
+            made = tracked.provenance_now()
         except BaseException:  # nothing half-made is left held: the loggers closed, the directory let go
             for logger in self._loggers:
                 logger.close(None)
             self._held.__exit__(None, None, None)
             raise
-        self._provenance = _brief(made)
+        self._provenance = tracked.brief(made)
         info = {"name": name, "tracked": True, "spec": config, "run_dir": str(self.run_dir),
                 "python": sys.version.split()[0], **self._where(), "provenance": made}
         self._each("start", info)
@@ -159,13 +156,13 @@ class Run:
         if not pending:
             return
         try:
-            values = _read([value for _, _, value in pending])
+            values = tracked.read([value for _, _, value in pending])
         except Exception as exc:  # noqa: BLE001 - never into the loop: read one by one, drop what fails
             self._warn("read", f"values could not be read together ({exc!r}); read one by one")
             values, kept = [], []
             for entry in pending:
                 try:
-                    values += _read([entry[2]])
+                    values += tracked.read([entry[2]])
                     kept.append(entry)
                 except Exception:  # noqa: BLE001
                     self._warn(f"read {entry[1]}", f"{entry[1]} could not be read; its value at step {entry[0]} "
@@ -192,7 +189,7 @@ class Run:
         except Exception as exc:  # noqa: BLE001 - a value that cannot be read must not lose the rest
             self._warn("flush", f"the last values could not be read ({exc!r})")
         wall = time.perf_counter() - self._started
-        self._summary = {**_plain(self.summary), "name": self.name, "tracked": True, "status": status,
+        self._summary = {**tracked.plain(self.summary), "name": self.name, "tracked": True, "status": status,
                          **({"error": error} if error else {}), "steps": self.step, "last": dict(self.last),
                          "wall_seconds": round(wall, 4), "run_dir": str(self.run_dir), **self._where(),
                          "provenance": self._provenance, "logging": self._cost(wall)}
@@ -269,7 +266,7 @@ class Run:
         if dtype is not None and shape is not None and math.prod(shape) == 1:
             numeric = self._dtypes.get(dtype)
             if numeric is None:
-                numeric = self._dtypes[dtype] = _numeric(dtype)
+                numeric = self._dtypes[dtype] = tracked.numeric(dtype)
             if numeric and not getattr(value, "is_meta", False):
                 return True
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -367,102 +364,20 @@ def _config(config: Any) -> dict[str, Any]:
                          f"becomes the run's spec.json; this one cannot be written as JSON ({exc}).") from None
 
 
-def _plain(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """The summary given as JSON values: numbers, strings, lists and dicts of them as they are, a
-    one-element tensor or array as its number, anything else as its text."""
-    return {str(k): _json(v) for k, v in summary.items()}
 
 
-def _json(value: Any, depth: int = 0) -> Any:
-    if isinstance(value, (str, int, float, bool, type(None))):
-        return value
-    if isinstance(value, Mapping) and depth < 32:
-        return {str(k): _json(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) and depth < 32:
-        return [_json(v, depth + 1) for v in value]
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return str(value)
 
 
-def _read(values: list[Any]) -> list[float]:
-    """Numbers as floats; tensors read with one copy per device (the only wait on a GPU)."""
-    out: list[Any] = list(values)
-    tensors: dict[Any, list[int]] = {}
-    for i, value in enumerate(values):
-        if hasattr(value, "detach"):
-            tensors.setdefault(value.device, []).append(i)
-        elif not isinstance(value, (int, float)):
-            out[i] = value.item()  # a numpy scalar or one-element array
-    if tensors:
-        import torch
-
-        with torch.no_grad():
-            for indices in tensors.values():
-                wide = torch.float32 if values[indices[0]].device.type == "mps" else torch.float64  # exact ints
-                read = torch.stack([values[i].reshape(()).to(wide) for i in indices]).tolist()
-                for i, v in zip(indices, read):
-                    out[i] = v
-    return [float(v) for v in out]
 
 
-def _numeric(dtype: Any) -> bool:
-    """Whether an array's or tensor's element type is a real number (not bool, complex, text, a date)."""
-    kind = getattr(dtype, "kind", None)  # numpy's
-    if kind is not None:
-        return kind in "iuf"
-    return bool(getattr(dtype, "is_floating_point", False)) or str(dtype).startswith(("torch.int", "torch.uint"))
 
 
-def _provenance() -> dict[str, Any]:
-    """What made the run (runner.lab.provenance), the loop's own script standing for its repository."""
-    from runner.lab import provenance
-
-    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
-    return provenance.collect([script] if script is not None and script.is_file() else [])
 
 
-def _brief(made: dict[str, Any]) -> dict[str, Any]:
-    from runner.lab import provenance
-
-    return provenance.brief(made)
 
 
-def _new_dir(name: str, out: Path | None, config: dict[str, Any]) -> Path:
-    """A new run directory holding the config as its spec.json."""
-    from runner import runs
-    from runner.files import write_json
-
-    if out is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out, n = Path("runs") / f"{name}-{stamp}", 1
-        while out.exists():
-            n += 1
-            out = Path("runs") / f"{name}-{stamp}-{n}"
-    try:
-        runs.check_new(out)
-        out.mkdir(parents=True, exist_ok=True)
-    except runs.RunDirError as exc:
-        raise TrackError(str(exc).replace("--out", "out")) from None
-    except OSError as exc:
-        raise TrackError(f"cannot make the run directory {out}: {exc.strerror}; choose another out.") from None
-    write_json(out / runs.SPEC, config)
-    return out
 
 
-def _loggers(kinds: tuple[str, ...], name: str, run_dir: Path) -> list[Any]:
-    """The backends' loggers for a run named `name` (a default spec of that name carries the dashboard's
-    settings: VISDOM_SERVER, VISDOM_PORT and the env named after the run directory)."""
-    from runner.loggers import registry
-    from runner.spec import Experiment
-
-    kinds = tuple(k for k in kinds if k != registry.NULL)
-    if not kinds:
-        return []
-    registry.check(kinds)
-    made = registry.make((registry.NULL, *kinds), Experiment(name=name), registry.Place(run_dir=run_dir))
-    return [logger for logger in made if type(logger).__name__ != "NullLogger"]
 
 
 __all__ = ["Run", "TrackError", "run"]
