@@ -118,7 +118,8 @@ class Run:
             for key, value in values.items():
                 if (key in self._names or self._name_ok(key)) and self._value_ok(key, value):
                     if hasattr(value, "detach"):  # as it is now: a tensor updated in place later must not
-                        value = value.detach().clone()  # change it (a copy on its device, no wait)
+                        # change it; on the CPU its number costs no wait, elsewhere a copy on its device
+                        value = value.item() if value.device.type == "cpu" else value.detach().clone()
                     self._pending.append((step, key, value))
             self._calls += 1
             if self._calls >= self.every or time.monotonic() - self._flushed_at >= self.seconds:
