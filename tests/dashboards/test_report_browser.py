@@ -19,6 +19,8 @@ from chromium import page as chromium_page
 from test_browser import require_browser
 
 ARTIFACTS = ROOT / "test-artifacts"
+# A short run's insight line charts (no look at the weights in its 24 steps; system samples every 5 s)
+INSIGHT_LINES = {"activations_mean", "activations_std", "activations_zeros"}
 MARKUP = "<script>alert(1)</script><b>x</b>"
 RENDER_TIMEOUT_MS = 30_000
 
@@ -26,11 +28,15 @@ RENDER_TIMEOUT_MS = 30_000
 CHARTS_JS = """() => Array.from(document.querySelectorAll('.chart'), c => ({
   id: c.id,
   svgs: c.querySelectorAll('svg.main-svg').length,
+  bars: c.querySelectorAll('.barlayer .trace path').length,
+  heatmap: c.querySelectorAll('.heatmaplayer image').length,
   lines: Array.from(c.querySelectorAll('.scatterlayer .trace path.js-line'), p => p.getAttribute('d') || ''),
   fills: c.querySelectorAll('.scatterlayer .trace path.js-fill').length,
 }))"""
-READY_JS = """() => { const charts = document.querySelectorAll('.chart');
-  return charts.length > 0 && Array.from(charts).every(c => c.querySelector('svg.main-svg .scatterlayer')); }"""
+# Drawn: lines (scatter), bars, or a heatmap's image.
+DRAWN = "svg.main-svg .scatterlayer .trace, svg.main-svg .barlayer .trace, svg.main-svg .heatmaplayer image"
+READY_JS = f"""() => {{ const charts = document.querySelectorAll('.chart');
+  return charts.length > 0 && Array.from(charts).every(c => c.querySelector('{DRAWN}')); }}"""
 
 
 def open_report(path: Path, shot: Path, actions: Any = None) -> tuple[dict[str, Any], list[str], list[str]]:
@@ -74,13 +80,15 @@ def open_report(path: Path, shot: Path, actions: Any = None) -> tuple[dict[str, 
     return seen, requests, problems
 
 
-def check_charts(seen: dict[str, Any], expected: set[str], see: str) -> None:
+def check_charts(seen: dict[str, Any], expected: set[str], see: str, others: set[str] = frozenset()) -> None:
+    """The line charts `expected` each draw a line; `others` (bars, heatmaps) are drawn their way."""
     ids = {c["id"] for c in seen["charts"]}
-    assert ids == expected, f"charts {sorted(ids)}, expected {sorted(expected)} {see}"
+    assert ids == expected | others, f"charts {sorted(ids)}, expected {sorted(expected | others)} {see}"
     for chart in seen["charts"]:
         assert chart["svgs"] >= 1, f"chart {chart['id']} has no plotly SVG {see}"
         drawn = [d for d in chart["lines"] if any(segment in d for segment in "LHV")]  # HV: a step curve
-        assert drawn, f"chart {chart['id']} draws no line: {chart['lines']} {see}"
+        assert drawn or chart["id"] in others and (chart["bars"] or chart["heatmap"]), \
+            f"chart {chart['id']} draws nothing: {chart} {see}"
 
 
 def test_a_run_report_renders_offline_with_text_escaped(tiny_mnist: Path, tmp_path: Path) -> None:
@@ -96,7 +104,8 @@ def test_a_run_report_renders_offline_with_text_escaped(tiny_mnist: Path, tmp_pa
     see = f"(screenshot: {shot})"
     assert not problems, "\n".join(problems) + f"\n{see}"
     assert requests == [path.as_uri()], f"requests beyond the file itself: {requests} {see}"
-    check_charts(seen, {"train_loss", "test_loss", "test_accuracy", "metric_0"}, see)  # metric_0: lr
+    check_charts(seen, {"train_loss", "test_loss", "test_accuracy", "metric_0",  # metric_0: lr
+                        *INSIGHT_LINES}, see, others={"confusion", "per_class"})
     assert seen["description"] == {"text": MARKUP, "children": 0}, f"description: {seen['description']} {see}"
     assert seen["scripts"] == 3, f"{seen['scripts']} script elements: markup became a script {see}"
     images = seen["images"]
