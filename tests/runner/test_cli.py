@@ -58,8 +58,8 @@ def test_the_journal_replays_every_event(tmp_path: Path, tiny_mnist: Path) -> No
     logger = NullLogger()
     replay(out / "metrics.jsonl", logger)
     names = [name for name, _ in logger.calls]
-    assert [n for n in names if n != "metrics"] == ["start", "images", "train_loss", "evaluation", "predictions",
-                                                   "train_loss", "evaluation", "predictions", "close"]
+    epoch = ["train_loss", "evaluation", "predictions", "confusion", "mistakes", "activations"]  # insight's after
+    assert [n for n in names if n not in ("metrics", "system")] == ["start", "images", *epoch, *epoch, "close"]
     # The learning rate of each chunk's last step (log_every 4), replayed after that epoch's steps.
     assert names[3:6] == ["metrics"] * 3
     assert [(c["step"], c["values"]) for c in logger.named("metrics")] == [(s, {"lr": 0.1}) for s in range(4, 25, 4)]
