@@ -17,9 +17,12 @@ events the last KEEP_TEXTS texts of each name.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -173,6 +176,8 @@ def read_run(run_dir: Path) -> Run:
     notes: list[str] = []
     journal = Journal()
     try:
+        if not stat.S_ISREG(os.lstat(run_dir / runs.JOURNAL).st_mode):  # a FIFO would hang, a link lead out
+            raise OSError(errno.EINVAL, "not a regular file")
         replay(run_dir / runs.JOURNAL, journal)
     except JournalError as exc:
         notes.append(f"{exc} The report shows the events before that line.")
@@ -194,11 +199,17 @@ def read_run(run_dir: Path) -> Run:
 
 
 def _read_json(path: Path, notes: list[str] | None) -> Any:
+    """The file's JSON, read bounded (MAX_JSON bytes, a regular file, never through a link)."""
+    from runner.lab.reading import MAX_JSON, read_file
+
+    data, why = read_file(path, MAX_JSON)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        if data is None:
+            raise OSError(why or "no such file")
+        return json.loads(data.decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
         if notes is not None:
-            notes.append(f"{path.name} cannot be read ({type(exc).__name__}).")
+            notes.append(f"{path.name} cannot be read ({why or type(exc).__name__}).")
         return None
 
 

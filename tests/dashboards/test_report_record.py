@@ -25,3 +25,23 @@ def test_the_report_shows_tags_notes_and_provenance_escaped(tmp_path: Path, tiny
         assert made["project"]["commit"] in page
     summary = json.loads((run / "summary.json").read_text())
     assert "diff" not in summary["provenance"]["project"] and summary["provenance"]["time"] == made["time"]
+
+
+def test_a_report_reads_its_files_bounded_a_fifo_or_a_deep_spec_never_hangs_it(tmp_path: Path,
+                                                                              tiny_mnist: Path) -> None:
+    import os
+
+    run = tmp_path / "run"
+    assert run_cli(str(tiny_spec(tmp_path, tiny_mnist)), "--logger", "null", "--no-report", "--out",
+                   str(run)).returncode == 0
+    (run / "summary.json").unlink()
+    os.mkfifo(run / "summary.json")  # nobody ever writes it: reading it would wait for ever
+    (run / "spec.json").write_text("[" * 100_000 + "]" * 100_000)  # deeper than json can parse
+    done = run_cli("report", str(run), timeout=60)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    page = (run / "report.html").read_text()
+    assert "summary.json is not a regular file" in page and "spec.json cannot be read (RecursionError)" in page
+    os.unlink(run / "metrics.jsonl")
+    os.mkfifo(run / "metrics.jsonl")
+    done = run_cli("report", str(run), timeout=60)
+    assert "metrics.jsonl cannot be read" in (run / "report.html").read_text(), done.stderr
