@@ -30,7 +30,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import sections  # noqa: E402
 from runner import data, insight, steps, system, train  # noqa: E402
 from runner.loggers import FanOut, JsonlLogger, Logger, NullLogger  # noqa: E402
 from runner.spec import Experiment  # noqa: E402
@@ -160,12 +162,7 @@ def render(rows: list[dict[str, Any]], rounds: dict[str, int], load: list[float]
 
 
 def write(text: str, path: Path) -> None:
-    old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + text.rstrip("\n") + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
+    sections.write(text, path, BEGIN, END)
 
 
 def main() -> int:

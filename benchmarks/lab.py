@@ -30,7 +30,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))  # the tiny data and headless Chromium, as the tests make them
+
+import sections  # noqa: E402
 
 BEGIN, END = "<!-- LAB BEGIN -->", "<!-- LAB END -->"
 TRACKED = """
@@ -174,12 +177,7 @@ def table(results: list[tuple[str, list[tuple[float, float]]]], n: int, rounds: 
 
 
 def write(text: str, path: Path) -> None:
-    old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + text.rstrip("\n") + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
+    sections.write(text, path, BEGIN, END)
 
 
 def screenshot(folder: Path, output: Path) -> None:

@@ -37,7 +37,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # headless Chromium, as the browser tests drive it
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import sections  # noqa: E402
 from chromium import page as chromium_page  # noqa: E402
 from dashboards.visdom import server as servers  # noqa: E402
 
@@ -207,13 +209,7 @@ shared with other work.
 
 
 def write(text: str, path: Path, steps: int) -> None:
-    old = path.read_text() if path.exists() else ""
-    begin, end = markers(steps)
-    if begin in old and end in old:
-        new = old[:old.index(begin)] + text + old[old.index(end) + len(end):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
+    sections.write(text, path, *markers(steps))
 
 
 def main() -> int:

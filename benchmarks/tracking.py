@@ -37,7 +37,9 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import sections  # noqa: E402
 from runner import data, track  # noqa: E402
 from runner.spec import DataSpec  # noqa: E402
 
@@ -184,12 +186,7 @@ def render(plain_rows: list[dict[str, Any]], pl_rows: list[dict[str, Any]], args
 
 
 def write(text: str, path: Path) -> None:
-    old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + text.rstrip("\n") + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
+    sections.write(text, path, BEGIN, END)
 
 
 def measure(args: argparse.Namespace, port: int | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
