@@ -22,15 +22,19 @@ SPEC, JOURNAL, SUMMARY, WEIGHTS = "spec.json", "metrics.jsonl", "summary.json", 
 LOCK = ".lock"  # held (flock) by the process using the directory; the kernel lets go when it dies
 
 
+def fresh(name: str, root: Path = Path("runs")) -> Path:
+    """The name a new run of `name` gets: root/<name>-<timestamp>, then -2, -3, ... if that exists."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out, n = root / f"{name}-{stamp}", 1
+    while out.exists():
+        n += 1
+        out = root / f"{name}-{stamp}-{n}"
+    return out
+
+
 def create(spec: Experiment, out: Path | None, root: Path = Path("runs")) -> Path:
     """A new run directory holding the resolved spec: `out`, or runs/<name>-<timestamp>[-n]."""
-    if out is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out = root / f"{spec.name}-{stamp}"
-        n = 1
-        while out.exists():
-            n += 1
-            out = root / f"{spec.name}-{stamp}-{n}"
+    out = out if out is not None else fresh(spec.name, root)
     check_new(out)
     try:
         out.mkdir(parents=True, exist_ok=True)

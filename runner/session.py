@@ -20,6 +20,7 @@ import torch
 from runner import data, runs, status, train
 from runner.files import write_json
 from runner.loggers import FanOut, JsonlLogger, Logger
+from runner.loggers.base import logging_cost
 from runner.loggers import replay as replay_journal
 from runner.spec import Experiment
 
@@ -75,15 +76,6 @@ class Timed:
                 self.seconds += time.perf_counter() - started
 
         return timed
-
-
-def logging_cost(loggers: Sequence[Logger], train_thread_seconds: float, train_seconds: float) -> dict[str, Any]:
-    """summary.json's `logging`: the training thread's time in logger calls, and the senders' cost."""
-    costs = [logger.cost() for logger in loggers if callable(getattr(logger, "cost", None))]
-    return {"train_thread_seconds": round(train_thread_seconds, 4),
-            "sender_cpu_seconds": round(sum(c.sender_cpu_seconds for c in costs), 4),
-            "requests": sum(c.requests for c in costs), "bytes": sum(c.bytes for c in costs),
-            "overhead": round(train_thread_seconds / train_seconds, 5) if train_seconds > 0 else 0.0}
 
 
 def first_line(exc: BaseException) -> str:

@@ -328,11 +328,9 @@ class Run:
 
     def _cost(self, wall: float) -> dict[str, Any]:
         """summary.json's `logging`, as a runner run's: the loop's seconds in these calls over the run's."""
-        costs = [logger.cost() for logger in self._loggers if callable(getattr(logger, "cost", None))]
-        return {"train_thread_seconds": round(self._inside, 4),
-                "sender_cpu_seconds": round(sum(c.sender_cpu_seconds for c in costs), 4),
-                "requests": sum(c.requests for c in costs), "bytes": sum(c.bytes for c in costs),
-                "overhead": round(self._inside / wall, 5) if wall > 0 else 0.0}
+        from runner.loggers.base import logging_cost
+
+        return logging_cost(self._loggers, self._inside, wall)
 
 
 def check(name: Any, config: Any = None, *, logger: str = "visdom", every: Any = 20, seconds: Any = 1.0

@@ -6,7 +6,6 @@ and its summary made JSON. Importing it imports neither torch nor any dashboard.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -84,12 +83,7 @@ def new_dir(name: str, out: Path | None, config: dict[str, Any]) -> Path:
     from runner import runs
     from runner.files import write_json
 
-    if out is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out, n = Path("runs") / f"{name}-{stamp}", 1
-        while out.exists():
-            n += 1
-            out = Path("runs") / f"{name}-{stamp}-{n}"
+    out = out if out is not None else runs.fresh(name)
     try:
         runs.check_new(out)
         out.mkdir(parents=True, exist_ok=True)

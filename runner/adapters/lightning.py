@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from argparse import Namespace
 from pathlib import Path
 from typing import Any, Mapping
@@ -198,14 +197,9 @@ def _check(name: str, config: Mapping[str, Any] | None, options: Mapping[str, An
 
 def _chosen_dir(name: str, out: Any) -> Path:
     """`out`, or runs/<name>-<timestamp> (then -2, -3, ...) as track.run names a new run's directory."""
-    if out is not None:
-        return Path(out)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    chosen, n = Path("runs") / f"{name}-{stamp}", 1
-    while chosen.exists():
-        n += 1
-        chosen = Path("runs") / f"{name}-{stamp}-{n}"
-    return chosen
+    from runner import runs
+
+    return Path(out) if out is not None else runs.fresh(name)
 
 
 def _jsonable(value: Any) -> Any:

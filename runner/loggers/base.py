@@ -278,3 +278,12 @@ class FanOut(BaseLogger):
                 logger.close(summary)
             except Exception as exc:  # noqa: BLE001 - a logger's failure must not hide the others
                 print(f"warning: {type(logger).__name__} failed to close: {exc}", file=sys.stderr)
+
+
+def logging_cost(loggers: Sequence[Logger], train_thread_seconds: float, train_seconds: float) -> dict[str, Any]:
+    """summary.json's `logging`: the training thread's time in logger calls, and the senders' cost."""
+    costs = [logger.cost() for logger in loggers if callable(getattr(logger, "cost", None))]
+    return {"train_thread_seconds": round(train_thread_seconds, 4),
+            "sender_cpu_seconds": round(sum(c.sender_cpu_seconds for c in costs), 4),
+            "requests": sum(c.requests for c in costs), "bytes": sum(c.bytes for c in costs),
+            "overhead": round(train_thread_seconds / train_seconds, 5) if train_seconds > 0 else 0.0}
