@@ -29,13 +29,15 @@ TensorBoard stores them and leaves them out of the chart.
 Whoever makes this logger feeds it a run's whole history (a resumed run's loggers first get the
 journal replayed up to the checkpoint; `replay` feeds all of it), so event files already in the
 directory would only hold the same points again, or points past a checkpoint that no longer count:
-they are deleted when the logger is made.
+they are deleted when the logger is made. That folder must be the run's own: a link there (to a
+folder of someone's own event files) or a file of that name is refused before anything is deleted.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -90,6 +92,15 @@ def _summary_writer() -> type:
     return SummaryWriter
 
 
+def _check_own(log_dir: Path) -> None:
+    """UserError unless `log_dir` is missing or a plain folder: its event files are deleted and written."""
+    if log_dir.is_symlink() or (log_dir.exists() and not log_dir.is_dir()):
+        what = f"a link to {os.readlink(log_dir)}" if log_dir.is_symlink() else "not a folder"
+        raise UserError(f"{log_dir} is {what}; the TensorBoard logger deletes and writes the event files of the "
+                        f"run's own {SUBDIR} folder only, never through a link. Move it away (or delete it) and "
+                        "try again: the journal holds every event, so nothing is lost.")
+
+
 class TensorBoardLogger(BaseLogger):
     """One run's TensorBoard event files in `log_dir`; every event goes to the writer's queue."""
 
@@ -97,8 +108,10 @@ class TensorBoardLogger(BaseLogger):
         writer_class = _summary_writer()
         self.log_dir = Path(log_dir)
         self._out = out
+        _check_own(self.log_dir)
         for old in self.log_dir.glob(EVENT_FILES):  # see the module docstring: the history comes again
-            old.unlink()
+            if old.is_file() or old.is_symlink():  # a link itself, never what it points to
+                old.unlink()
         self._writer: Any = writer_class(log_dir=str(self.log_dir), max_queue=MAX_QUEUE, flush_secs=FLUSH_SECONDS)
         self._classes: list[str] | None = None
         self._step = 0  # the last global step seen: predictions and the summary are shown there

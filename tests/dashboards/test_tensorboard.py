@@ -181,3 +181,42 @@ def test_the_cli_takes_several_kinds_and_replays_into_tensorboard(tmp_path: Path
     bad = run_cli(str(spec_path), "--logger", "console,wandb", "--out", str(tmp_path / "bad"))
     assert bad.returncode == 2 and "--logger 'console,wandb': unknown 'wandb'" in bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_tensorboard_folder_that_is_a_link_is_never_written_through(tmp_path: Path) -> None:
+    """RUN/tensorboard made a link to a folder of one's own: `replay --logger tensorboard` and `--resume`
+    with it refuse (exit 2, one paragraph) and neither delete the event files found there nor write any."""
+    import signal
+    import subprocess
+    import sys
+
+    from helpers import ROOT, run_cli
+
+    data_root = make_tiny_mnist(tmp_path / "data")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "events.out.tfevents.1.mine").write_bytes(b"my own events")
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+
+    done = tmp_path / "done"
+    assert run_cli(str(tiny_spec(tmp_path, data_root, train={"epochs": 1})), "--logger", "null", "--out",
+                   str(done), "--no-report").returncode == 0
+    (done / tensorboard.SUBDIR).symlink_to(mine)
+    replayed = run_cli("replay", str(done), "--logger", "null,tensorboard")
+    assert replayed.returncode == 2 and "link" in replayed.stderr and "Traceback" not in replayed.stderr, replayed.stderr
+
+    stopped = tmp_path / "stopped"
+    process = subprocess.Popen([sys.executable, "-m", "runner", str(tiny_spec(tmp_path, data_root, train={
+        "epochs": 100, "log_every": 1})), "--logger", "null", "--out", str(stopped)], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not (stopped / runs.CHECKPOINT).exists():
+        assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    (stopped / tensorboard.SUBDIR).symlink_to(mine)
+    kept = (stopped / runs.JOURNAL).read_bytes()
+    resumed = run_cli("--resume", str(stopped), "--logger", "null,tensorboard")
+    assert resumed.returncode == 2 and "link" in resumed.stderr and "Traceback" not in resumed.stderr, resumed.stderr
+    assert (stopped / runs.JOURNAL).read_bytes() == kept
+
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == before
