@@ -34,14 +34,31 @@ def fresh(name: str, root: Path = Path("runs")) -> Path:
 
 def create(spec: Experiment, out: Path | None, root: Path = Path("runs")) -> Path:
     """A new run directory holding the resolved spec: `out`, or runs/<name>-<timestamp>[-n]."""
-    out = out if out is not None else fresh(spec.name, root)
+    return begin(out if out is not None else fresh(spec.name, root), spec.model_dump(mode="json"))
+
+
+def begin(out: Path, spec: Any) -> Path:
+    """Make `out` a new run's directory holding `spec` as its spec.json (RunDirError when it cannot be).
+
+    The folder is marked as a run's (its .lock made) before spec.json is written, so a folder holding a
+    spec.json but no .lock is a person's own, never taken for a run that was killed as it began."""
     check_new(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(out / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
     except OSError as exc:
         raise RunDirError(f"cannot make the run directory {out}: {exc.strerror}; choose another --out.") from None
-    write_json(out / SPEC, spec.model_dump(mode="json"))
+    write_json(out / SPEC, spec)
     return out
+
+
+def is_run(folder: Path) -> bool:
+    """Whether `folder` holds a run of this runner: its journal or summary, or the spec.json a run writes
+    once its folder is marked (.lock). A folder of a person's files that happens to hold a spec.json is not one."""
+    def has(name: str) -> bool:
+        return os.path.lexists(folder / name)
+
+    return has(JOURNAL) or has(SUMMARY) or (has(SPEC) and has(LOCK))
 
 
 CHECKPOINT = "checkpoint.pt"
@@ -139,7 +156,8 @@ def check_new(out: Path) -> None:
     if (out / JOURNAL).exists():
         raise RunDirError(f"--out {out} already holds a run; choose another directory, or continue it with "
                           f"--resume {out}.")
-    if out.is_dir() and any(p.name not in (SPEC, LOCK) for p in out.iterdir()):  # a run killed as it began
+    names = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    if names - {SPEC, LOCK} or (SPEC in names and LOCK not in names):  # spec.json and .lock: killed as it began
         raise RunDirError(f"--out {out} already holds files that are not a run of this runner; a run needs a new "
                           "or empty directory (it writes spec.json, model.pt and more), so choose another.")
 

@@ -81,18 +81,11 @@ def brief(made: dict[str, Any]) -> dict[str, Any]:
 def new_dir(name: str, out: Path | None, config: dict[str, Any]) -> Path:
     """A new run directory holding the config as its spec.json."""
     from runner import runs
-    from runner.files import write_json
 
-    out = out if out is not None else runs.fresh(name)
     try:
-        runs.check_new(out)
-        out.mkdir(parents=True, exist_ok=True)
+        return runs.begin(out if out is not None else runs.fresh(name), config)
     except runs.RunDirError as exc:
         raise TrackError(str(exc).replace("--out", "out")) from None
-    except OSError as exc:
-        raise TrackError(f"cannot make the run directory {out}: {exc.strerror}; choose another out.") from None
-    write_json(out / runs.SPEC, config)
-    return out
 
 
 def make_loggers(kinds: tuple[str, ...], name: str, run_dir: Path) -> list[Any]:

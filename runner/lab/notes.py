@@ -81,7 +81,7 @@ def check_tag(word: str) -> str:
 
 
 def run_dir(path: Path) -> Path:
-    """`path` if it is a run directory (spec.json, journal or summary), else NotesError. A link is
+    """`path` if it is a run directory (`runs.is_run`), else NotesError. A link is
     refused (as a sweep refuses links among its runs): name the directory it points to instead."""
     if path.is_symlink():
         raise NotesError(f"{path} is a link; give the run directory it points to by its own path "
@@ -91,8 +91,9 @@ def run_dir(path: Path) -> Path:
                          "e.g. runs/relu-20261125-171800 (`python -m runner runs` lists them).")
     if (path / "sweep.json").exists() and not (path / runs.JOURNAL).exists():
         raise NotesError(f"{path} is a sweep directory; tag or annotate its runs, e.g. {path}/*/.")
-    if not any(os.path.lexists(path / name) for name in (runs.SPEC, runs.JOURNAL, runs.SUMMARY)):
-        raise NotesError(f"{path} is not a run directory (it has no {runs.SPEC}, {runs.JOURNAL} or {runs.SUMMARY}).")
+    if not runs.is_run(path):
+        raise NotesError(f"{path} is not a run directory (it has no {runs.JOURNAL} or {runs.SUMMARY}, nor the "
+                         f"{runs.SPEC} and {runs.LOCK} a run starts with); notes are written into runs only.")
     return path
 
 

@@ -216,3 +216,34 @@ def test_a_resume_that_cannot_read_its_journal_lets_go_of_its_lock_and_loggers(t
     with pytest.raises(JournalError, match="line 4"):
         session.execute(experiment, lambda _: [Probe()], resume_dir=out, resume=checkpoint)
     assert closed and not runs._held  # the loggers closed and the lock let go, not left to the collector
+
+
+def test_a_folder_holding_only_your_own_spec_json_is_not_taken_for_a_run(tmp_path: Path, tiny_mnist: Path) -> None:
+    """A folder of one's own whose only file is a spec.json (an experiment kept there, say) is not a run
+    killed as it began: `--out`, `track.run(out=)` and `RunnerLogger(out=)` refuse it and `tag` and
+    `note` write no notes.json into it; the file stays as it was. A run killed as it began (spec.json
+    and the .lock it made first) is still taken for one."""
+    spec_path = tiny_spec(tmp_path, tiny_mnist)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    shutil.copy(spec_path, mine / runs.SPEC)
+    before = (mine / runs.SPEC).read_bytes()
+    refused = subprocess.run([sys.executable, "-c", (
+        "import sys\nfrom runner import track\nfrom runner.adapters.lightning import RunnerLogger\n"
+        "for make in (lambda: track.run('mine', out=sys.argv[1], logger='null'),\n"
+        "             lambda: RunnerLogger(name='mine', out=sys.argv[1], logger='null')):\n"
+        "    try:\n        make()\n    except track.TrackError as exc:\n        print('refused:', exc)\n"), str(mine)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert refused.stdout.count("refused:") == 2 and "not a run of this runner" in refused.stdout, refused
+    for command in ([str(spec_path), "--out", str(mine), "--logger", "null"], ["tag", str(mine), "+x"],
+                    ["note", str(mine), "mine"]):
+        result = run_cli(*command)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert "not a run" in result.stderr, result.stderr
+    assert sorted(p.name for p in mine.iterdir()) == [runs.SPEC] and (mine / runs.SPEC).read_bytes() == before
+
+    killed = tmp_path / "killed"
+    runs.begin(killed, json.loads(spec_path.read_text()))  # what a run makes before it trains
+    assert sorted(p.name for p in killed.iterdir()) == [runs.LOCK, runs.SPEC]
+    assert run_cli(str(spec_path), "--out", str(killed), "--logger", "null", "--no-report").returncode == 0
+    assert (killed / runs.SUMMARY).is_file()
