@@ -198,7 +198,8 @@ def build(spec: MLPSpec | CNNSpec | PythonSpec, info: DatasetInfo = MNIST,
 
 def check_logits(model: nn.Module, x: torch.Tensor, info: DatasetInfo, target: str) -> None:
     """One forward pass on a batch, in eval mode and without touching any RNG: the logits must be
-    [batch, classes]. A model that fails here would otherwise fail mid-run, or train on nonsense."""
+    [batch, classes] of floats, and some parameter must be trainable. A model that fails here would
+    otherwise fail mid-run (after its run directory was made), or train on nonsense."""
     was_training = model.training
     model.eval()
     try:
@@ -217,3 +218,9 @@ def check_logits(model: nn.Module, x: torch.Tensor, info: DatasetInfo, target: s
     if not logits.is_floating_point():
         raise ModelError(f"{target} returns logits of type {str(logits.dtype).removeprefix('torch.')}; logits must be "
                          "floating point (float32, or float16/bfloat16) so that the loss has gradients.")
+    parameters = list(model.parameters())
+    if not any(p.requires_grad for p in parameters):
+        held = f"all {len(parameters)} of its parameter tensors are frozen" if parameters else "it holds none"
+        raise ModelError(f"{target} has no parameters to train ({held}): the optimizer would have nothing to "
+                         "change. Give it layers whose parameters have requires_grad=True (nn.Linear, nn.Conv2d, ...), "
+                         "or unfreeze some of them.")

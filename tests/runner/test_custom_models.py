@@ -46,6 +46,20 @@ class Rounded(nn.Module):
 
 def integer_logits(in_shape, classes):
     return Rounded(in_shape, classes)
+
+class Cropped(nn.Module):
+    def __init__(self, classes):
+        super().__init__()
+        self.classes = classes
+
+    def forward(self, x):
+        return x.flatten(1)[:, :self.classes]  # logits of the right shape, and nothing to learn
+
+def no_parameters(in_shape, classes):
+    return Cropped(classes)
+
+def frozen(in_shape, classes):
+    return build(in_shape, classes).requires_grad_(False)
 '''
 
 
@@ -112,6 +126,8 @@ def test_resume_of_a_custom_model_with_a_schedule_is_bitwise_identical(tmp_path:
     ("mine:wrong_logits", ["(50, 11)", "(50, 10)", "logits"]),
     ("mine:crashes_on_images", ["fails on a batch of images (50, 1, 28, 28)"]),
     ("mine:integer_logits", ["returns logits of type int64", "floating point"]),
+    ("mine:no_parameters", ["has no parameters to train", "requires_grad"]),
+    ("mine:frozen", ["has no parameters to train", "all 4 of its", "frozen"]),
 ])
 def test_a_model_that_cannot_be_used_is_refused_before_anything_is_written(
         tmp_path: Path, tiny_mnist: Path, target: str, words: list[str]) -> None:
