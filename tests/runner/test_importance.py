@@ -173,3 +173,23 @@ def test_a_key_constant_among_the_finished_runs_gets_no_importance_and_equal_met
     same = [(values, 0.5) for values, _ in trials]
     with pytest.raises(importance.NoImportance, match="same test_accuracy"):
         importance.importances(same, target)
+
+
+def test_a_search_that_minimises_is_judged_by_its_lowest_values(tmp_path: Path) -> None:
+    """Key `a` sets the lowest values apart and key `b` the highest: a minimising search credits `a`,
+    a maximising one `b`; and the direction is the one the search's spec (as sweep.json records it) gives."""
+    space = {"a": {"choice": [0, 1, 2, 3]}, "b": {"choice": [0, 1, 2, 3]}}
+    trials = [({"a": a, "b": b}, (-10.0 if a == 0 else 10.0 if b == 0 else 0.0) + 0.01 * r + 0.001 * (a + b))
+              for a in range(4) for b in range(4) for r in range(3)]
+    lowest = importance.importances(trials, importance.Target(space, "test_loss", maximize=False))
+    highest = importance.importances(trials, importance.Target(space, "test_loss", maximize=True))
+    assert list(lowest) == ["a", "b"] and lowest["a"] > 0.8
+    assert list(highest) == ["b", "a"] and highest["b"] > 0.7
+
+    assert not importance.of_search({"space": space, "metric": "test_loss"}).maximize  # a loss: lower is better
+    assert not importance.of_search({"space": space, "metric": "test_accuracy", "mode": "min"}).maximize
+    assert importance.of_search({"space": space, "metric": "test_loss", "mode": "max"}).maximize
+    assert importance.of_search({"space": space}).maximize
+    (tmp_path / importance.RECORD).write_text(json.dumps(
+        {"search": {"spec": {"search": {"space": space, "metric": "test_loss", "mode": "min"}}}}))
+    assert importance.recorded([tmp_path]) == importance.Target(space, "test_loss", maximize=False)

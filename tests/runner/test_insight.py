@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from helpers import ROOT, run_cli, tiny_spec, write_own_idx
 from runner import data, insight, system, train
@@ -207,3 +208,24 @@ def test_a_run_sends_the_machines_load_in_its_own_order(tiny_mnist: Path) -> Non
     steps = [s["step"] for s in samples]
     assert steps == sorted(steps) and len(set(steps)) == len(steps)
     assert results["peaks"]["rss_mb"] >= max(s["values"]["rss_mb"] for s in samples)
+
+
+def test_the_gradient_norm_and_histogram_are_the_gradients_own() -> None:
+    """Gradients set by hand, far from the weights: each look reports their norm, min and max exactly."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    for p in model.parameters():
+        p.grad = torch.randn_like(p) * 7 + 3
+    layers = insight.Layers(model, every=2)
+    layers.look(1, 1)  # not a step to look at
+    layers.look(1, 2)
+    logger = NullLogger()
+    layers.flush(logger)
+    [look] = logger.named("layers")
+    assert look["step"] == 2 and list(look["layers"]) == ["1.weight", "3.weight"]
+    for name, p in model.named_parameters():
+        if name in look["layers"]:
+            seen = look["layers"][name]
+            assert seen["grad_norm"] == pytest.approx(torch.linalg.vector_norm(p.grad).item(), rel=1e-6)
+            assert seen["grad_norm"] != pytest.approx(torch.linalg.vector_norm(p.detach()).item(), rel=1e-2)
+            assert (seen["grad"]["min"], seen["grad"]["max"]) == (p.grad.min().item(), p.grad.max().item())
