@@ -192,6 +192,31 @@ def test_the_token_link_logs_a_browser_in(guarded: Server) -> None:
         assert answer.status == 302 and where.startswith("/") and not where.startswith(("//", "/\\")), (path, where)
 
 
+def test_only_the_right_token_logs_in_over_plain_http(guarded: Server) -> None:
+    """The token check without a browser: a wrong, empty, shortened or lengthened token gets 403 and no
+    cookie, and with no cookie the dashboard's pages send to the login; the right one sets the cookie
+    that then opens them."""
+    token = servers.login_link(guarded).split("?token=", 1)[1]
+
+    def get(path: str, cookie: str = "") -> http.client.HTTPResponse:
+        connection = http.client.HTTPConnection("127.0.0.1", guarded.port, timeout=10)
+        connection.request("GET", path, headers={"Cookie": cookie} if cookie else {})
+        answer = connection.getresponse()
+        answer.read()
+        connection.close()
+        return answer
+
+    for wrong in ("not-the-token", "", token[:-1], token + "0", token.upper() if token != token.upper() else "x"):
+        answer = get(f"/env/main?token={wrong}")
+        assert answer.status == 403 and answer.getheader("Set-Cookie") is None, wrong
+    assert get("/env/main").status == 302 and get("/env/main").getheader("Location") == "/"
+    right = get(f"/env/main?token={token}")
+    assert right.status == 302 and right.getheader("Location") == "/env/main"
+    cookie = right.getheader("Set-Cookie", "").split(";", 1)[0]
+    assert cookie.startswith("user_password=")
+    assert get("/env/main", cookie).status == 200
+
+
 def test_start_stores_a_login_0600_that_runs_use(tmp_path: Path, tiny_mnist: Path) -> None:
     home, port = tmp_path / "visdom", servers.free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("VISDOM_USERNAME", "VISDOM_PASSWORD", "VISDOM_BIND")}
