@@ -109,7 +109,7 @@ def print_table(rows: Sequence[dict[str, Any]], total: int, out: TextIO | None =
     where = [i for i, (h, _) in enumerate(cols) if h in ("status", "problem")]
     for row, line in zip(rows, cells):  # one Text with a span per coloured cell: 13,000 appends took 0.1 s
         text = "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
-        for i in where:
+        for i in (i for i in where if line[i]):  # an empty cell has no span (the line's end may be cut off)
             style = GOOD.get(row["status"], "red") if cols[i][0] == "status" else "red"
             spans.append(Span(offset + starts[i], offset + starts[i] + len(line[i]), style))
         lines.append(text)

@@ -399,3 +399,30 @@ def test_every_command_on_a_folder_of_damaged_runs(real: dict[str, Path], tmp_pa
     assert (bad / "bad-notes" / "notes.json").read_text() == "{"  # never written over
     assert sorted(p.name for p in (tmp_path / "outside").rglob("*")) == before  # nothing written outside
     assert not list(tmp_path.rglob("outside/**/notes.json"))
+
+
+# ----- run directories written by hand -----------------------------------------------------------------
+
+def hand_run(folder: Path, spec: dict[str, Any] | None = None, summary: dict[str, Any] | None = None) -> Path:
+    """A run directory as a finished run leaves it (spec.json, the journal's start event, summary.json),
+    written here with the values a test needs."""
+    spec = {"name": folder.name, **(spec or {})}
+    folder.mkdir(parents=True)
+    (folder / "spec.json").write_text(json.dumps(spec))
+    (folder / "metrics.jsonl").write_text(json.dumps({"event": "start", "info": {"name": spec["name"],
+                                                                                 "spec": spec}}) + "\n")
+    (folder / "summary.json").write_text(json.dumps({"status": "finished", **(summary or {})}))
+    return folder
+
+
+def test_runs_table_when_a_run_with_a_problem_comes_before_the_last_one(tmp_path: Path) -> None:
+    nb = tmp_path / "runs"
+    hand_run(nb / "a-20261125-171800", {"optim": {"lr": 0.1}})
+    hand_run(nb / "b-20261125-171900", {"optim": {"lr": 0.2}})
+    (nb / "b-20261125-171900" / "notes.json").write_text("{")
+    done = run_cli("runs", str(nb))  # newest first: b (its notes.json is not JSON), then a, without a problem
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["run", "status", "when", "metric", "epochs", "time", "tags", "optim.lr", "problem"]
+    assert "b-20261125-171900" in lines[2] and lines[2].endswith("notes.json is not JSON")
+    assert "a-20261125-171800" in lines[3] and lines[4] == "2 runs: 2 finished."
