@@ -415,6 +415,31 @@ def hand_run(folder: Path, spec: dict[str, Any] | None = None, summary: dict[str
     return folder
 
 
+def test_tag_and_note_keep_what_notes_json_holds_that_they_do_not_know(tmp_path: Path) -> None:
+    run = hand_run(tmp_path / "runs" / "a-20261125-171800", {"tags": ["baseline"]})
+    mine = {"tags": ["old", "two words", 7], "notes": [{"text": "no time"}, {"time": "2026-11-25 17:20", "text": "ok",
+                                                                          "by": "me"}, "a line", {"time": 3}],
+            "owner": {"name": "me"}}
+    (run / "notes.json").write_text(json.dumps(mine))
+    row = listed(tmp_path / "runs")[0]
+    assert row["tags"] == ["old"] and [n["text"] for n in row["notes"]] == ["ok"]  # only what is understood is shown
+    done = run_cli("tag", str(run), "+new", "-old")
+    assert done.returncode == 0 and done.stdout.strip() == f"{run}: new", done.stderr
+    kept = json.loads((run / "notes.json").read_text())
+    assert kept == {**mine, "tags": ["two words", 7, "new"]}
+    assert run_cli("note", str(run), "seen").returncode == 0
+    kept = json.loads((run / "notes.json").read_text())
+    assert kept["notes"][:4] == mine["notes"] and kept["notes"][4]["text"] == "seen" and kept["owner"] == mine["owner"]
+    done = run_cli("note", str(run), "--clear")
+    assert done.returncode == 0 and done.stdout.strip() == f"{run}: 2 notes deleted", done.stdout
+    kept = json.loads((run / "notes.json").read_text())
+    assert kept == {**mine, "tags": ["two words", 7, "new"], "notes": [{"text": "no time"}, "a line", {"time": 3}]}
+    (run / "notes.json").write_text(json.dumps({"tags": "not a list", "notes": []}))
+    done = run_cli("tag", str(run), "+x")  # what would be written over is refused, not lost
+    assert done.returncode == 2 and "tags" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert json.loads((run / "notes.json").read_text())["tags"] == "not a list"
+
+
 def test_runs_table_when_a_run_with_a_problem_comes_before_the_last_one(tmp_path: Path) -> None:
     nb = tmp_path / "runs"
     hand_run(nb / "a-20261125-171800", {"optim": {"lr": 0.1}})
