@@ -451,3 +451,19 @@ def test_runs_table_when_a_run_with_a_problem_comes_before_the_last_one(tmp_path
     assert lines[0].split() == ["run", "status", "when", "metric", "epochs", "time", "tags", "optim.lr", "problem"]
     assert "b-20261125-171900" in lines[2] and lines[2].endswith("notes.json is not JSON")
     assert "a-20261125-171800" in lines[3] and lines[4] == "2 runs: 2 finished."
+
+
+def test_diff_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    run = hand_run(tmp_path / "runs" / "a-20261125-171800")
+    mine = tmp_path / "my files"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine\n")
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "sweep.json").write_text("{}")
+    for other in (mine, Path("/proc/self"), tmp_path / "sweep", tmp_path / "nothing"):
+        for pair in ((run, other), (other, run)):
+            done = run_cli("diff", *map(str, pair))
+            assert done.returncode == 2 and done.stdout == "", (other, done.stdout)
+            assert done.stderr.startswith(f"error: {other}") and done.stderr.count("\n") == 1, done.stderr
+            assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
