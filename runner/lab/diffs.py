@@ -194,8 +194,9 @@ def _results(x: dict[str, Any], y: dict[str, Any]) -> dict[str, list[Any]]:
 
 
 def render(found: dict[str, Any]) -> str:
-    """The comparison for people: one section each for spec, code, versions and results."""
-    from runner.lab.table import show
+    """The comparison for people: one section each for spec, code, versions and results; every line
+    shown as table.visible writes it (the names and values are the runs')."""
+    from runner.lab.table import show, visible
 
     lines = [f"diff {found['a']} {found['b']}"]
     for side in ("a", "b"):
@@ -218,7 +219,7 @@ def render(found: dict[str, Any]) -> str:
     same = [f"{k} {show(v[0])}" for k, v in results.items() if k not in changed]
     if changed and same:
         lines.append(f"  the same: {', '.join(same)}")
-    return "\n".join(lines)
+    return "\n".join(map(visible, lines))
 
 
 def _code_lines(code: dict[str, Any]) -> list[str]:

@@ -467,3 +467,31 @@ def test_diff_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
             assert done.stderr.startswith(f"error: {other}") and done.stderr.count("\n") == 1, done.stderr
             assert "Traceback" not in done.stderr
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+
+
+UNSAFE = ("\x1b", "\x07", "\x9b", "\x7f", "\x00", "\u202e", "\u2066", "\u200f", "\u061c")
+
+
+def test_names_and_values_from_run_directories_are_printed_escaped(tmp_path: Path) -> None:
+    nb = tmp_path / "runs"
+    evil = hand_run(nb / "evil\x1b]0;owned\x07\u202e-20261125-171800", {
+        "model": {"kind": "\x1b[2J\x9b31m"}, "\x1b[1mkey\u2066": 1, "notes": "spec \u200f\x7f\x00"},
+        {"status": "finished\x1b[8m", "test_accuracy": 0.5})
+    plain = hand_run(nb / "plain-20261125-171700", {"model": {"kind": "mlp"}, "\x1b[1mkey\u2066": 2})
+    (evil / "notes.json").write_text(json.dumps({"notes": [{"time": "2026", "text": "note \u061c\x1b[31m"}]}))
+    outputs = {"runs": run_cli("runs", str(nb)), "runs one": run_cli("runs", str(evil)),
+               "diff": run_cli("diff", str(plain), str(evil)), "tag": run_cli("tag", str(evil), "+seen"),
+               "tags": run_cli("tag", str(evil)), "note": run_cli("note", str(evil), "x"),
+               "refused": run_cli("note", str(evil / "not\x1b[2Jhere"), "x")}
+    for what, done in outputs.items():
+        assert done.returncode == (2 if what == "refused" else 0) and "Traceback" not in done.stderr, (what, done.stderr)
+        assert not any(c in done.stdout + done.stderr for c in UNSAFE), (what, done.stdout + done.stderr)
+    table = outputs["runs"].stdout
+    assert r"evil\x1b]0;owned\x07\u202e-20261125-171800" in table and r"\x1b[2J\x9b31m" in table
+    assert r"\x1b[1mkey\u2066" in table.splitlines()[0] and r"finished\x1b[8m" in table
+    assert r"note \u061c\x1b[31m" in table
+    assert r"\x1b[2J\x9b31m" in outputs["diff"].stdout and r"evil\x1b]0;owned" in outputs["diff"].stdout
+    assert outputs["tag"].stdout.startswith(str(nb) + r"/evil\x1b]0;owned\x07\u202e")
+    assert r"not\x1b[2Jhere" in outputs["refused"].stderr
+    rows = by_run(listed(nb))  # the data itself stays exact: JSON writes them as \u001b
+    assert rows[str(evil)]["spec"]["model.kind"] == "\x1b[2J\x9b31m"
