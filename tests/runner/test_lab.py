@@ -440,6 +440,60 @@ def test_tag_and_note_keep_what_notes_json_holds_that_they_do_not_know(tmp_path:
     assert json.loads((run / "notes.json").read_text())["tags"] == "not a list"
 
 
+def test_tags_accumulate_over_several_commands(tmp_path: Path) -> None:
+    run = hand_run(tmp_path / "runs" / "a-20261125-171800", {"tags": ["baseline"]})
+    for change, tags in ((["+a"], ["baseline", "a"]), (["+b"], ["baseline", "a", "b"]),
+                         (["-a", "+c"], ["baseline", "b", "c"]), (["+a", "-baseline"], ["b", "c", "a"])):
+        done = run_cli("tag", str(run), *change)
+        assert done.returncode == 0 and done.stdout.strip() == f"{run}: {' '.join(tags)}", (change, done.stderr)
+        assert json.loads((run / "notes.json").read_text())["tags"] == tags
+    assert run_cli("note", str(run), "a note").returncode == 0
+    assert run_cli("tag", str(run), "+d").returncode == 0
+    assert listed(tmp_path / "runs")[0]["tags"] == ["b", "c", "a", "d"]
+    assert [n["text"] for n in json.loads((run / "notes.json").read_text())["notes"]] == ["a note"]
+
+
+def test_where_compares_numbers_as_numbers(tmp_path: Path) -> None:
+    nb = tmp_path / "runs"
+    for name, lr, epochs, accuracy in (("a", 1e-3, 9, 0.9), ("b", 0.002, 10, 0.10), ("c", 1e-5, 100, 0.095),
+                                       ("d", 0.0005, 2, 1)):
+        hand_run(nb / f"{name}-20261125-17180{ord(name) - 97}", {"optim": {"lr": lr}},
+                 {"epochs": epochs, "test_accuracy": accuracy})
+
+    def names(*where: str) -> list[str]:
+        args = [item for w in where for item in ("--where", w)]
+        return sorted(Path(r["run"]).name[0] for r in listed(nb, *args))
+
+    assert names("epochs>9") == ["b", "c"] and names("epochs<10") == ["a", "d"] and names("epochs>=10") == ["b", "c"]
+    assert names("optim.lr>=1e-3") == ["a", "b"] and names("optim.lr<0.002") == ["a", "c", "d"]
+    assert names("optim.lr<=0.001") == ["a", "c", "d"] and names("optim.lr=0.001") == ["a"]
+    assert names("test_accuracy=0.10") == ["b"] and names("test_accuracy>0.10") == ["a", "d"]
+    assert names("test_accuracy<0.9") == ["b", "c"] and names("test_accuracy>=90%") == ["a", "d"]
+    assert names("metric<0.1", "epochs>9") == ["c"]
+    assert [Path(r["run"]).name[0] for r in listed(nb, "--sort", "epochs")] == ["d", "a", "b", "c"]
+
+
+def test_a_huge_spec_json_is_not_read_whole(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from runner.lab.scan import read_row
+
+    run = hand_run(tmp_path / "runs" / "a-20261125-171800", {"optim": {"lr": 0.1}}, {"test_accuracy": 0.5})
+    with open(run / "spec.json", "wb") as f:
+        f.truncate(100_000_000)  # 100 MB, sparse: reading it whole would take 100 MB of memory
+    tracemalloc.start()
+    try:
+        row = read_row(run, "")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 10_000_000, peak
+    assert "spec.json is 100.0 MB, more than the 4.0 MB read (left unread)" in row["problem"]
+    assert row["spec"]["optim.lr"] == 0.1 and row["metric"] == 0.5  # the journal's copy of the spec
+    shown = listed(tmp_path / "runs")[0]
+    assert "spec.json is 100.0 MB" in shown["problem"] and shown["status"] == "finished"
+
+
 def test_runs_table_when_a_run_with_a_problem_comes_before_the_last_one(tmp_path: Path) -> None:
     nb = tmp_path / "runs"
     hand_run(nb / "a-20261125-171800", {"optim": {"lr": 0.1}})
@@ -495,3 +549,58 @@ def test_names_and_values_from_run_directories_are_printed_escaped(tmp_path: Pat
     assert r"not\x1b[2Jhere" in outputs["refused"].stderr
     rows = by_run(listed(nb))  # the data itself stays exact: JSON writes them as \u001b
     assert rows[str(evil)]["spec"]["model.kind"] == "\x1b[2J\x9b31m"
+
+
+def run_files(run: Path) -> list[str]:
+    return sorted(p.name for p in run.iterdir())
+
+
+def test_a_note_that_fails_mid_write_leaves_notes_json_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from runner.lab import notes
+
+    run = hand_run(tmp_path / "runs" / "a-20261125-171800")
+    assert run_cli("note", str(run), "first").returncode == 0
+    before, names = (run / "notes.json").read_bytes(), run_files(run)
+
+    def half_then_full(data: Any, f: Any, **options: Any) -> None:  # the disk fills half-way through the write
+        text = json.dumps(data, **options)
+        f.write(text[:len(text) // 2])
+        f.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(json, "dump", half_then_full)
+    with pytest.raises(notes.NotesError, match="cannot be written .No space left on device"):
+        notes.add_note(run, "second")
+    monkeypatch.undo()
+    assert (run / "notes.json").read_bytes() == before and run_files(run) == names  # the old file, no temporary one
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_note_on_a_full_disk_leaves_notes_json_whole(tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        run = hand_run(disk / "a-20261125-171800")
+        many = [{"time": "2026-11-25 17:20:00+0000", "text": f"{i} " + "n" * 4000} for i in range(40)]
+        (run / "notes.json").write_text(json.dumps({"tags": [], "notes": many}))  # 160 KB, freed by a rewrite in place
+        before, names = (run / "notes.json").read_bytes(), run_files(run)
+        fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError as exc:
+            assert exc.errno == 28  # ENOSPC: the disk is full
+        finally:
+            os.close(fd)
+        done = run_cli("note", str(run), "one more " + "m" * 9000)
+        assert done.returncode == 2 and "No space left on device" in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+        assert (run / "notes.json").read_bytes() == before and run_files(run) == names
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
