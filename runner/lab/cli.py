@@ -140,8 +140,10 @@ def runs(argv: Sequence[str]) -> int:
     rows, total = selected(a)
     if a.json:
         _quietly(lambda: print(table.to_json(rows)))
-    elif a.csv:
-        _quietly(lambda: sys.stdout.write(table.to_csv(rows)))
+    elif a.csv:  # exact for a program reading it; escaped for a person reading it on a terminal
+        text = table.to_csv(rows)
+        text = "\n".join(map(visible, text.split("\n"))) if sys.stdout.isatty() else text
+        _quietly(lambda: sys.stdout.write(text))
     elif not total:
         print(f"no runs under {visible(', '.join(map(str, a.folders or [Path('runs')])))}; `python -m runner "
               "SPEC.json` makes one.")

@@ -604,3 +604,31 @@ def test_a_note_on_a_full_disk_leaves_notes_json_whole(tmp_path: Path) -> None:
         assert (run / "notes.json").read_bytes() == before and run_files(run) == names
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_csv_is_exact_in_a_pipe_and_escaped_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+
+    hand_run(tmp_path / "runs" / "a-20261125-171800", {"model": {"kind": "\x1b[2J\u202emlp"}})
+    hand_run(tmp_path / "runs" / "b-20261125-171900", {"model": {"kind": "cnn"}})
+    piped = run_cli("runs", str(tmp_path / "runs"), "--csv")
+    assert {r["model.kind"] for r in csv.DictReader(io.StringIO(piped.stdout))} == {"\x1b[2J\u202emlp", "cnn"}
+    main, terminal = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "runner", "runs", str(tmp_path / "runs"), "--csv"], cwd=ROOT,
+                              stdout=terminal, stderr=subprocess.PIPE, timeout=60)
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # EIO: the terminal's other end is closed and everything was read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(main)
+    text = shown.decode()
+    assert done.returncode == 0 and r"\x1b[2J\u202emlp" in text, done.stderr
+    assert not any(c in text.replace("\r\n", "\n") for c in UNSAFE), text
