@@ -21,7 +21,9 @@ RUNS_HELP = ("List every run under runs/ (or the given folders, recursively): it
              "that differ between the rows shown. A sweep directory's runs are rows of their own, each naming "
              "its sweep (`sweep`); a sweep none of whose variants has started is one row, `not run`. Damaged or "
              "half-written run directories are listed with their state. Rows are remembered in FOLDER/"
-             ".index.json and read again only when a run's files change.")
+             ".index.json and read again only when a run's files change. Names and values read from run "
+             "directories are shown with control characters and bidi marks escaped (\\x1b, \\u202e); --json, "
+             "and --csv into a pipe or file, keep them exact.")
 WHERE_HELP = ("KEY OP VALUE, OP one of = != > >= < <= ~ (contains); KEY a column (status, metric, when, tags, ...), "
               "a summary key (test_accuracy) or a dotted spec key (model.kind, optim.lr); repeatable, all must hold")
 TAG_USAGE = ("usage: python -m runner tag RUN [RUN ...] [+TAG ...] [-TAG ...]\n\nAdd (+TAG) and remove (-TAG) "
