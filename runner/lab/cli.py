@@ -6,20 +6,24 @@ person's mistake is a UserError (exit 2, one paragraph). None of them imports to
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from runner.errors import UserError
 from runner.lab import query
+from runner.lab.table import visible
 
 RUNS_HELP = ("List every run under runs/ (or the given folders, recursively): its status, start time, metric "
              "(test_accuracy; a tracked run's main last value), epochs, training time, tags, and the spec keys "
              "that differ between the rows shown. A sweep directory's runs are rows of their own, each naming "
              "its sweep (`sweep`); a sweep none of whose variants has started is one row, `not run`. Damaged or "
              "half-written run directories are listed with their state. Rows are remembered in FOLDER/"
-             ".index.json and read again only when a run's files change.")
+             ".index.json and read again only when a run's files change. Names and values read from run "
+             "directories are shown with control characters and bidi marks escaped (\\x1b, \\u202e); --json, "
+             "and --csv into a pipe or file, keep them exact.")
 WHERE_HELP = ("KEY OP VALUE, OP one of = != > >= < <= ~ (contains); KEY a column (status, metric, when, tags, ...), "
               "a summary key (test_accuracy) or a dotted spec key (model.kind, optim.lr); repeatable, all must hold")
 TAG_USAGE = ("usage: python -m runner tag RUN [RUN ...] [+TAG ...] [-TAG ...]\n\nAdd (+TAG) and remove (-TAG) "
@@ -116,6 +120,21 @@ def _quietly(write: Any) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to say, and no error at exit
 
 
+def shown(command: Callable[[Sequence[str]], int]) -> Callable[[Sequence[str]], int]:
+    """`command` with its error's paragraph written as table.visible writes it: it names folders, and
+    keys read from run directories."""
+    @functools.wraps(command)
+    def run(argv: Sequence[str]) -> int:
+        try:
+            return command(argv)
+        except UserError as exc:
+            exc.args = (visible(str(exc)),)
+            raise
+
+    return run
+
+
+@shown
 def runs(argv: Sequence[str]) -> int:
     from runner.lab import table
 
@@ -123,16 +142,19 @@ def runs(argv: Sequence[str]) -> int:
     rows, total = selected(a)
     if a.json:
         _quietly(lambda: print(table.to_json(rows)))
-    elif a.csv:
-        _quietly(lambda: sys.stdout.write(table.to_csv(rows)))
+    elif a.csv:  # exact for a program reading it; escaped for a person reading it on a terminal
+        text = table.to_csv(rows)
+        text = "\n".join(map(visible, text.split("\n"))) if sys.stdout.isatty() else text
+        _quietly(lambda: sys.stdout.write(text))
     elif not total:
-        print(f"no runs under {', '.join(map(str, a.folders or [Path('runs')]))}; `python -m runner SPEC.json` "
-              "makes one.")
+        print(f"no runs under {visible(', '.join(map(str, a.folders or [Path('runs')])))}; `python -m runner "
+              "SPEC.json` makes one.")
     else:
         _quietly(lambda: table.print_table(rows, total))
     return 0
 
 
+@shown
 def tag(argv: Sequence[str]) -> int:
     from runner.lab import notes
 
@@ -153,7 +175,7 @@ def tag(argv: Sequence[str]) -> int:
             tags = notes.change_tags(folder, add, remove)
         else:
             tags = _tags_now(folder)
-        print(f"{folder}: {' '.join(tags) if tags else '(no tags)'}")
+        print(f"{visible(str(folder))}: {' '.join(tags) if tags else '(no tags)'}")  # tags are checked words
     return 0
 
 
@@ -163,6 +185,7 @@ def _tags_now(folder: Path) -> list[str]:
     return read_row(folder, "")["tags"]
 
 
+@shown
 def note(argv: Sequence[str]) -> int:
     from runner.lab import notes
 
@@ -171,13 +194,14 @@ def note(argv: Sequence[str]) -> int:
         raise UserError("note: give the note's text in quotes, or --clear (not both): python -m runner note RUN "
                         "\"what you saw\".")
     if a.clear:
-        print(f"{a.run}: {notes.clear_notes(a.run)} notes deleted")
+        print(f"{visible(str(a.run))}: {notes.clear_notes(a.run)} notes deleted")
         return 0
     written = notes.add_note(a.run, a.text)
-    print(f"{a.run}: noted at {written['time']}")
+    print(f"{visible(str(a.run))}: noted at {written['time']}")
     return 0
 
 
+@shown
 def diff(argv: Sequence[str]) -> int:
     import json
 
@@ -194,6 +218,7 @@ def wants_lab_report(argv: Sequence[str]) -> bool:
     return any(item.split("=")[0] in ("--where", "--sort", "--limit", "--tag") for item in argv)
 
 
+@shown
 def report(argv: Sequence[str]) -> int:
     from runner.loggers import registry
 
@@ -205,7 +230,7 @@ def report(argv: Sequence[str]) -> int:
             f"--tag {t}" for t in a.tag] + ([f"--sort {a.sort}"] if a.sort else []) + (
             [f"--limit {a.limit}"] if a.limit is not None else []))
     except module.ReportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {visible(str(exc))}", file=sys.stderr)
         return 1
-    print(f"report: {written}")
+    print(f"report: {visible(str(written))}")
     return 0

@@ -20,6 +20,7 @@ from typing import Any
 
 from runner import runs
 from runner.errors import UserError
+from runner.lab import notes as notebook
 from runner.lab.reading import MAX_JSON, load_json
 from runner.lab.scan import flatten, number
 
@@ -32,9 +33,15 @@ FILE = re.compile(r"^diff --git a/(.*?) b/(.*)$", re.M)
 
 def read(folder: Path) -> dict[str, Any]:
     """What a run directory says of itself: spec, summary, provenance (as whole as recorded), problems."""
+    example = "e.g. python -m runner diff runs/a-20261125-171800 runs/b-20261125-172000"
     if not folder.is_dir():
         raise UserError(f"{folder}: {'not a folder' if folder.exists() else 'no such folder'}; diff takes two run "
-                        "directories, e.g. python -m runner diff runs/a-20261125-171800 runs/b-20261125-172000.")
+                        f"directories, {example}.")
+    try:
+        notebook.run_dir(Path(os.path.realpath(folder)))  # what a run directory is; a link named here is followed
+    except UserError:
+        raise UserError(f"{folder} is not a run directory (made by `python -m runner SPEC.json`; `python -m runner "
+                        f"runs` lists them); diff takes two run directories, {example}.") from None
     problems: list[str] = []
     spec, _ = load_json(folder / runs.SPEC, MAX_JSON, problems)
     summary, _ = load_json(folder / runs.SUMMARY, MAX_JSON, problems)
@@ -187,8 +194,9 @@ def _results(x: dict[str, Any], y: dict[str, Any]) -> dict[str, list[Any]]:
 
 
 def render(found: dict[str, Any]) -> str:
-    """The comparison for people: one section each for spec, code, versions and results."""
-    from runner.lab.table import show
+    """The comparison for people: one section each for spec, code, versions and results; every line
+    shown as table.visible writes it (the names and values are the runs')."""
+    from runner.lab.table import show, visible
 
     lines = [f"diff {found['a']} {found['b']}"]
     for side in ("a", "b"):
@@ -211,7 +219,7 @@ def render(found: dict[str, Any]) -> str:
     same = [f"{k} {show(v[0])}" for k, v in results.items() if k not in changed]
     if changed and same:
         lines.append(f"  the same: {', '.join(same)}")
-    return "\n".join(lines)
+    return "\n".join(map(visible, lines))
 
 
 def _code_lines(code: dict[str, Any]) -> list[str]:

@@ -3,7 +3,9 @@
 A spec may carry `tags` (a list) and `notes` (a sentence or two); until the run's tags are first
 changed they are the spec's, and from then on notes.json holds them all (so `-draft` can take off a
 tag the spec gave). The spec's notes are shown as the run's first note; notes.json's follow, each
-with the time it was written.
+with the time it was written. A notes.json written by hand may hold more: keys and entries the runner
+does not understand (a note without a time, a key of the person's) are not shown, and are kept as
+they are when `tag` or `note` rewrites the file.
 
 notes.json is not one of the files the run itself writes (runs.OWN), and the run never reads it, so
 tagging or annotating a run that is still training is allowed: it changes nothing the run holds, and
@@ -53,8 +55,12 @@ def notes_of(value: Any) -> list[dict[str, str]]:
     """The valid notes of a list read from a file: {"time": str, "text": str} each."""
     if not isinstance(value, list):
         return []
-    return [{"time": n["time"], "text": n["text"][:MAX_TEXT]} for n in value[-MAX_NOTES:]
-            if isinstance(n, dict) and isinstance(n.get("time"), str) and isinstance(n.get("text"), str)]
+    return [{"time": n["time"], "text": n["text"][:MAX_TEXT]} for n in value[-MAX_NOTES:] if is_note(n)]
+
+
+def is_note(entry: Any) -> bool:
+    """Whether an entry of notes.json's notes is one the runner shows: {"time": str, "text": str}."""
+    return isinstance(entry, dict) and isinstance(entry.get("time"), str) and isinstance(entry.get("text"), str)
 
 
 def parse(data: Any) -> tuple[dict[str, Any] | None, str | None]:
@@ -118,47 +124,72 @@ def _taken(folder: Path) -> Iterator[None]:
 
 
 def _load(folder: Path) -> tuple[dict[str, Any], Any]:
-    """The run's notes.json (or an empty one) and its spec, for a change; NotesError when notes.json
+    """The run's notes.json as it is (or {}) and its spec, for a change; NotesError when notes.json
     exists but cannot be read, so nothing of it is lost by writing over it."""
     problems: list[str] = []
     data, exists = load_json(folder / NOTES, MAX_BYTES, problems)
     if problems:
         raise NotesError(f"{folder / NOTES}: {problems[0]}; mend or delete it, then try again.")
-    record, why = parse(data) if exists else ({"tags": [], "notes": [], "has_tags": False}, None)
-    if record is None:
-        raise NotesError(f"{folder / NOTES}: {why}; mend or delete it, then try again.")
+    if exists and not isinstance(data, dict):
+        raise NotesError(f"{folder / NOTES}: {parse(data)[1]}; mend or delete it, then try again.")
     raw, _ = read_file(folder / runs.SPEC, MAX_JSON)
     try:
         spec = json.loads(raw) if raw else None
     except (ValueError, RecursionError):
         spec = None
-    return record, spec
+    return data if exists else {}, spec
+
+
+def _entries(folder: Path, data: dict[str, Any], key: str) -> list[Any]:
+    """notes.json's `tags` or `notes` as they are, entries the runner does not understand included (they
+    are written back as they were); NotesError when it is not a list, which a change would write over."""
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise NotesError(f"{folder / NOTES}: its {key!r} is not a list; mend or delete it, then try again.")
+    return value
 
 
 def check(folder: Path) -> None:
-    """NotesError unless `folder` is a run directory whose notes.json (if any) can be read and changed."""
-    _load(run_dir(folder))
+    """NotesError unless `folder` is a run directory whose notes.json (if any) can be read and its tags
+    changed."""
+    folder = run_dir(folder)
+    _entries(folder, _load(folder)[0], "tags")
 
 
-def _save(folder: Path, record: dict[str, Any]) -> None:
+def _save(folder: Path, data: dict[str, Any]) -> None:
+    """notes.json written whole (atomically): its keys as they were, the changed ones, tags and notes."""
     try:
-        write_json(folder / NOTES, {"tags": record["tags"], "notes": record["notes"]})
+        write_json(folder / NOTES, {**data, "tags": data.get("tags", []), "notes": data.get("notes", [])})
     except OSError as exc:
         raise NotesError(f"{folder / NOTES} cannot be written ({exc.strerror or exc}).") from None
+
+
+def _with_tags(entries: list[Any], tags: list[str]) -> list[Any]:
+    """`entries` (notes.json's tags as they are) holding `tags` as its tags, in that order: what is not a
+    tag is kept where it was."""
+    out, kept = [], set()
+    for item in entries:
+        if not isinstance(item, str) or not TAG.fullmatch(item):
+            out.append(item)
+        elif item in tags and item not in kept:
+            out.append(item)
+            kept.add(item)
+    return out + [t for t in tags if t not in kept]
 
 
 def change_tags(folder: Path, add: list[str], remove: list[str]) -> list[str]:
     """Add and remove tags of a run (the spec's tags are its tags until the first change); its tags."""
     folder = run_dir(folder)
     with _taken(folder):
-        record, spec = _load(folder)
-        tags = record["tags"] if record["has_tags"] else spec_tags(spec)
-        tags = [t for t in tags if t not in remove] + [t for t in add if t not in tags and t not in remove]
+        data, spec = _load(folder)
+        entries = _entries(folder, data, "tags") if "tags" in data else spec_tags(spec)
+        tags = tags_of(entries)
+        tags = [t for t in tags if t not in remove] + [t for t in dict.fromkeys(add) if t not in tags + remove]
         if len(tags) > MAX_TAGS:
             raise NotesError(f"{folder}: {len(tags)} tags; a run keeps at most {MAX_TAGS}.")
-        record["tags"] = list(dict.fromkeys(tags))
-        _save(folder, record)
-    return record["tags"]
+        data["tags"] = _with_tags(entries, tags)
+        _save(folder, data)
+    return tags
 
 
 def add_note(folder: Path, text: str) -> dict[str, str]:
@@ -171,22 +202,21 @@ def add_note(folder: Path, text: str) -> dict[str, str]:
         raise NotesError(f"the note is {len(text):,} characters; a note holds at most {MAX_TEXT:,}.")
     note = {"time": time.strftime("%Y-%m-%d %H:%M:%S%z"), "text": text}
     with _taken(folder):
-        record, spec = _load(folder)
-        if not record["has_tags"]:
-            record["tags"] = spec_tags(spec)
-        record["notes"] = (record["notes"] + [note])[-MAX_NOTES:]
-        _save(folder, record)
+        data, spec = _load(folder)
+        notes = _entries(folder, data, "notes")
+        data.setdefault("tags", spec_tags(spec))
+        data["notes"] = (notes + [note])[-MAX_NOTES:]
+        _save(folder, data)
     return note
 
 
 def clear_notes(folder: Path) -> int:
-    """Delete a run's notes (its tags stay); how many there were."""
+    """Delete a run's notes (its tags stay, and entries that are not notes); how many there were."""
     folder = run_dir(folder)
     with _taken(folder):
-        record, spec = _load(folder)
-        if not record["has_tags"]:
-            record["tags"] = spec_tags(spec)
-        count = len(record["notes"])
-        record["notes"] = []
-        _save(folder, record)
-    return count
+        data, spec = _load(folder)
+        notes = _entries(folder, data, "notes")
+        data.setdefault("tags", spec_tags(spec))
+        data["notes"] = [n for n in notes if not is_note(n)]
+        _save(folder, data)
+    return len(notes) - len(data["notes"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from typing import Any, Sequence, TextIO
 
@@ -20,8 +21,18 @@ from runner.lab.query import differing
 KEY_COLUMNS = 6  # differing spec keys shown on the console; --json and --csv have them all
 CELL = 28  # characters of a cell shown on the console (the run's path: RUN_CELL)
 RUN_CELL = 64
+# What a terminal would act on instead of showing: control characters (C0 but tab, DEL, C1: ESC starts
+# a sequence that can retitle, clear or rewrite the screen) and the marks that reorder the text around
+# them (bidi embeddings, overrides and isolates, LRM, RLM, ALM).
+UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 GOOD = {status.FINISHED: "green", status.STOPPED_EARLY: "green", status.RUNNING: "cyan", status.STOPPED: "yellow",
         status.UNFINISHED: "yellow"}
+
+
+def visible(text: str) -> str:
+    """`text` safe to print on a terminal: each UNSAFE character written as its escape (`\\x1b`,
+    `\\u202e`). Every name or value read from a run directory goes through it on its way to the screen."""
+    return UNSAFE.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
 
 
 def show(value: Any) -> str:
@@ -85,8 +96,9 @@ def columns(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[tuple[s
 
 
 def _cut(text: str, width: int, keep_end: bool = False) -> str:
-    """`text` on one line, at most `width` characters: its start, or with `keep_end` (a path) its end."""
-    text = " ".join(text.split())
+    """`text` on one line, shown as `visible` writes it, at most `width` characters: its start, or with
+    `keep_end` (a path) its end."""
+    text = visible(" ".join(text.split()))
     if len(text) <= width:
         return text
     return "..." + text[len(text) - width + 3:] if keep_end else text[:width - 3] + "..."
@@ -102,14 +114,15 @@ def print_table(rows: Sequence[dict[str, Any]], total: int, out: TextIO | None =
     cols = columns(rows, keys[:KEY_COLUMNS])
     cells = [[_cut(str(f(r)), RUN_CELL if h == "run" else 80 if h == "problem" else CELL, h == "run")
               for h, f in cols] for r in rows]
-    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (h, _) in enumerate(cols)]
+    heads = [_cut(h, RUN_CELL) for h, _ in cols]  # a spec key is a header
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(heads)]
     starts = [sum(w + 2 for w in widths[:i]) for i in range(len(widths))]  # each column's offset in a line
-    lines = ["  ".join(h.ljust(w) for (h, _), w in zip(cols, widths)).rstrip(), "  ".join("-" * w for w in widths)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(heads, widths)).rstrip(), "  ".join("-" * w for w in widths)]
     spans, offset = [Span(0, len(lines[0]), "bold")], len(lines[0]) + len(lines[1]) + 2
     where = [i for i, (h, _) in enumerate(cols) if h in ("status", "problem")]
     for row, line in zip(rows, cells):  # one Text with a span per coloured cell: 13,000 appends took 0.1 s
         text = "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
-        for i in where:
+        for i in (i for i in where if line[i]):  # an empty cell has no span (the line's end may be cut off)
             style = GOOD.get(row["status"], "red") if cols[i][0] == "status" else "red"
             spans.append(Span(offset + starts[i], offset + starts[i] + len(line[i]), style))
         lines.append(text)
@@ -117,7 +130,7 @@ def print_table(rows: Sequence[dict[str, Any]], total: int, out: TextIO | None =
     crop = console.is_terminal  # a terminal: each line cut at its width; a pipe or file: whole lines
     console.print(Text("\n".join(lines), spans=spans), no_wrap=crop, overflow="crop" if crop else None,
                   soft_wrap=not crop)
-    console.print(footer(rows, total, keys), soft_wrap=True, markup=False)
+    console.print(visible(footer(rows, total, keys)), soft_wrap=True, markup=False, emoji=False)
 
 
 def footer(rows: Sequence[dict[str, Any]], total: int, keys: Sequence[str]) -> str:

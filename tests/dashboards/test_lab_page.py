@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,19 @@ def test_the_page_filters_and_sorts_offline_in_chromium(real: dict[str, Path]) -
     assert len(two["rows"]) == 2 and all("tiny-lr" in r for r in two["rows"]), see
     numbers = [float(v) for v in up if v]
     assert numbers == sorted(numbers) and [float(v) for v in down if v] == sorted(numbers, reverse=True), see
+
+
+def test_a_metric_name_of_markup_is_escaped_in_the_charts(real: dict[str, Path], tmp_path: Path) -> None:
+    """A run someone sent, whose journal names a metric in markup (runner.track would refuse the name)."""
+    run = tmp_path / "runs" / real["tracked"].name
+    shutil.copytree(real["tracked"], run)
+    name = '<img src=x onerror="alert(1)">loss'
+    for file in ("metrics.jsonl", "summary.json"):
+        text = (run / file).read_text()
+        (run / file).write_text(text.replace('"train/loss"', json.dumps(name)))
+    done = run_cli("report", str(tmp_path / "runs"))
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "runs" / "lab.html").read_text()
+    charts = [f for f in figures(text).values() if f["id"].startswith("metric_")]
+    assert any(f["layout"]["yaxis"]["title"]["text"] == html.escape(name) for f in charts), charts
+    assert name not in text and "<img" not in text

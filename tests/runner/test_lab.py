@@ -399,3 +399,236 @@ def test_every_command_on_a_folder_of_damaged_runs(real: dict[str, Path], tmp_pa
     assert (bad / "bad-notes" / "notes.json").read_text() == "{"  # never written over
     assert sorted(p.name for p in (tmp_path / "outside").rglob("*")) == before  # nothing written outside
     assert not list(tmp_path.rglob("outside/**/notes.json"))
+
+
+# ----- run directories written by hand -----------------------------------------------------------------
+
+def hand_run(folder: Path, spec: dict[str, Any] | None = None, summary: dict[str, Any] | None = None) -> Path:
+    """A run directory as a finished run leaves it (spec.json, the journal's start event, summary.json),
+    written here with the values a test needs."""
+    spec = {"name": folder.name, **(spec or {})}
+    folder.mkdir(parents=True)
+    (folder / "spec.json").write_text(json.dumps(spec))
+    (folder / "metrics.jsonl").write_text(json.dumps({"event": "start", "info": {"name": spec["name"],
+                                                                                 "spec": spec}}) + "\n")
+    (folder / "summary.json").write_text(json.dumps({"status": "finished", **(summary or {})}))
+    return folder
+
+
+def test_tag_and_note_keep_what_notes_json_holds_that_they_do_not_know(tmp_path: Path) -> None:
+    run = hand_run(tmp_path / "runs" / "a-20261125-171800", {"tags": ["baseline"]})
+    mine = {"tags": ["old", "two words", 7], "notes": [{"text": "no time"}, {"time": "2026-11-25 17:20", "text": "ok",
+                                                                          "by": "me"}, "a line", {"time": 3}],
+            "owner": {"name": "me"}}
+    (run / "notes.json").write_text(json.dumps(mine))
+    row = listed(tmp_path / "runs")[0]
+    assert row["tags"] == ["old"] and [n["text"] for n in row["notes"]] == ["ok"]  # only what is understood is shown
+    done = run_cli("tag", str(run), "+new", "-old")
+    assert done.returncode == 0 and done.stdout.strip() == f"{run}: new", done.stderr
+    kept = json.loads((run / "notes.json").read_text())
+    assert kept == {**mine, "tags": ["two words", 7, "new"]}
+    assert run_cli("note", str(run), "seen").returncode == 0
+    kept = json.loads((run / "notes.json").read_text())
+    assert kept["notes"][:4] == mine["notes"] and kept["notes"][4]["text"] == "seen" and kept["owner"] == mine["owner"]
+    done = run_cli("note", str(run), "--clear")
+    assert done.returncode == 0 and done.stdout.strip() == f"{run}: 2 notes deleted", done.stdout
+    kept = json.loads((run / "notes.json").read_text())
+    assert kept == {**mine, "tags": ["two words", 7, "new"], "notes": [{"text": "no time"}, "a line", {"time": 3}]}
+    (run / "notes.json").write_text(json.dumps({"tags": "not a list", "notes": []}))
+    done = run_cli("tag", str(run), "+x")  # what would be written over is refused, not lost
+    assert done.returncode == 2 and "tags" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert json.loads((run / "notes.json").read_text())["tags"] == "not a list"
+
+
+def test_tags_accumulate_over_several_commands(tmp_path: Path) -> None:
+    run = hand_run(tmp_path / "runs" / "a-20261125-171800", {"tags": ["baseline"]})
+    for change, tags in ((["+a"], ["baseline", "a"]), (["+b"], ["baseline", "a", "b"]),
+                         (["-a", "+c"], ["baseline", "b", "c"]), (["+a", "-baseline"], ["b", "c", "a"])):
+        done = run_cli("tag", str(run), *change)
+        assert done.returncode == 0 and done.stdout.strip() == f"{run}: {' '.join(tags)}", (change, done.stderr)
+        assert json.loads((run / "notes.json").read_text())["tags"] == tags
+    assert run_cli("note", str(run), "a note").returncode == 0
+    assert run_cli("tag", str(run), "+d").returncode == 0
+    assert listed(tmp_path / "runs")[0]["tags"] == ["b", "c", "a", "d"]
+    assert [n["text"] for n in json.loads((run / "notes.json").read_text())["notes"]] == ["a note"]
+
+
+def test_where_compares_numbers_as_numbers(tmp_path: Path) -> None:
+    nb = tmp_path / "runs"
+    for name, lr, epochs, accuracy in (("a", 1e-3, 9, 0.9), ("b", 0.002, 10, 0.10), ("c", 1e-5, 100, 0.095),
+                                       ("d", 0.0005, 2, 1)):
+        hand_run(nb / f"{name}-20261125-17180{ord(name) - 97}", {"optim": {"lr": lr}},
+                 {"epochs": epochs, "test_accuracy": accuracy})
+
+    def names(*where: str) -> list[str]:
+        args = [item for w in where for item in ("--where", w)]
+        return sorted(Path(r["run"]).name[0] for r in listed(nb, *args))
+
+    assert names("epochs>9") == ["b", "c"] and names("epochs<10") == ["a", "d"] and names("epochs>=10") == ["b", "c"]
+    assert names("optim.lr>=1e-3") == ["a", "b"] and names("optim.lr<0.002") == ["a", "c", "d"]
+    assert names("optim.lr<=0.001") == ["a", "c", "d"] and names("optim.lr=0.001") == ["a"]
+    assert names("test_accuracy=0.10") == ["b"] and names("test_accuracy>0.10") == ["a", "d"]
+    assert names("test_accuracy<0.9") == ["b", "c"] and names("test_accuracy>=90%") == ["a", "d"]
+    assert names("metric<0.1", "epochs>9") == ["c"]
+    assert [Path(r["run"]).name[0] for r in listed(nb, "--sort", "epochs")] == ["d", "a", "b", "c"]
+
+
+def test_a_huge_spec_json_is_not_read_whole(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from runner.lab.scan import read_row
+
+    run = hand_run(tmp_path / "runs" / "a-20261125-171800", {"optim": {"lr": 0.1}}, {"test_accuracy": 0.5})
+    with open(run / "spec.json", "wb") as f:
+        f.truncate(100_000_000)  # 100 MB, sparse: reading it whole would take 100 MB of memory
+    tracemalloc.start()
+    try:
+        row = read_row(run, "")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 10_000_000, peak
+    assert "spec.json is 100.0 MB, more than the 4.0 MB read (left unread)" in row["problem"]
+    assert row["spec"]["optim.lr"] == 0.1 and row["metric"] == 0.5  # the journal's copy of the spec
+    shown = listed(tmp_path / "runs")[0]
+    assert "spec.json is 100.0 MB" in shown["problem"] and shown["status"] == "finished"
+
+
+def test_runs_table_when_a_run_with_a_problem_comes_before_the_last_one(tmp_path: Path) -> None:
+    nb = tmp_path / "runs"
+    hand_run(nb / "a-20261125-171800", {"optim": {"lr": 0.1}})
+    hand_run(nb / "b-20261125-171900", {"optim": {"lr": 0.2}})
+    (nb / "b-20261125-171900" / "notes.json").write_text("{")
+    done = run_cli("runs", str(nb))  # newest first: b (its notes.json is not JSON), then a, without a problem
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["run", "status", "when", "metric", "epochs", "time", "tags", "optim.lr", "problem"]
+    assert "b-20261125-171900" in lines[2] and lines[2].endswith("notes.json is not JSON")
+    assert "a-20261125-171800" in lines[3] and lines[4] == "2 runs: 2 finished."
+
+
+def test_diff_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    run = hand_run(tmp_path / "runs" / "a-20261125-171800")
+    mine = tmp_path / "my files"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine\n")
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "sweep.json").write_text("{}")
+    for other in (mine, Path("/proc/self"), tmp_path / "sweep", tmp_path / "nothing"):
+        for pair in ((run, other), (other, run)):
+            done = run_cli("diff", *map(str, pair))
+            assert done.returncode == 2 and done.stdout == "", (other, done.stdout)
+            assert done.stderr.startswith(f"error: {other}") and done.stderr.count("\n") == 1, done.stderr
+            assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+
+
+UNSAFE = ("\x1b", "\x07", "\x9b", "\x7f", "\x00", "\u202e", "\u2066", "\u200f", "\u061c")
+
+
+def test_names_and_values_from_run_directories_are_printed_escaped(tmp_path: Path) -> None:
+    nb = tmp_path / "runs"
+    evil = hand_run(nb / "evil\x1b]0;owned\x07\u202e-20261125-171800", {
+        "model": {"kind": "\x1b[2J\x9b31m"}, "\x1b[1mkey\u2066": 1, "notes": "spec \u200f\x7f\x00"},
+        {"status": "finished\x1b[8m", "test_accuracy": 0.5})
+    plain = hand_run(nb / "plain-20261125-171700", {"model": {"kind": "mlp"}, "\x1b[1mkey\u2066": 2})
+    (evil / "notes.json").write_text(json.dumps({"notes": [{"time": "2026", "text": "note \u061c\x1b[31m"}]}))
+    outputs = {"runs": run_cli("runs", str(nb)), "runs one": run_cli("runs", str(evil)),
+               "diff": run_cli("diff", str(plain), str(evil)), "tag": run_cli("tag", str(evil), "+seen"),
+               "tags": run_cli("tag", str(evil)), "note": run_cli("note", str(evil), "x"),
+               "refused": run_cli("note", str(evil / "not\x1b[2Jhere"), "x")}
+    for what, done in outputs.items():
+        assert done.returncode == (2 if what == "refused" else 0) and "Traceback" not in done.stderr, (what, done.stderr)
+        assert not any(c in done.stdout + done.stderr for c in UNSAFE), (what, done.stdout + done.stderr)
+    table = outputs["runs"].stdout
+    assert r"evil\x1b]0;owned\x07\u202e-20261125-171800" in table and r"\x1b[2J\x9b31m" in table
+    assert r"\x1b[1mkey\u2066" in table.splitlines()[0] and r"finished\x1b[8m" in table
+    assert r"note \u061c\x1b[31m" in table
+    assert r"\x1b[2J\x9b31m" in outputs["diff"].stdout and r"evil\x1b]0;owned" in outputs["diff"].stdout
+    assert outputs["tag"].stdout.startswith(str(nb) + r"/evil\x1b]0;owned\x07\u202e")
+    assert r"not\x1b[2Jhere" in outputs["refused"].stderr
+    rows = by_run(listed(nb))  # the data itself stays exact: JSON writes them as \u001b
+    assert rows[str(evil)]["spec"]["model.kind"] == "\x1b[2J\x9b31m"
+
+
+def run_files(run: Path) -> list[str]:
+    return sorted(p.name for p in run.iterdir())
+
+
+def test_a_note_that_fails_mid_write_leaves_notes_json_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from runner.lab import notes
+
+    run = hand_run(tmp_path / "runs" / "a-20261125-171800")
+    assert run_cli("note", str(run), "first").returncode == 0
+    before, names = (run / "notes.json").read_bytes(), run_files(run)
+
+    def half_then_full(data: Any, f: Any, **options: Any) -> None:  # the disk fills half-way through the write
+        text = json.dumps(data, **options)
+        f.write(text[:len(text) // 2])
+        f.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(json, "dump", half_then_full)
+    with pytest.raises(notes.NotesError, match="cannot be written .No space left on device"):
+        notes.add_note(run, "second")
+    monkeypatch.undo()
+    assert (run / "notes.json").read_bytes() == before and run_files(run) == names  # the old file, no temporary one
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_note_on_a_full_disk_leaves_notes_json_whole(tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        run = hand_run(disk / "a-20261125-171800")
+        many = [{"time": "2026-11-25 17:20:00+0000", "text": f"{i} " + "n" * 4000} for i in range(40)]
+        (run / "notes.json").write_text(json.dumps({"tags": [], "notes": many}))  # 160 KB, freed by a rewrite in place
+        before, names = (run / "notes.json").read_bytes(), run_files(run)
+        fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError as exc:
+            assert exc.errno == 28  # ENOSPC: the disk is full
+        finally:
+            os.close(fd)
+        done = run_cli("note", str(run), "one more " + "m" * 9000)
+        assert done.returncode == 2 and "No space left on device" in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+        assert (run / "notes.json").read_bytes() == before and run_files(run) == names
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_csv_is_exact_in_a_pipe_and_escaped_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+
+    hand_run(tmp_path / "runs" / "a-20261125-171800", {"model": {"kind": "\x1b[2J\u202emlp"}})
+    hand_run(tmp_path / "runs" / "b-20261125-171900", {"model": {"kind": "cnn"}})
+    piped = run_cli("runs", str(tmp_path / "runs"), "--csv")
+    assert {r["model.kind"] for r in csv.DictReader(io.StringIO(piped.stdout))} == {"\x1b[2J\u202emlp", "cnn"}
+    main, terminal = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "runner", "runs", str(tmp_path / "runs"), "--csv"], cwd=ROOT,
+                              stdout=terminal, stderr=subprocess.PIPE, timeout=60)
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # EIO: the terminal's other end is closed and everything was read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(main)
+    text = shown.decode()
+    assert done.returncode == 0 and r"\x1b[2J\u202emlp" in text, done.stderr
+    assert not any(c in text.replace("\r\n", "\n") for c in UNSAFE), text
