@@ -32,6 +32,8 @@ config or logger kind when it is made; after that nothing it does raises into th
 from __future__ import annotations
 
 import math
+import multiprocessing
+import multiprocessing.util
 import sys
 from argparse import Namespace
 from pathlib import Path
@@ -106,6 +108,10 @@ class RunnerLogger(Logger):
             except Exception as exc:  # noqa: BLE001 - the Trainer goes on without its tracker
                 self._broken = True
                 self._warn("start", f"the run {self._dir} could not be started ({exc}); training goes on without it")
+            else:
+                if multiprocessing.parent_process() is not None:  # a ddp_spawn or ddp_fork worker: a forked one
+                    # leaves without running atexit, so the run ends as multiprocessing ends the process
+                    multiprocessing.util.Finalize(None, self._run.finish, exitpriority=0)
         return self._run if self._run is not None else _DummyExperiment()
 
     # ----- what Lightning calls -----
