@@ -19,9 +19,9 @@ hyperparameters the Trainer logs (`self.save_hyperparameters()`) become spec.jso
 One logger is one run, however many of `fit`, `validate` and `test` the Trainer runs with it: Lightning
 calls `finalize("success")` as each of them ends, and there the values are written out and the run
 stays open for the next (`python -m runner runs` shows it running). It ends once: when the script
-exits (failed if it died of an error, as a `track.run` left open), at the end of a
-`with RunnerLogger(...) as logger:` block (for a notebook, or a loop of runs in one process), or
-as soon as a call fails (`finalize("failed")`: failed with the exception's first line, stopped for
+exits (failed if it died of an error, as a `track.run` left open) or the ddp worker holding it does,
+at the end of a `with RunnerLogger(...) as logger:` block (for a notebook, or a loop of runs in one
+process), or as soon as a call fails (`finalize("failed")`: failed with the exception's first line, stopped for
 Ctrl-C). What is logged to it after its end is dropped with one warning.
 
 Only the process of global rank 0 writes (`rank_zero_only`, as Lightning's own loggers); elsewhere
