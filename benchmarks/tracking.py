@@ -21,6 +21,7 @@ Usage: python benchmarks/tracking.py [--rounds 15] [--lightning-rounds 7] [--log
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import platform
@@ -119,10 +120,12 @@ def lightning_fit(split: data.Split, make_logger: Callable[[], Any], log_every: 
     def fit() -> None:
         torch.manual_seed(0)
         sampler = BatchSampler(RandomSampler(train, generator=torch.Generator().manual_seed(0)), BATCH, False)
-        trainer = pl.Trainer(max_epochs=1, logger=make_logger(), log_every_n_steps=log_every, accelerator="cpu",
+        logger = make_logger()
+        trainer = pl.Trainer(max_epochs=1, logger=logger, log_every_n_steps=log_every, accelerator="cpu",
                              enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
                              num_sanity_val_steps=0)
-        trainer.fit(MLP(lr=LR), DataLoader(train, sampler=sampler, batch_size=None))
+        with logger if hasattr(logger, "__exit__") else contextlib.nullcontext():  # a RunnerLogger's run ends here
+            trainer.fit(MLP(lr=LR), DataLoader(train, sampler=sampler, batch_size=None))
     return fit
 
 

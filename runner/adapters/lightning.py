@@ -1,21 +1,28 @@
 """A Lightning logger that writes a tracked run (runner.track): the Trainer's metrics into the journal
-and the live dashboard, its hyperparameters into spec.json, how `fit` ended into summary.json.
+and the live dashboard, its hyperparameters into spec.json, how training ended into summary.json.
 
     from lightning.pytorch import Trainer
     from runner.adapters.lightning import RunnerLogger
 
     trainer = Trainer(max_epochs=3, logger=RunnerLogger("mnist-mlp", logger="visdom"))
     trainer.fit(model, train_loader, val_loader)      # runs/mnist-mlp-<timestamp>/
+    trainer.test(model, test_loader)                  # the same run: test/... beside train/... and val/...
 
 `RunnerLogger(name, config=None, **track_options)` takes what `track.run` takes (`out`, `logger`,
-`every`, `seconds`). The run directory is chosen when the logger is made (its name is `version`) but
-the run starts when the Trainer starts training (`log_graph`, called right after `log_hyperparams`) or
-at the first value logged, so the hyperparameters the Trainer logs (`self.save_hyperparameters()`)
-become spec.json, merged over `config`; any logged after the run started go into the summary, under
-"hyperparameters" (as JSON text). `finalize` ends the run: "success" as
-finished, "failed" as failed with the exception's first line (stopped for Ctrl-C). A run ends once:
-what is logged to the same logger after its end (a `trainer.test` after `trainer.fit`) is dropped
-with one warning, so give such a call a RunnerLogger of its own.
+`every`, `seconds`). The run directory is chosen when the logger is made (its name is `version`, its
+parent `save_dir`; `name` is empty, so that what Lightning writes at save_dir/name/version, as
+ModelCheckpoint's checkpoints/, lands inside the run) but the run starts when the Trainer starts
+(`log_graph`, called right after `log_hyperparams`) or at the first value logged, so the
+hyperparameters the Trainer logs (`self.save_hyperparameters()`) become spec.json, merged over
+`config`; any new ones logged after the run started go into the summary, under "hyperparameters".
+
+One logger is one run, however many of `fit`, `validate` and `test` the Trainer runs with it: Lightning
+calls `finalize("success")` as each of them ends, and there the values are written out and the run
+stays open for the next (`python -m runner runs` shows it running). It ends once: when the script
+exits (failed if it died of an error, as a `track.run` left open) or the ddp worker holding it does,
+at the end of a `with RunnerLogger(...) as logger:` block (for a notebook, or a loop of runs in one
+process), or as soon as a call fails (`finalize("failed")`: failed with the exception's first line, stopped for
+Ctrl-C). What is logged to it after its end is dropped with one warning.
 
 Only the process of global rank 0 writes (`rank_zero_only`, as Lightning's own loggers); elsewhere
 `experiment` is Lightning's do-nothing stand-in. As `track.run`, the logger refuses a bad name,
@@ -25,6 +32,8 @@ config or logger kind when it is made; after that nothing it does raises into th
 from __future__ import annotations
 
 import math
+import multiprocessing
+import multiprocessing.util
 import sys
 from argparse import Namespace
 from pathlib import Path
@@ -42,7 +51,6 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from runner import track
 
 OPTIONS = ("out", "logger", "every", "seconds")  # track.run's keyword arguments
-STATUS = {"success": "finished"}  # Lightning's word -> the run's; "failed" reads the exception in flight
 
 
 class RunnerLogger(Logger):
@@ -63,7 +71,9 @@ class RunnerLogger(Logger):
 
     @property
     def name(self) -> str:
-        return self._name
+        """Empty: Lightning's callbacks write at save_dir/name/version (ModelCheckpoint: its checkpoints/),
+        and that is the run directory only without a name between (the run's name is in `version`)."""
+        return ""
 
     @property
     def version(self) -> str:
@@ -72,6 +82,7 @@ class RunnerLogger(Logger):
 
     @property
     def save_dir(self) -> str:
+        """The folder holding the run directory."""
         return str(self._dir.parent)
 
     @property
@@ -97,6 +108,10 @@ class RunnerLogger(Logger):
             except Exception as exc:  # noqa: BLE001 - the Trainer goes on without its tracker
                 self._broken = True
                 self._warn("start", f"the run {self._dir} could not be started ({exc}); training goes on without it")
+            else:
+                if multiprocessing.parent_process() is not None:  # a ddp_spawn or ddp_fork worker: a forked one
+                    # leaves without running atexit, so the run ends as multiprocessing ends the process
+                    multiprocessing.util.Finalize(None, self._run.finish, exitpriority=0)
         return self._run if self._run is not None else _DummyExperiment()
 
     # ----- what Lightning calls -----
@@ -106,8 +121,10 @@ class RunnerLogger(Logger):
         values = _jsonable(_sanitize_callable_params(_convert_params(params)))
         if self._run is None:  # not started: they are the run's config
             self._config.update(values)
-        elif self._open("hyperparameters"):
-            self._run.summary["hyperparameters"] = {**self._run.summary.get("hyperparameters", {}), **values}
+            return
+        new = {k: v for k, v in values.items() if k not in self._run.config or self._run.config[k] != v}
+        if new and self._open("hyperparameters"):  # a `test` after `fit` logs the same ones again
+            self._run.summary["hyperparameters"] = {**self._run.summary.get("hyperparameters", {}), **new}
 
     @rank_zero_only
     def log_graph(self, model: Any, input_array: Any = None) -> None:
@@ -126,12 +143,17 @@ class RunnerLogger(Logger):
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
+        """Lightning calls it as each `fit`, `validate` or `test` ends. "success": the values so far are
+        written and the run stays open for the next call (it ends at the script's exit or the `with`
+        block's end); otherwise the run ends now."""
+        if status == "success":
+            if self._run is not None and not self._run.finished:  # a tuner's trial fits start none
+                self._run.flush()
+            return
         run = self._start()  # a fit that failed before logging anything still leaves a failed run
         if not isinstance(run, track.Run) or run.finished:
             return
-        if status in STATUS:
-            run.finish(STATUS[status])
-        elif status == "failed" and sys.exc_info()[1] is not None:
+        if status == "failed" and sys.exc_info()[1] is not None:
             run.__exit__(*sys.exc_info())  # as `with track.run(...)` ends: failed, or stopped for Ctrl-C
         else:
             run.finish("failed" if status == "failed" else "stopped", f"Lightning ended the run ({status})")
@@ -143,6 +165,14 @@ class RunnerLogger(Logger):
                                                                                   "last_model_path", "")
             if best:
                 self._run.summary["checkpoint"] = str(best)
+
+    def __enter__(self) -> "RunnerLogger":
+        return self
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> None:
+        """The run ends with the block, as a `with track.run(...)` block ends it (failed on an exception)."""
+        if self._run is not None:
+            self._run.__exit__(kind, exc, tb)
 
     def __getstate__(self) -> dict[str, Any]:
         """A copy for another process (ddp_spawn) carries no open run."""
@@ -156,8 +186,8 @@ class RunnerLogger(Logger):
         if not isinstance(run, track.Run):
             return False
         if run.finished:
-            self._warn("finished", f"the run {run.run_dir} has ended; {what} logged after its end (a trainer.test "
-                                   "after trainer.fit) are not recorded: give that call a RunnerLogger of its own")
+            self._warn("finished", f"the run {run.run_dir} has ended; {what} logged after its end are not "
+                                   "recorded: give what comes next a RunnerLogger of its own")
             return False
         return True
 

@@ -56,9 +56,9 @@ def test_a_lightning_fit_and_an_ignite_run_are_live_on_the_dashboard(tiny_mnist:
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     lightning_dir = tmp_path / "lightning"
-    logger = RunnerLogger("live-lightning", out=lightning_dir, logger="visdom")
-    pl.Trainer(max_epochs=1, logger=logger, log_every_n_steps=1, accelerator="cpu", enable_checkpointing=False,
-               enable_progress_bar=False, enable_model_summary=False).fit(Classifier(), train)
+    with RunnerLogger("live-lightning", out=lightning_dir, logger="visdom") as logger:  # the run ends with the block
+        pl.Trainer(max_epochs=1, logger=logger, log_every_n_steps=1, accelerator="cpu", enable_checkpointing=False,
+                   enable_progress_bar=False, enable_model_summary=False).fit(Classifier(), train)
 
     model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
     trainer = create_supervised_trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), F.cross_entropy)

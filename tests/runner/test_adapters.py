@@ -6,6 +6,7 @@ says how training ended, and whose report names the metrics."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -153,10 +154,12 @@ def fit(root: Path, out: Path, module: Any, epochs: int = 2) -> tuple[Any, Any]:
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          callbacks=[live])
     try:
-        trainer.fit(module, loader, test)
+        with ours:  # the run ends with the block (in a script it would end at the exit)
+            trainer.fit(module, loader, test)
     finally:
         assert live.started == [True]
         assert ours.version == out.name and ours.log_dir == str(out) and ours.save_dir == str(out.parent)
+        assert os.path.join(ours.save_dir, ours.name, ours.version) == str(out)  # where Lightning's callbacks write
     return ours, recording
 
 
@@ -191,19 +194,21 @@ def test_the_logger_outside_a_trainer(tmp_path: Path, capsys: pytest.CaptureFixt
     pytest.importorskip("lightning.pytorch")
     from runner.adapters.lightning import RunnerLogger
 
-    logger = RunnerLogger("by-hand", out=tmp_path / "run", logger="null")
-    assert not (tmp_path / "run").exists()  # nothing until the run starts
-    logger.experiment.summary["note"] = "started by its first use"  # the stand-in starts it
-    logger.log_hyperparams({"lr": 0.5, "schedule": {"kind": "cosine"}, "bad": float("inf")})  # after the start
-    logger.log_metrics({"loss": 1.5}, step=7)
-    logger.finalize("success")
-    logger.log_metrics({"loss": 9.0}, step=8)  # after the end: dropped, one warning
-    logger.log_metrics({"loss": 9.0}, step=9)
+    with RunnerLogger("by-hand", out=tmp_path / "run", logger="null") as logger:
+        assert not (tmp_path / "run").exists()  # nothing until the run starts
+        logger.experiment.summary["note"] = "started by its first use"  # the stand-in starts it
+        logger.log_hyperparams({"lr": 0.5, "schedule": {"kind": "cosine"}, "bad": float("inf")})  # after the start
+        logger.log_metrics({"loss": 1.5}, step=7)
+        logger.finalize("success")  # as a `fit` ends: written, and open for a `test`
+        assert logged(tmp_path / "run") == [(7, "loss", 1.5)] and not (tmp_path / "run" / runs.SUMMARY).exists()
+        logger.log_metrics({"loss": 2.5}, step=8)
+    logger.log_metrics({"loss": 9.0}, step=9)  # after the end: dropped, one warning
+    logger.log_metrics({"loss": 9.0}, step=10)
     done = summary(tmp_path / "run")
     assert json.loads((tmp_path / "run" / runs.SPEC).read_text()) == {}
     assert done["hyperparameters"] == {"lr": 0.5, "schedule": {"kind": "cosine"}, "bad": "inf"}
     assert done["note"] == "started by its first use" and done["status"] == "finished"
-    assert logged(tmp_path / "run") == [(7, "loss", 1.5)]
+    assert logged(tmp_path / "run") == [(7, "loss", 1.5), (8, "loss", 2.5)]
     assert capsys.readouterr().err.count("has ended") == 1
 
 
