@@ -190,6 +190,35 @@ def test_a_full_disk_costs_the_journal_not_the_loop(tmp_path: Path) -> None:
     assert steps == list(range(1, len(steps) + 1)) and 2000 <= len(steps) < 20000
 
 
+def test_a_journal_that_cannot_grow_costs_the_journal_not_the_loop(tmp_path: Path) -> None:
+    """As a full disk does, without root: a file size limit (RLIMIT_FSIZE) makes the journal's writes
+    fail with EFBIG part way through the loop; the loop must never see that error."""
+    import resource
+
+    code = f"""
+        from runner import track
+        with track.run("capped", out={str(tmp_path / 'run')!r}, logger="null") as run:
+            for step in range(1, 20001):
+                run.log({{"train/loss": 1 / step, "train/kl": 2 / step}}, step=step)
+        print("loop done", run.step)
+    """
+    limit = 200_000  # bytes: the journal reaches it after a few thousand steps; spec and summary stay under it
+
+    def capped() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    done = python(code, preexec_fn=capped)
+    assert done.returncode == 0 and "loop done 20000" in done.stdout, done.stderr
+    assert done.stderr.count("the journal failed (File too large)") == 1 and "Traceback" not in done.stderr, \
+        done.stderr
+    journal = (tmp_path / "run" / runs.JOURNAL).read_bytes()
+    assert journal.endswith(b"\n") and len(journal) <= limit
+    steps = [m["step"] for m in journal_of(tmp_path / "run").named("metrics")]
+    assert steps == list(range(1, len(steps) + 1)) and 1000 <= len(steps) < 20000
+    summary = json.loads((tmp_path / "run" / runs.SUMMARY).read_text())
+    assert summary["status"] == "finished" and summary["steps"] == 20000 and summary["last"]["train/loss"] == 1 / 20000
+
+
 def test_values_are_taken_as_they_are_at_the_call_and_read_exactly(tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture) -> None:
     import numpy as np
