@@ -26,6 +26,9 @@ ignored; a non-finite value is recorded as it is; a dashboard that is down is th
 run goes on without it. Only `track.run` itself refuses bad arguments (a name, a config that is not
 JSON or is nested more than 64 levels deep, a directory that is not a new run's), before anything is
 written. The summary given is written as JSON whatever it holds, bounded (runner.tracked.plain).
+A run has at most MAX_NAMES (10,000) distinct names, so that its summary.json, its dashboard and
+its report stay bounded: the values of later new names are warned about once, counted in
+summary.json's `names_left_out` (with the first of them) and not recorded.
 
 Importing this module imports neither torch nor any dashboard; a run imports what its loggers need.
 Calls are expected from one thread (the loop's).
@@ -52,6 +55,7 @@ RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # as an experiment's:
 MAX_IMAGES = 64  # per images call; more are dropped
 MAX_SIDE = 128  # pixels a side; larger images are refused (the journal keeps every pixel as a number)
 MAX_TEXT = 10_000  # characters of a text call; more are cut
+MAX_NAMES = 10_000  # distinct names of a run (scalars, images, texts); later new ones are warned about and ignored
 EPOCH = 0  # a tracked run counts steps, not epochs
 
 
@@ -81,6 +85,7 @@ class Run:
         self.finished = False
         self._warned: set[str] = set()
         self._names: set[str] = set()  # names already found good
+        self._names_left_out: dict[str, Any] = {"after": MAX_NAMES, "values": 0, "first": []}
         self._dtypes: dict[Any, bool] = {}  # array and tensor element types, found numeric or not
         self._pending: list[tuple[int, str, Any]] = []
         self._calls = 0  # log calls since the last flush
@@ -199,7 +204,8 @@ class Run:
         self._summary = {**tracked.plain(self.summary), "name": self.name, "tracked": True, "status": status,
                          **({"error": error} if error else {}), "steps": self.step, "last": dict(self.last),
                          "wall_seconds": round(wall, 4), "run_dir": str(self.run_dir), **self._where(),
-                         "provenance": self._provenance, "logging": self._cost(wall)}
+                         "provenance": self._provenance, "logging": self._cost(wall),
+                         **({"names_left_out": self._names_left_out} if self._names_left_out["values"] else {})}
         self._write_summary()
         loggers = list(self._loggers)
         self._each("close", self._summary)
@@ -258,12 +264,27 @@ class Run:
         return step
 
     def _name_ok(self, name: Any) -> bool:
-        if isinstance(name, str) and NAME.fullmatch(name):
-            self._names.add(name)
+        if isinstance(name, str) and name in self._names:
             return True
+        if isinstance(name, str) and NAME.fullmatch(name):
+            if len(self._names) < MAX_NAMES:
+                self._names.add(name)
+                return True
+            self._left_out(name)
+            return False
         self._warn(f"name {name!r}", f"{name!r} cannot name a chart (1 to 100 letters, digits, spaces and _ . - /); "
                                      "its values are ignored")
         return False
+
+    def _left_out(self, name: str) -> None:
+        """A value of a name past MAX_NAMES: counted in summary.json's `names_left_out`, not recorded."""
+        left = self._names_left_out
+        left["values"] += 1
+        if len(left["first"]) < 10 and name not in left["first"]:
+            left["first"].append(name)
+        self._warn("names", f"more than {MAX_NAMES:,} names: the values of {name!r} and of every later new name "
+                            "are ignored (not in the journal, the dashboard or the report); summary.json's "
+                            "names_left_out counts them")
 
     def _value_ok(self, key: str, value: Any) -> bool:
         kind = type(value)

@@ -349,3 +349,30 @@ def test_a_config_too_deep_or_holding_itself_is_a_track_error(tmp_path: Path, co
     with pytest.raises(track.TrackError):
         track.run("deep", config, out=tmp_path / "run", logger="null")
     assert not (tmp_path / "run").exists()
+
+
+def test_names_past_the_limit_are_warned_about_once_and_summary_json_stays_readable(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from runner.lab import scan
+
+    names = [f"{i:06d}".ljust(100, "n") for i in range(track.MAX_NAMES + 500)]  # the longest names there are
+    with track.run("names", out=tmp_path / "run", logger="null") as run:
+        for step in range(1, 4):
+            for start in range(0, len(names), 1000):
+                run.log({name: float(step) for name in names[start:start + 1000]}, step=step)
+            run.text("later text", "words", step=step)
+    err = capsys.readouterr().err.splitlines()
+    [warning] = [line for line in err if "names" in line]
+    assert f"more than {track.MAX_NAMES:,} names" in warning and "ignored" in warning and "summary.json" in warning
+    logged: dict[int, set] = {}
+    for m in journal_of(tmp_path / "run").named("metrics"):
+        logged.setdefault(m["step"], set()).update(m["values"])
+    assert logged == {step: set(names[:track.MAX_NAMES]) for step in (1, 2, 3)}
+    assert not journal_of(tmp_path / "run").named("text")
+    summary = json.loads((tmp_path / "run" / runs.SUMMARY).read_text())
+    assert len(summary["last"]) == track.MAX_NAMES
+    assert summary["names_left_out"] == {"after": track.MAX_NAMES, "values": 1503,
+                                         "first": names[track.MAX_NAMES:track.MAX_NAMES + 10]}
+    assert (tmp_path / "run" / runs.SUMMARY).stat().st_size < MAX_JSON  # as `runs` reads it
+    row = scan.read_row(tmp_path / "run", "run")
+    assert row["problem"] is None and row["status"] == "finished"
