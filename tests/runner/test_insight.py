@@ -207,3 +207,16 @@ def test_a_run_sends_the_machines_load_in_its_own_order(tiny_mnist: Path) -> Non
     steps = [s["step"] for s in samples]
     assert steps == sorted(steps) and len(set(steps)) == len(steps)
     assert results["peaks"]["rss_mb"] >= max(s["values"]["rss_mb"] for s in samples)
+
+
+def test_a_run_shorter_than_the_sampling_interval_has_the_machines_load_at_its_start_and_end(
+        tmp_path: Path, tiny_mnist: Path) -> None:
+    spec = tiny_spec(tmp_path, tiny_mnist, train={"epochs": 1}, insight={"system": 3600})
+    result = run_cli(str(spec), "--logger", "null", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    journal = NullLogger()
+    replay(tmp_path / "run" / "metrics.jsonl", journal)
+    samples, last = journal.named("system"), journal.named("train_loss")[-1]["steps"][-1]
+    assert [s["step"] for s in samples] == [0, last]  # no sample in between: the interval is an hour
+    assert all(s["values"]["rss_mb"] > 20 for s in samples)
+    assert "cpu_percent" not in samples[0]["values"] and samples[1]["values"]["cpu_percent"] >= 0
