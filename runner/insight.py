@@ -167,6 +167,7 @@ class Insight:
         self.classes = Classes(classes, spec.classes, spec.mistakes) if spec.classes or spec.mistakes else None
         self.wants_confidence = bool(spec.mistakes)
         self.sampler = sampler
+        self.sampled_at: int | None = None  # the step of the last system event
 
     def look(self, epoch: int, step: int) -> None:
         """After each training step (most of them: one modulo)."""
@@ -181,6 +182,27 @@ class Insight:
         sample = self.sampler.take() if self.sampler is not None else None
         if sample:
             logger.system(epoch, step, sample)
+            self.sampled_at = step
+
+    @contextlib.contextmanager
+    def around(self, logger: Logger, state: Any) -> Iterator["Insight"]:
+        """Around the training loop: the machine's load at its start and at its end (`state`'s epoch and
+        step then), whatever insight.system is; at the end only where no sample went at that step."""
+        if self.sampler is not None:
+            logger.system(state.epoch, state.step, self.sampler.now(start=True))
+        try:
+            yield self
+        except BaseException:
+            with contextlib.suppress(Exception):  # the loop's own error goes on, whatever the end's is
+                self._end(logger, state)
+            raise
+        self._end(logger, state)
+
+    def _end(self, logger: Logger, state: Any) -> None:
+        if self.sampler is not None and self.sampled_at != state.step:
+            epoch = state.epoch if state.batch else max(state.epoch - 1, 1)  # after an epoch: that epoch
+            logger.system(epoch, state.step, self.sampler.now())
+            self.sampled_at = state.step
 
     def first_batch(self) -> contextlib.AbstractContextManager[None]:
         """Around the evaluation's first forward pass."""

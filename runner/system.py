@@ -2,7 +2,8 @@
 CUDA device, the memory torch holds and the GPU's utilisation, every `insight.system` seconds.
 
 The training thread takes the latest sample when it next reads its losses (`Sampler.take`), so the
-`system` event reaches the loggers, and the journal, in the loop's own order. `peaks()` is what
+`system` event reaches the loggers, and the journal, in the loop's own order; it also takes one at
+the run's start and one at its end (`Sampler.now`), so a run shorter than the interval has its load. `peaks()` is what
 summary.json keeps: the process's peak resident memory and, on CUDA, the device's peak memory.
 Utilisation comes from NVIDIA's management library (the nvidia-ml-py package) where it answers; where
 it does not, that is said once and memory is still sampled.
@@ -31,6 +32,7 @@ class Sampler:
         self.latest: dict[str, float] | None = None
         self.peak_rss_mb = 0.0  # the kernel's own peak may lag a sample taken just before
         self.lock = threading.Lock()
+        self.sampling = threading.Lock()  # one sample at a time: the thread's, or one taken `now`
         self.stopping = threading.Event()
         self.utilisation = device.type == "cuda"
         self.thread = threading.Thread(target=self._run, name="system-sampler", daemon=True)
@@ -54,9 +56,20 @@ class Sampler:
                 self.latest = sample
                 self.peak_rss_mb = max(self.peak_rss_mb, sample["rss_mb"])
 
-    def sample(self) -> dict[str, float]:
-        with self.process.oneshot():
-            values = {"cpu_percent": round(self.process.cpu_percent(None), 1),
+    def now(self, start: bool = False) -> dict[str, float]:
+        """A sample taken now, on the caller's thread: the run's start (without a CPU share: no time has
+        passed to share) or its end (the thread stopped first, its sample not yet taken dropped as older)."""
+        if not start:
+            self.__exit__()
+            self.take()
+        sample = self.sample(cpu=not start)
+        with self.lock:
+            self.peak_rss_mb = max(self.peak_rss_mb, sample["rss_mb"])
+        return sample
+
+    def sample(self, cpu: bool = True) -> dict[str, float]:
+        with self.sampling, self.process.oneshot():
+            values = {**({"cpu_percent": round(self.process.cpu_percent(None), 1)} if cpu else {}),
                       "rss_mb": round(self.process.memory_info().rss / MB, 1)}
         if self.device.type == "cuda":
             values["device_allocated_mb"] = round(torch.cuda.memory_allocated(self.device) / MB, 1)

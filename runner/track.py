@@ -24,7 +24,11 @@ number, an image of the wrong shape or a name that cannot title a chart is warne
 ignored; a non-finite value is recorded as it is; a dashboard that is down is the sender's business
 (one warning); a journal that can no longer be written (a full disk) is warned about once and the
 run goes on without it. Only `track.run` itself refuses bad arguments (a name, a config that is not
-JSON, a directory that is not a new run's), before anything is written.
+JSON or is nested more than 64 levels deep, a directory that is not a new run's), before anything is
+written. The summary given is written as JSON whatever it holds, bounded (runner.tracked.plain).
+A run has at most MAX_NAMES (10,000) distinct names, so that its summary.json, its dashboard and
+its report stay bounded: the values of later new names are warned about once, counted in
+summary.json's `names_left_out` (with the first of them) and not recorded.
 
 Importing this module imports neither torch nor any dashboard; a run imports what its loggers need.
 Calls are expected from one thread (the loop's).
@@ -33,10 +37,11 @@ Calls are expected from one thread (the loop's).
 from __future__ import annotations
 
 import atexit
-import json
 import math
+import numbers
 import operator
 import re
+import reprlib
 import sys
 import time
 from pathlib import Path
@@ -50,6 +55,7 @@ RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # as an experiment's:
 MAX_IMAGES = 64  # per images call; more are dropped
 MAX_SIDE = 128  # pixels a side; larger images are refused (the journal keeps every pixel as a number)
 MAX_TEXT = 10_000  # characters of a text call; more are cut
+MAX_NAMES = 10_000  # distinct names of a run (scalars, images, texts); later new ones are warned about and ignored
 EPOCH = 0  # a tracked run counts steps, not epochs
 
 
@@ -79,6 +85,7 @@ class Run:
         self.finished = False
         self._warned: set[str] = set()
         self._names: set[str] = set()  # names already found good
+        self._names_left_out: dict[str, Any] = {"after": MAX_NAMES, "values": 0, "first": []}
         self._dtypes: dict[Any, bool] = {}  # array and tensor element types, found numeric or not
         self._pending: list[tuple[int, str, Any]] = []
         self._calls = 0  # log calls since the last flush
@@ -144,9 +151,10 @@ class Run:
         started = time.perf_counter()
         try:
             step = self._step(step, same=True)
-            if self._name_ok(name):
+            words = self._words(name, text) if self._name_ok(name) else None
+            if words is not None:
                 self.flush()
-                self._each("text", EPOCH, step, name, str(text)[:MAX_TEXT])
+                self._each("text", EPOCH, step, name, words)
         finally:
             self._inside += time.perf_counter() - started
 
@@ -170,7 +178,10 @@ class Run:
                                                    "is dropped")
             pending = kept
         by_step: dict[int, dict[str, float]] = {}
-        for (step, key, _), value in zip(pending, values):
+        for (step, key, given), value in zip(pending, values):
+            if value is None:  # an int past a float's range, a signalling NaN
+                self._warn(f"value {key}", f"{key}: {_shown(given)} cannot be read as a number; ignored")
+                continue
             by_step.setdefault(step, {})[key] = value
             self.last[key] = value
             if not math.isfinite(value):
@@ -193,7 +204,8 @@ class Run:
         self._summary = {**tracked.plain(self.summary), "name": self.name, "tracked": True, "status": status,
                          **({"error": error} if error else {}), "steps": self.step, "last": dict(self.last),
                          "wall_seconds": round(wall, 4), "run_dir": str(self.run_dir), **self._where(),
-                         "provenance": self._provenance, "logging": self._cost(wall)}
+                         "provenance": self._provenance, "logging": self._cost(wall),
+                         **({"names_left_out": self._names_left_out} if self._names_left_out["values"] else {})}
         self._write_summary()
         loggers = list(self._loggers)
         self._each("close", self._summary)
@@ -252,30 +264,58 @@ class Run:
         return step
 
     def _name_ok(self, name: Any) -> bool:
-        if isinstance(name, str) and NAME.fullmatch(name):
-            self._names.add(name)
+        if isinstance(name, str) and name in self._names:
             return True
+        if isinstance(name, str) and NAME.fullmatch(name):
+            if len(self._names) < MAX_NAMES:
+                self._names.add(name)
+                return True
+            self._left_out(name)
+            return False
         self._warn(f"name {name!r}", f"{name!r} cannot name a chart (1 to 100 letters, digits, spaces and _ . - /); "
                                      "its values are ignored")
         return False
+
+    def _left_out(self, name: str) -> None:
+        """A value of a name past MAX_NAMES: counted in summary.json's `names_left_out`, not recorded."""
+        left = self._names_left_out
+        left["values"] += 1
+        if len(left["first"]) < 10 and name not in left["first"]:
+            left["first"].append(name)
+        self._warn("names", f"more than {MAX_NAMES:,} names: the values of {name!r} and of every later new name "
+                            "are ignored (not in the journal, the dashboard or the report); summary.json's "
+                            "names_left_out counts them")
 
     def _value_ok(self, key: str, value: Any) -> bool:
         kind = type(value)
         if kind is float or kind is int:
             return True
-        dtype, shape = getattr(value, "dtype", None), getattr(value, "shape", None)
-        if dtype is not None and shape is not None and math.prod(shape) == 1:
-            numeric = self._dtypes.get(dtype)
-            if numeric is None:
-                numeric = self._dtypes[dtype] = tracked.numeric(dtype)
-            if numeric and not getattr(value, "is_meta", False):
+        try:  # whatever it is, a loop's value never raises here
+            dtype, shape = getattr(value, "dtype", None), getattr(value, "shape", None)
+            if dtype is not None and shape is not None:
+                if math.prod(shape) == 1 and not getattr(value, "is_meta", False):
+                    sort = (kind, dtype, getattr(value, "layout", None))
+                    numeric = self._dtypes.get(sort)
+                    if numeric is None:
+                        numeric = self._dtypes[sort] = tracked.numeric(value)
+                    if numeric:
+                        return True
+            elif isinstance(value, numbers.Real) and not isinstance(value, bool) or \
+                    isinstance(value, numbers.Number) and not isinstance(value, numbers.Complex):  # a Decimal
                 return True
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            return True
-        what = f"a {type(value).__name__} of shape {tuple(shape)}" if shape is not None else repr(value)[:60]
-        self._warn(f"value {key}", f"{key}: {what} is not a number (log one number, or a tensor of one element); "
-                                   "ignored")
+            what = f"a {kind.__name__} of shape {tuple(shape)}" if shape is not None else _shown(value)
+        except Exception:  # noqa: BLE001 - a nested tensor has no shape; a fake one may have anything
+            what = f"a value of type {kind.__name__}"
+        self._warn(f"value {key}", f"{key}: {what} is not a number (log one number, or a dense tensor of one "
+                                   "element); ignored")
         return False
+
+    def _words(self, name: str, text: Any) -> str | None:
+        try:
+            return str(text)[:MAX_TEXT]
+        except Exception as exc:  # noqa: BLE001 - a huge int, a failing __str__: never into the loop
+            self._warn(f"text {name}", f"run.text({name!r}): a {type(text).__name__} that has no text ({exc}); ignored")
+            return None
 
     def _pixels(self, name: str, images: Any) -> list | None:
         """uint8 [N][C][H][W] lists, or None after a warning."""
@@ -333,6 +373,14 @@ class Run:
         return logging_cost(self._loggers, self._inside, wall)
 
 
+def _shown(value: Any) -> str:
+    """A value as a warning shows it: short, and never an exception (a huge int has no digits to show)."""
+    try:
+        return reprlib.repr(value)[:60]
+    except Exception:  # noqa: BLE001
+        return f"a value of type {type(value).__name__}"
+
+
 def check(name: Any, config: Any = None, *, logger: str = "visdom", every: Any = 20, seconds: Any = 1.0
           ) -> tuple[dict[str, Any], tuple[str, ...]]:
     """What `run` refuses (TrackError, or UserError for a logger kind or its missing package), checked
@@ -343,7 +391,7 @@ def check(name: Any, config: Any = None, *, logger: str = "visdom", every: Any =
     if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
         raise TrackError(f"track.run's name is {name!r}; it names the run's directory and dashboard, so it "
                          "must be 1 to 100 letters, digits, '_', '.' or '-', starting with a letter or digit.")
-    config = _config(config)
+    config = tracked.config(config)
     kinds = tuple(k for k in parse(logger) if k != "console")  # the console draws the runner's epochs only
     if isinstance(every, bool) or not isinstance(every, int) or every < 1 \
             or isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
@@ -351,32 +399,6 @@ def check(name: Any, config: Any = None, *, logger: str = "visdom", every: Any =
                          "a number >= 0.")
     check_kinds(tuple(k for k in kinds if k != "null"))
     return config, kinds
-
-
-def _config(config: Any) -> dict[str, Any]:
-    if config is None:
-        return {}
-    try:
-        return json.loads(json.dumps(dict(config), allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise TrackError(f"track.run's config must be a dict of JSON values (numbers, strings, lists, dicts) and "
-                         f"becomes the run's spec.json; this one cannot be written as JSON ({exc}).") from None
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 __all__ = ["Run", "TrackError", "run"]

@@ -270,8 +270,8 @@ def fit(spec: Experiment, dataset: data.Dataset, device: torch.device, logger: L
                     "torch_rng": torch.get_rng_state(), "state": vars(state).copy()})
 
     lr_hint = f" (optim.lr is {spec.optim.lr})"
-    with system.sampler(spec.insight.system, device) as sampler:
-        insight = Insight(spec.insight, model, len(info.classes), sampler)
+    with system.sampler(spec.insight.system, device) as sampler, \
+            Insight(spec.insight, model, len(info.classes), sampler).around(logger, state) as insight:
         while state.epoch <= spec.train.epochs:
             if state.epoch_rng is None:
                 state.epoch_rng = generator.get_state()

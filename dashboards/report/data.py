@@ -11,7 +11,8 @@ activations of each epoch and every system sample, and of the weights' histogram
 (dashboards.distributions), thinned to at most KEEP_SNAPSHOTS steps so a long run stays small.
 
 A tracked run (runner.track: a loop of one's own; `Run.tracked`) has `metrics` events (every value,
-in `series`), and keeps of its `media` events the latest images of each name and of its `text`
+in `series`, of its first MAX_NAMES names, as a run records them; of later names, from a journal by
+hand or an older version, only how many values and the first names), and keeps of its `media` events the latest images of each name and of its `text`
 events the last KEEP_TEXTS texts of each name.
 """
 
@@ -30,6 +31,7 @@ from typing import Any, Sequence
 from dashboards.distributions import MAX_SNAPSHOTS, Bands, layer_rows, percentiles, thin
 from runner import runs
 from runner.loggers import BaseLogger, Info, JournalError, replay
+from runner.track import MAX_NAMES
 
 REPORT = "report.html"  # a report's file name in its run or sweep directory
 KEEP_SNAPSHOTS = 2 * MAX_SNAPSHOTS  # layers events kept (thinned as they come); a chart strides over them
@@ -58,6 +60,8 @@ class Journal(BaseLogger):
         self.losses: list[float | None] = []
         self.evaluations: list[dict[str, Any]] = []
         self.series: dict[str, tuple[list[int], list[float | None]]] = {}  # metrics events: key -> (steps, values)
+        self.left_out = 0  # values of names past the first MAX_NAMES, not kept
+        self.left_out_names: list[str] = []  # the first of those names
         self.last_predictions: dict[str, Any] | None = None
         # insight events
         self.last_confusion: dict[str, Any] | None = None  # the last: {"epoch", "step", "matrix"}
@@ -90,9 +94,16 @@ class Journal(BaseLogger):
 
     def metrics(self, epoch: int, step: int, values: Info) -> None:
         for key, value in values.items():
-            xs, ys = self.series.setdefault(str(key), ([], []))
-            xs.append(step)
-            ys.append(finite(value) if isinstance(value, (int, float)) else None)
+            series = self.series.get(str(key))
+            if series is None:
+                if len(self.series) >= MAX_NAMES:  # a journal by hand, or from before the limit
+                    self.left_out += 1
+                    if len(self.left_out_names) < 10 and str(key) not in self.left_out_names:
+                        self.left_out_names.append(str(key))
+                    continue
+                series = self.series[str(key)] = ([], [])
+            series[0].append(step)
+            series[1].append(finite(value) if isinstance(value, (int, float)) else None)
 
     def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
         self.last_predictions = {"epoch": epoch, "predicted": list(predicted), "truth": list(truth)}

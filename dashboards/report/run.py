@@ -5,7 +5,7 @@ every step's loss as a CSV download, the summary and the spec, under a header th
 ended and how to continue it.
 
 A tracked run's page (runner.track: a loop of one's own) has its charts (one per group of names, as
-the live dashboard groups them), every value as a CSV download, the latest images of each name and
+the live dashboard groups them, of its first MAX_CHARTED names), every value as a CSV download, the latest images of each name and
 the step they were logged at, its texts, its last values and summary, and its config (spec.json).
 """
 
@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import base64
 import html
+import itertools
 import json
 from typing import Any, Sequence
 from urllib.parse import quote
 
-from dashboards.report.data import Journal, Run, epoch_means
+from dashboards.report.data import Journal, Run, Series, epoch_means
 from dashboards.report.figures import run_figures, scalar_figures
 from dashboards.report import record
 from dashboards.report.insight import insight_sections
@@ -29,8 +30,12 @@ from dashboards.report.page import (
     summary_html,
     table_html,
 )
+from runner.track import MAX_NAMES
 
 MAX_IMAGES = 100  # as many as train.samples allows
+MAX_CHARTED = 200  # names of a tracked run drawn (one trace each); the rest are in its CSV
+MAX_CELLS = 2_000_000  # of a tracked run's CSV as a table of steps by names; past it, a row per value
+MAX_ROWS = 1_000  # names in a tracked run's table of last values
 IMAGE_BOX = 84  # CSS pixels of the longer side of a sample image
 
 
@@ -153,8 +158,8 @@ def _notes(run: Run) -> list[str]:
 
 def tracked_report(run: Run) -> str:
     j = run.journal
-    figures = scalar_figures(j.series)
-    charts = chart_grid(figures) + values_csv_link(j, run.name) if figures else \
+    figures = scalar_figures(dict(itertools.islice(j.series.items(), MAX_CHARTED)))
+    charts = chart_grid(figures) + left_out_html(j) + values_csv_link(j, run.name) if figures else \
         "<p class=note>The journal holds no values yet.</p>"
     summary = {k: v for k, v in (run.summary or {}).items() if k != "last"} if run.summary is not None else None
     sections = [("Charts", charts), ("Images", media_html(j)), ("Texts", texts_html(j)),
@@ -176,26 +181,53 @@ def _cost(summary: dict[str, Any]) -> list[str]:
             *([f"logging cost {overhead:.1%} of the loop"] if isinstance(overhead, (int, float)) else [])]
 
 
+def left_out_html(j: Journal) -> str:
+    """What the charts leave out: the names past MAX_CHARTED (in the CSV) and past MAX_NAMES (not kept)."""
+    notes = []
+    if len(j.series) > MAX_CHARTED:
+        others = ", ".join(itertools.islice(j.series, MAX_CHARTED, MAX_CHARTED + 5))
+        notes.append(f"Charts for the first {MAX_CHARTED:,} of {len(j.series):,} names; the others ({others}, ...) "
+                     "are in the CSV.")
+    if j.left_out:
+        notes.append(f"{j.left_out:,} values of names after the first {MAX_NAMES:,} "
+                     f"({', '.join(j.left_out_names)}, ...) are left out of this report, as a run leaves them out "
+                     "now (runner.track.MAX_NAMES).")
+    return "".join(f"<p class=note>{html.escape(note)}</p>" for note in notes)
+
+
 def values_csv_link(j: Journal, name: str) -> str:
-    """Every value of every name, exactly, as a CSV the page offers for download: a row per step, a
+    """Every value of every name kept, exactly, as a CSV the page offers for download: a row per step, a
     column per name in the order they first came (a name logged twice at one step gets a second row
-    for that step)."""
-    names = list(j.series)
+    for that step); where that table would pass MAX_CELLS cells (many names at steps of their own),
+    a row per value instead (step, name, value), as long as the values are many."""
+    steps = {step for xs, _ in j.series.values() for step in xs}
+    lines = (_wide_rows if len(steps) * len(j.series) <= MAX_CELLS else _long_rows)(j.series)
+    count = sum(len(xs) for xs, _ in j.series.values())
+    return (f'<p><a download="{html.escape(name)}-values.csv" href="data:text/csv;charset=utf-8,'
+            f'{quote(chr(10).join(lines) + chr(10))}">Every value, exact (CSV, {count:,} values in '
+            f"{len(lines) - 1:,} rows; blank: not logged at that step, or not finite)</a></p>")
+
+
+def _wide_rows(series: dict[str, Series]) -> list[str]:
+    names = list(series)
     rows: dict[int, list[dict[str, Any]]] = {}
     for key in names:
-        for step, value in zip(*j.series[key]):
+        for step, value in zip(*series[key]):
             at = rows.setdefault(step, [{}])
             row = next((r for r in at if key not in r), None)
             if row is None:
                 at.append(row := {})
             row[key] = value
     lines = ["step," + ",".join(_csv_field(k) for k in names)]
-    lines += [f"{step}," + ",".join("" if row.get(k) is None else repr(row[k]) for k in names)
-              for step in sorted(rows) for row in rows[step]]
-    count = sum(len(xs) for xs, _ in j.series.values())
-    return (f'<p><a download="{html.escape(name)}-values.csv" href="data:text/csv;charset=utf-8,'
-            f'{quote(chr(10).join(lines) + chr(10))}">Every value, exact (CSV, {count:,} values in '
-            f"{len(lines) - 1:,} rows; blank: not logged at that step, or not finite)</a></p>")
+    return lines + [f"{step}," + ",".join("" if row.get(k) is None else repr(row[k]) for k in names)
+                    for step in sorted(rows) for row in rows[step]]
+
+
+def _long_rows(series: dict[str, Series]) -> list[str]:
+    values = sorted((step, n, value) for n, (xs, ys) in enumerate(series.values()) for step, value in zip(xs, ys))
+    names = [_csv_field(k) for k in series]
+    return ["step,name,value", *(f"{step},{names[n]},{'' if value is None else repr(value)}"
+                                  for step, n, value in values)]
 
 
 def _csv_field(text: str) -> str:
@@ -237,9 +269,11 @@ def texts_html(j: Journal) -> str:
 def last_values_html(run: Run) -> str:
     """Each name's last value and the step it was logged at (the summary's exact value where it has one)."""
     j, last = run.journal, (run.summary or {}).get("last") or {}
-    names = sorted(set(j.series) | set(last if isinstance(last, dict) else {}))
+    names = sorted(set(j.series) | set(itertools.islice(last if isinstance(last, dict) else {}, MAX_NAMES)))
     if not names:
         return ""
+    more = f"<p class=note>and {len(names) - MAX_ROWS:,} more names (in the CSV).</p>" if len(names) > MAX_ROWS else ""
+    names = names[:MAX_ROWS]
     rows = [[k, j.series[k][0][-1] if k in j.series and j.series[k][0] else None,
              last.get(k) if isinstance(last, dict) and k in last else j.series[k][1][-1]] for k in names]
-    return "<h3>last values</h3>" + table_html(["name", "step", "value"], rows, "kv")
+    return "<h3>last values</h3>" + table_html(["name", "step", "value"], rows, "kv") + more

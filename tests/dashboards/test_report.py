@@ -326,3 +326,30 @@ def test_write_or_warn_never_raises(tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert report.write_or_warn(tmp_path / "nothing", out, err) is None
     assert out.getvalue() == "" and err.getvalue().startswith("warning: no report written")
+
+
+MANY_NAMES = 20_000  # twice what a run records now (runner.track.MAX_NAMES): a journal by hand or an older version
+
+
+def test_a_tracked_journal_of_many_names_is_reported_bounded(tmp_path: Path) -> None:
+    from urllib.parse import unquote
+
+    from dashboards.report.run import MAX_CHARTED
+    from runner.track import MAX_NAMES
+
+    names = [f"m{i}" for i in range(1, MANY_NAMES + 1)]
+    events = [{"event": "start", "info": {"name": "many", "tracked": True}},
+              *({"event": "metrics", "epoch": 0, "step": i, "values": {name: float(i)}} for i, name in enumerate(names, 1)),
+              {"event": "close", "summary": {"status": "finished", "tracked": True}}]
+    summary = {"name": "many", "tracked": True, "status": "finished", "last": {n: 1.0 for n in names}}
+    text = report.build(write_run(tmp_path / "run", events, spec={}, summary=summary))
+    assert len(text) < len(report_page.plotly_js()) + 3_000_000
+    drawn = [trace["name"] for f in figures(text) for trace in f["data"]]
+    assert drawn == names[:MAX_CHARTED]
+    assert f"the first {MAX_CHARTED:,} of {MAX_NAMES:,} names" in text
+    assert f"{MANY_NAMES - MAX_NAMES:,} values of names after the first {MAX_NAMES:,}" in text  # named as left out
+    csv = re.search(r'href="data:text/csv;charset=utf-8,([^"]*)"', text)
+    assert csv is not None
+    rows = unquote(csv.group(1)).splitlines()
+    assert rows[0] == "step,name,value" and len(rows) == 1 + MAX_NAMES  # every name kept, one row a value
+    assert rows[1] == "1,m1,1.0" and rows[-1] == f"{MAX_NAMES},m{MAX_NAMES},{float(MAX_NAMES)!r}"

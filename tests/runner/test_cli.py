@@ -57,11 +57,13 @@ def test_the_journal_replays_every_event(tmp_path: Path, tiny_mnist: Path) -> No
     assert run_cli(str(tiny_spec(tmp_path, tiny_mnist)), "--logger", "null", "--out", str(out)).returncode == 0
     logger = NullLogger()
     replay(out / "metrics.jsonl", logger)
-    names = [name for name, _ in logger.calls]
+    names = [name for name, _ in logger.calls if name != "system"]  # the machine's load: whenever it is sampled
     epoch = ["train_loss", "evaluation", "predictions", "confusion", "mistakes", "activations"]  # insight's after
-    assert [n for n in names if n not in ("metrics", "system")] == ["start", "images", *epoch, *epoch, "close"]
+    assert [n for n in names if n != "metrics"] == ["start", "images", *epoch, *epoch, "close"]
     # The learning rate of each chunk's last step (log_every 4), replayed after that epoch's steps.
     assert names[3:6] == ["metrics"] * 3
+    sampled = [s["step"] for s in logger.named("system")]
+    assert len(sampled) >= 2 and sampled[0] == 0 and sampled[-1] == 24  # at the start and at the end
     assert [(c["step"], c["values"]) for c in logger.named("metrics")] == [(s, {"lr": 0.1}) for s in range(4, 25, 4)]
     steps = [s for c in logger.named("train_loss") for s in c["steps"]]
     assert steps == list(range(1, 25))

@@ -229,3 +229,16 @@ def test_the_gradient_norm_and_histogram_are_the_gradients_own() -> None:
             assert seen["grad_norm"] == pytest.approx(torch.linalg.vector_norm(p.grad).item(), rel=1e-6)
             assert seen["grad_norm"] != pytest.approx(torch.linalg.vector_norm(p.detach()).item(), rel=1e-2)
             assert (seen["grad"]["min"], seen["grad"]["max"]) == (p.grad.min().item(), p.grad.max().item())
+
+
+def test_a_run_shorter_than_the_sampling_interval_has_the_machines_load_at_its_start_and_end(
+        tmp_path: Path, tiny_mnist: Path) -> None:
+    spec = tiny_spec(tmp_path, tiny_mnist, train={"epochs": 1}, insight={"system": 3600})
+    result = run_cli(str(spec), "--logger", "null", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    journal = NullLogger()
+    replay(tmp_path / "run" / "metrics.jsonl", journal)
+    samples, last = journal.named("system"), journal.named("train_loss")[-1]["steps"][-1]
+    assert [s["step"] for s in samples] == [0, last]  # no sample in between: the interval is an hour
+    assert all(s["values"]["rss_mb"] > 20 for s in samples)
+    assert "cpu_percent" not in samples[0]["values"] and samples[1]["values"]["cpu_percent"] >= 0

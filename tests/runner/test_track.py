@@ -17,6 +17,7 @@ import torch
 
 from helpers import ROOT
 from runner import runs, track
+from runner.lab.reading import MAX_JSON
 from runner.loggers import NullLogger, replay
 
 
@@ -189,6 +190,35 @@ def test_a_full_disk_costs_the_journal_not_the_loop(tmp_path: Path) -> None:
     assert steps == list(range(1, len(steps) + 1)) and 2000 <= len(steps) < 20000
 
 
+def test_a_journal_that_cannot_grow_costs_the_journal_not_the_loop(tmp_path: Path) -> None:
+    """As a full disk does, without root: a file size limit (RLIMIT_FSIZE) makes the journal's writes
+    fail with EFBIG part way through the loop; the loop must never see that error."""
+    import resource
+
+    code = f"""
+        from runner import track
+        with track.run("capped", out={str(tmp_path / 'run')!r}, logger="null") as run:
+            for step in range(1, 20001):
+                run.log({{"train/loss": 1 / step, "train/kl": 2 / step}}, step=step)
+        print("loop done", run.step)
+    """
+    limit = 200_000  # bytes: the journal reaches it after a few thousand steps; spec and summary stay under it
+
+    def capped() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    done = python(code, preexec_fn=capped)
+    assert done.returncode == 0 and "loop done 20000" in done.stdout, done.stderr
+    assert done.stderr.count("the journal failed (File too large)") == 1 and "Traceback" not in done.stderr, \
+        done.stderr
+    journal = (tmp_path / "run" / runs.JOURNAL).read_bytes()
+    assert journal.endswith(b"\n") and len(journal) <= limit
+    steps = [m["step"] for m in journal_of(tmp_path / "run").named("metrics")]
+    assert steps == list(range(1, len(steps) + 1)) and 1000 <= len(steps) < 20000
+    summary = json.loads((tmp_path / "run" / runs.SUMMARY).read_text())
+    assert summary["status"] == "finished" and summary["steps"] == 20000 and summary["last"]["train/loss"] == 1 / 20000
+
+
 def test_values_are_taken_as_they_are_at_the_call_and_read_exactly(tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture) -> None:
     import numpy as np
@@ -221,3 +251,128 @@ def test_a_script_that_dies_leaves_its_run_failed(tmp_path: Path) -> None:
     assert done.returncode == 1 and "RuntimeError: boom" in done.stderr
     summary = json.loads((tmp_path / "run" / runs.SUMMARY).read_text())
     assert summary["status"] == "failed" and summary["error"] == "RuntimeError: boom"
+
+
+class Sub(torch.Tensor):
+    """A tensor subclass that is a plain number underneath."""
+
+
+class Unreadable(torch.Tensor):
+    """A tensor subclass whose number cannot be read (as some wrappers' values cannot outside their context)."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if func in (torch.Tensor.item, torch.Tensor.tolist):
+            raise RuntimeError("not readable here")
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+    __repr__ = __str__
+
+
+def odd_values() -> tuple[dict, dict]:
+    """(what is not a number, what is one: name -> (value, its number))."""
+    import decimal
+    import fractions
+    import warnings
+
+    import numpy as np
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the prototype layouts say so
+        refused = {
+            "nested": torch.nested.nested_tensor([torch.ones(1)]),
+            "jagged": torch.nested.nested_tensor([torch.ones(1)], layout=torch.jagged),
+            "sparse": torch.tensor([1.0]).to_sparse(), "csr": torch.tensor([[1.0]]).to_sparse_csr(),
+            "meta": torch.tensor(1.0, device="meta"),
+            "quantized": torch.quantize_per_tensor(torch.tensor([1.0]), 0.1, 0, torch.qint8),
+            "complex": torch.tensor(1 + 2j), "empty": torch.ones(0), "unreadable": torch.tensor(1.0).as_subclass(Unreadable),
+            "objects": np.array([object()]), "record": np.array([(1, 2.0)], dtype=[("a", "i4"), ("b", "f8")])[0],
+            "masked": np.ma.masked_array([1.0], mask=[True]), "huge": 10 ** 400, "huger": -10 ** 5000,
+            "huge fraction": fractions.Fraction(10 ** 400, 3), "signalling": decimal.Decimal("sNaN"),
+            "unprintable": Unprintable(),
+        }
+    numbers = {"subclass": (torch.tensor(2.0).as_subclass(Sub), 2.0), "decimal": (decimal.Decimal("1.5"), 1.5),
+               "fraction": (fractions.Fraction(1, 4), 0.25), "big": (10 ** 300, 1e300)}
+    return refused, numbers
+
+
+def test_no_kind_of_value_raises_into_the_loop(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    refused, numbers = odd_values()
+    loop = {}
+    loop["me"], loop["again"] = loop, loop  # read naively: 2 ** depth copies
+    deep: dict = {}
+    for _ in range(10_000):
+        deep = {"a": deep}
+    everything = {**refused, **{k: v for k, (v, _) in numbers.items()}}
+    with track.run("kinds", out=tmp_path / "run", logger="null", every=2) as run:
+        for step in range(1, 4):
+            run.log(everything, step=step)
+            for name, value in everything.items():
+                run.text(name, value)
+                run.images(name, value)
+        run.summary.update({**everything, "loop": loop, "deep": deep})
+    assert [m["values"] for m in journal_of(tmp_path / "run").named("metrics")] == \
+        [{k: n for k, (_, n) in numbers.items()}] * 3
+    err = capsys.readouterr().err.splitlines()
+    for name in refused:
+        assert sum(line.startswith(f"warning: track kinds: {name}: ") for line in err) == 1, (name, err)
+    assert not [line for line in err if "Traceback" in line]
+    summary = json.loads((tmp_path / "run" / runs.SUMMARY).read_text())
+    assert summary["status"] == "finished" and summary["decimal"] == 1.5 and summary["big"] == 10 ** 300
+    assert isinstance(summary["nested"], str) and isinstance(summary["huger"], str)
+    assert (tmp_path / "run" / runs.SUMMARY).stat().st_size < MAX_JSON // 2  # as every reader reads it
+
+
+def configs_that_cannot_be_written() -> list:
+    deep: dict = {}
+    for _ in range(10_000):
+        deep = {"a": deep}
+    middling: dict = {}
+    for _ in range(300):  # within Python's recursion limit, beyond what a config needs
+        middling = {"a": [middling]}
+    itself: dict = {"lr": 0.1}
+    itself["me"] = itself
+    return [pytest.param(deep, id="10000 levels"), pytest.param(middling, id="600 levels"),
+            pytest.param(itself, id="itself")]
+
+
+@pytest.mark.parametrize("config", configs_that_cannot_be_written())
+def test_a_config_too_deep_or_holding_itself_is_a_track_error(tmp_path: Path, config: dict) -> None:
+    with pytest.raises(track.TrackError) as refused:
+        track.check("deep", config, logger="null")
+    assert "config" in str(refused.value) and "\n" not in str(refused.value)
+    with pytest.raises(track.TrackError):
+        track.run("deep", config, out=tmp_path / "run", logger="null")
+    assert not (tmp_path / "run").exists()
+
+
+def test_names_past_the_limit_are_warned_about_once_and_summary_json_stays_readable(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from runner.lab import scan
+
+    names = [f"{i:06d}".ljust(100, "n") for i in range(track.MAX_NAMES + 500)]  # the longest names there are
+    with track.run("names", out=tmp_path / "run", logger="null") as run:
+        for step in range(1, 4):
+            for start in range(0, len(names), 1000):
+                run.log({name: float(step) for name in names[start:start + 1000]}, step=step)
+            run.text("later text", "words", step=step)
+    err = capsys.readouterr().err.splitlines()
+    [warning] = [line for line in err if "names" in line]
+    assert f"more than {track.MAX_NAMES:,} names" in warning and "ignored" in warning and "summary.json" in warning
+    logged: dict[int, set] = {}
+    for m in journal_of(tmp_path / "run").named("metrics"):
+        logged.setdefault(m["step"], set()).update(m["values"])
+    assert logged == {step: set(names[:track.MAX_NAMES]) for step in (1, 2, 3)}
+    assert not journal_of(tmp_path / "run").named("text")
+    summary = json.loads((tmp_path / "run" / runs.SUMMARY).read_text())
+    assert len(summary["last"]) == track.MAX_NAMES
+    assert summary["names_left_out"] == {"after": track.MAX_NAMES, "values": 1503,
+                                         "first": names[track.MAX_NAMES:track.MAX_NAMES + 10]}
+    assert (tmp_path / "run" / runs.SUMMARY).stat().st_size < MAX_JSON  # as `runs` reads it
+    row = scan.read_row(tmp_path / "run", "run")
+    assert row["problem"] is None and row["status"] == "finished"
