@@ -37,15 +37,17 @@ and what a loop of one's own sends through the tracking API (runner.track), besi
     media(epoch, step, name, pixels)         named images at a step, uint8 [N][C][H][W]
     text(epoch, step, name, text)            a named text at a step
 
-`BaseLogger` gives each method a do-nothing default, so a backend implements only what it shows
-and a new event reaches every backend without touching them. Its `where()` is how a backend tells
+`EVENTS` is the one table of these events and their fields; `BaseLogger` gives each method a
+do-nothing default, so a backend implements only what it shows and a new event reaches every
+backend without touching them, and the plumbing that only carries events (NullLogger, FanOut, the
+journal, the Ray relay) is written once over the table (`each_event`), not once per event. Its `where()` is how a backend tells
 the run where it shows it (the dashboard's address): the run records it in summary.json.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 Info = Mapping[str, Any]
 Pixels = Sequence[Sequence[Sequence[Sequence[int]]]]  # uint8 [N][C][H][W]
@@ -54,6 +56,55 @@ Matrix = Sequence[Sequence[int]]
 INSIGHT_EVENTS = {"confusion": ("matrix",), "mistakes": ("pixels", "predicted", "truth", "confidence"),
                   "layers": ("layers",), "activations": ("layers",), "system": ("values",)}
 TRACKED_EVENTS = {"media": ("name", "pixels"), "text": ("name", "text")}  # the tracking API's own
+# Every event, in the order a run sends them: name -> the fields its method takes, in order. The
+# plumbing (NullLogger, FanOut, the journal, the Ray trials' Link) is generic over this table
+# (`each_event`), so a new event is one entry here plus the backends that draw it.
+EVENTS: dict[str, tuple[str, ...]] = {
+    "start": ("info",), "images": ("pixels",), "train_loss": ("epoch", "steps", "losses"),
+    "metrics": ("epoch", "step", "values"), "evaluation": ("epoch", "step", "test_loss", "test_accuracy"),
+    "predictions": ("epoch", "predicted", "truth"),
+    **{name: ("epoch", "step", *fields) for name, fields in {**INSIGHT_EVENTS, **TRACKED_EVENTS}.items()},
+    "close": ("summary",),
+}
+
+
+def each_event(handle: str) -> Callable[[type], type]:
+    """A class decorator: each event of EVENTS the class does not define itself becomes a method that
+    calls `self.<handle>(name, args)`, the call's arguments in the table's order (keywords too)."""
+    def decorate(cls: type) -> type:
+        for name, fields in EVENTS.items():
+            if name not in cls.__dict__:
+                setattr(cls, name, _forward(name, fields, handle))
+        return cls
+
+    return decorate
+
+
+def _forward(name: str, fields: tuple[str, ...], handle: str) -> Callable[..., None]:
+    def event(self: Any, *args: Any, **kwargs: Any) -> None:
+        if kwargs:
+            try:
+                args = (*args, *(kwargs.pop(f) for f in fields[len(args):]))
+            except KeyError as exc:
+                raise TypeError(f"{name}() lacks its argument {exc}") from None
+        if len(args) != len(fields) or kwargs:
+            raise TypeError(f"{name}() takes {', '.join(fields)}; got {len(args)} arguments"
+                            + (f" and {', '.join(kwargs)}" if kwargs else ""))
+        getattr(self, handle)(name, args)
+
+    event.__name__ = event.__qualname__ = name
+    event.__doc__ = f"The {name} event ({', '.join(fields)}), as every event of EVENTS."
+    return event
+
+
+def plain(value: Any) -> Any:
+    """A field's value as the plumbing keeps it: a mapping as a dict, a sequence (not text) as a list,
+    one level deep (what it holds is the loop's plain numbers already)."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return list(value)
+    return value
 
 
 @runtime_checkable
@@ -151,64 +202,26 @@ class BaseLogger:
 ClosingLogger = BaseLogger  # the name earlier loggers use
 
 
+@each_event("_record")
 class NullLogger(BaseLogger):
     """Draws nothing; records every call as (method, kwargs) so tests can assert on them."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
-    def start(self, info: Info) -> None:
-        self.calls.append(("start", {"info": dict(info)}))
-
-    def images(self, pixels: Pixels) -> None:
-        self.calls.append(("images", {"pixels": pixels}))
-
-    def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
-        self.calls.append(("train_loss", {"epoch": epoch, "steps": list(steps), "losses": list(losses)}))
-
-    def metrics(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
-        self.calls.append(("metrics", {"epoch": epoch, "step": step, "values": dict(values)}))
-
-    def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
-        self.calls.append(
-            ("evaluation", {"epoch": epoch, "step": step, "test_loss": test_loss, "test_accuracy": test_accuracy})
-        )
-
-    def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
-        self.calls.append(("predictions", {"epoch": epoch, "predicted": list(predicted), "truth": list(truth)}))
-
-    def confusion(self, epoch: int, step: int, matrix: Matrix) -> None:
-        self.calls.append(("confusion", {"epoch": epoch, "step": step, "matrix": [list(r) for r in matrix]}))
-
-    def mistakes(self, epoch: int, step: int, pixels: Pixels, predicted: Sequence[int], truth: Sequence[int],
-                 confidence: Sequence[float]) -> None:
-        self.calls.append(("mistakes", {"epoch": epoch, "step": step, "pixels": pixels, "predicted": list(predicted),
-                                        "truth": list(truth), "confidence": list(confidence)}))
-
-    def layers(self, epoch: int, step: int, layers: Mapping[str, Any]) -> None:
-        self.calls.append(("layers", {"epoch": epoch, "step": step, "layers": dict(layers)}))
-
-    def activations(self, epoch: int, step: int, layers: Mapping[str, Any]) -> None:
-        self.calls.append(("activations", {"epoch": epoch, "step": step, "layers": dict(layers)}))
-
-    def system(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
-        self.calls.append(("system", {"epoch": epoch, "step": step, "values": dict(values)}))
-
-    def media(self, epoch: int, step: int, name: str, pixels: Pixels) -> None:
-        self.calls.append(("media", {"epoch": epoch, "step": step, "name": name, "pixels": pixels}))
-
-    def text(self, epoch: int, step: int, name: str, text: str) -> None:
-        self.calls.append(("text", {"epoch": epoch, "step": step, "name": name, "text": text}))
+    def _record(self, name: str, args: tuple[Any, ...]) -> None:
+        self.calls.append((name, {field: plain(value) for field, value in zip(EVENTS[name], args)}))
 
     def close(self, summary: Info | None) -> None:
         super().close(summary)
-        self.calls.append(("close", {"summary": None if summary is None else dict(summary)}))
+        self._record("close", (summary,))
 
     def named(self, method: str) -> list[dict[str, Any]]:
         """The kwargs of every call to `method`, in order."""
         return [kwargs for name, kwargs in self.calls if name == method]
 
 
+@each_event("_fan")
 class FanOut(BaseLogger):
     """Sends every event to several loggers, in order."""
 
@@ -218,58 +231,9 @@ class FanOut(BaseLogger):
     def where(self) -> dict[str, Any]:
         return {k: v for logger in self.loggers if isinstance(logger, BaseLogger) for k, v in logger.where().items()}
 
-    def start(self, info: Info) -> None:
+    def _fan(self, name: str, args: tuple[Any, ...]) -> None:
         for logger in self.loggers:
-            logger.start(info)
-
-    def images(self, pixels: Pixels) -> None:
-        for logger in self.loggers:
-            logger.images(pixels)
-
-    def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
-        for logger in self.loggers:
-            logger.train_loss(epoch, steps, losses)
-
-    def metrics(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
-        for logger in self.loggers:
-            logger.metrics(epoch, step, values)
-
-    def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
-        for logger in self.loggers:
-            logger.evaluation(epoch, step, test_loss, test_accuracy)
-
-    def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
-        for logger in self.loggers:
-            logger.predictions(epoch, predicted, truth)
-
-    def confusion(self, epoch: int, step: int, matrix: Matrix) -> None:
-        for logger in self.loggers:
-            logger.confusion(epoch, step, matrix)
-
-    def mistakes(self, epoch: int, step: int, pixels: Pixels, predicted: Sequence[int], truth: Sequence[int],
-                 confidence: Sequence[float]) -> None:
-        for logger in self.loggers:
-            logger.mistakes(epoch, step, pixels, predicted, truth, confidence)
-
-    def layers(self, epoch: int, step: int, layers: Mapping[str, Any]) -> None:
-        for logger in self.loggers:
-            logger.layers(epoch, step, layers)
-
-    def activations(self, epoch: int, step: int, layers: Mapping[str, Any]) -> None:
-        for logger in self.loggers:
-            logger.activations(epoch, step, layers)
-
-    def system(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
-        for logger in self.loggers:
-            logger.system(epoch, step, values)
-
-    def media(self, epoch: int, step: int, name: str, pixels: Pixels) -> None:
-        for logger in self.loggers:
-            logger.media(epoch, step, name, pixels)
-
-    def text(self, epoch: int, step: int, name: str, text: str) -> None:
-        for logger in self.loggers:
-            logger.text(epoch, step, name, text)
+            getattr(logger, name)(*args)
 
     def close(self, summary: Info | None) -> None:
         super().close(summary)

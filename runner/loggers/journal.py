@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from runner.errors import UserError
-from runner.loggers.base import INSIGHT_EVENTS, TRACKED_EVENTS, BaseLogger, Info, Logger, Matrix, Pixels
+from runner.loggers.base import EVENTS, BaseLogger, Info, Logger, each_event, plain
 
 CHUNK = 1 << 20  # bytes read at a time when looking for a journal's last whole line
 FORMAT = 1  # of the journal's lines; raise it when an event changes meaning, and read the old ones
 
 
+@each_event("_record")
 class JsonlLogger(BaseLogger):
     """The run's journal: one JSON object per line, one line per train step; replayable.
 
@@ -77,48 +78,16 @@ class JsonlLogger(BaseLogger):
     def start(self, info: Info) -> None:
         self._write([{"event": "start", "format": FORMAT, "info": dict(info)}])
 
-    def images(self, pixels: Pixels) -> None:
-        self._write([{"event": "images", "pixels": pixels}])
-
     def train_loss(self, epoch: int, steps: Sequence[int], losses: Sequence[float]) -> None:
         self._write([{"event": "train_loss", "epoch": epoch, "step": s, "loss": v} for s, v in zip(steps, losses)])
-
-    def metrics(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
-        self._write([{"event": "metrics", "epoch": epoch, "step": step, "values": dict(values)}])
 
     def metrics_of_steps(self, calls: Sequence[tuple[int, int, Mapping[str, float]]]) -> None:
         """Several `metrics` events (epoch, step, values) as one write(2): a tracked run's chunk."""
         self._write([{"event": "metrics", "epoch": e, "step": s, "values": dict(v)} for e, s, v in calls])
 
-    def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
-        self._write([{"event": "evaluation", "epoch": epoch, "step": step, "test_loss": test_loss,
-                      "test_accuracy": test_accuracy}])
-
-    def predictions(self, epoch: int, predicted: Sequence[int], truth: Sequence[int]) -> None:
-        self._write([{"event": "predictions", "epoch": epoch, "predicted": list(predicted), "truth": list(truth)}])
-
-    def confusion(self, epoch: int, step: int, matrix: Matrix) -> None:
-        self._write([{"event": "confusion", "epoch": epoch, "step": step, "matrix": [list(r) for r in matrix]}])
-
-    def mistakes(self, epoch: int, step: int, pixels: Pixels, predicted: Sequence[int], truth: Sequence[int],
-                 confidence: Sequence[float]) -> None:
-        self._write([{"event": "mistakes", "epoch": epoch, "step": step, "pixels": pixels,
-                      "predicted": list(predicted), "truth": list(truth), "confidence": list(confidence)}])
-
-    def layers(self, epoch: int, step: int, layers: Mapping[str, Any]) -> None:
-        self._write([{"event": "layers", "epoch": epoch, "step": step, "layers": dict(layers)}])
-
-    def activations(self, epoch: int, step: int, layers: Mapping[str, Any]) -> None:
-        self._write([{"event": "activations", "epoch": epoch, "step": step, "layers": dict(layers)}])
-
-    def system(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
-        self._write([{"event": "system", "epoch": epoch, "step": step, "values": dict(values)}])
-
-    def media(self, epoch: int, step: int, name: str, pixels: Pixels) -> None:
-        self._write([{"event": "media", "epoch": epoch, "step": step, "name": name, "pixels": pixels}])
-
-    def text(self, epoch: int, step: int, name: str, text: str) -> None:
-        self._write([{"event": "text", "epoch": epoch, "step": step, "name": name, "text": text}])
+    def _record(self, name: str, args: tuple[Any, ...]) -> None:
+        """Every other event: one line of its fields by name (base.EVENTS)."""
+        self._write([{"event": name, **{field: plain(value) for field, value in zip(EVENTS[name], args)}}])
 
     def close(self, summary: Info | None) -> None:
         super().close(summary)
@@ -135,10 +104,6 @@ class JsonlLogger(BaseLogger):
 
 class JournalError(UserError):
     """A journal line that is not an event of this runner; the message names the line."""
-
-
-EVENTS = {"start", "images", "train_loss", "metrics", "evaluation", "predictions", "close", *INSIGHT_EVENTS,
-          *TRACKED_EVENTS}
 
 
 def replay(path: Path, logger: Logger, limit: int | None = None) -> int:

@@ -12,6 +12,7 @@ import io
 from typing import Any
 
 from runner.loggers import BaseLogger
+from runner.loggers.base import each_event, plain
 
 
 class Relay:
@@ -60,6 +61,7 @@ class Relay:
         return self.stopping is None and key not in self.ended
 
 
+@each_event("_relay")
 class Link(BaseLogger):
     """A trial's logger: its events, batched per chunk of steps, to the relay. The relay's answer
     to the previous batch says whether the sweep is stopping (read without waiting)."""
@@ -95,38 +97,12 @@ class Link(BaseLogger):
     def should_stop(self) -> str | None:
         return self.stop_reason
 
-    def start(self, info: Any) -> None:
-        self.send("event", ("start", (dict(info),)))
+    def _relay(self, name: str, args: tuple[Any, ...]) -> None:
+        self.send("event", (name, tuple(plain(a) for a in args)))
 
-    def images(self, pixels: Any) -> None:
-        self.send("event", ("images", (pixels,)))
-
-    def train_loss(self, epoch: int, steps: Any, losses: Any) -> None:
-        self.send("event", ("train_loss", (epoch, list(steps), list(losses))))
-
-    def metrics(self, epoch: int, step: int, values: Any) -> None:
-        self.send("event", ("metrics", (epoch, step, dict(values))))
-
-    def evaluation(self, epoch: int, step: int, test_loss: float, test_accuracy: float) -> None:
-        self.send("event", ("evaluation", (epoch, step, test_loss, test_accuracy)))
-
-    def predictions(self, epoch: int, predicted: Any, truth: Any) -> None:
-        self.send("event", ("predictions", (epoch, list(predicted), list(truth))))
-
-    def confusion(self, epoch: int, step: int, matrix: Any) -> None:
-        self.send("event", ("confusion", (epoch, step, matrix)))
-
-    def mistakes(self, epoch: int, step: int, pixels: Any, predicted: Any, truth: Any, confidence: Any) -> None:
-        self.send("event", ("mistakes", (epoch, step, pixels, list(predicted), list(truth), list(confidence))))
-
-    def layers(self, epoch: int, step: int, layers: Any) -> None:
-        self.send("event", ("layers", (epoch, step, dict(layers))))
-
-    def activations(self, epoch: int, step: int, layers: Any) -> None:
-        self.send("event", ("activations", (epoch, step, dict(layers))))
-
-    def system(self, epoch: int, step: int, values: Any) -> None:
-        self.send("event", ("system", (epoch, step, dict(values))))
+    def close(self, summary: Any) -> None:
+        """The trial's end goes to the driver as its own message ("end"), not as an event."""
+        super().close(summary)
 
 
 def to_bytes(payload: Any) -> bytes:
