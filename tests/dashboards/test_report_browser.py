@@ -19,8 +19,9 @@ from chromium import page as chromium_page
 from test_browser import require_browser
 
 ARTIFACTS = ROOT / "test-artifacts"
-# A short run's insight line charts (no look at the weights in its 24 steps; system samples every 5 s)
-INSIGHT_LINES = {"activations_mean", "activations_std", "activations_zeros"}
+# A short run's insight line charts: no look at the weights in its 24 steps; the machine's load
+# sampled at its start and its end, however short it is
+INSIGHT_LINES = {"activations_mean", "activations_std", "activations_zeros", "system_load", "system_memory"}
 MARKUP = "<script>alert(1)</script><b>x</b>"
 RENDER_TIMEOUT_MS = 30_000
 
@@ -32,6 +33,7 @@ CHARTS_JS = """() => Array.from(document.querySelectorAll('.chart'), c => ({
   heatmap: c.querySelectorAll('.heatmaplayer image').length,
   lines: Array.from(c.querySelectorAll('.scatterlayer .trace path.js-line'), p => p.getAttribute('d') || ''),
   fills: c.querySelectorAll('.scatterlayer .trace path.js-fill').length,
+  points: c.querySelectorAll('.scatterlayer .trace .points path').length,
 }))"""
 # Drawn: lines (scatter), bars, or a heatmap's image.
 DRAWN = "svg.main-svg .scatterlayer .trace, svg.main-svg .barlayer .trace, svg.main-svg .heatmaplayer image"
@@ -87,6 +89,7 @@ def check_charts(seen: dict[str, Any], expected: set[str], see: str, others: set
     for chart in seen["charts"]:
         assert chart["svgs"] >= 1, f"chart {chart['id']} has no plotly SVG {see}"
         drawn = [d for d in chart["lines"] if any(segment in d for segment in "LHV")]  # HV: a step curve
+        drawn = drawn or chart["points"]  # a line of one sample is its marker
         assert drawn or chart["id"] in others and (chart["bars"] or chart["heatmap"]), \
             f"chart {chart['id']} draws nothing: {chart} {see}"
 
