@@ -243,9 +243,11 @@ def test_only_rank_zero_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     logger.finalize("success")
     assert not (tmp_path / "run").exists() and logger._run is None
     monkeypatch.setattr(rank_zero_only, "rank", 0)  # the same calls on rank 0 do write
-    logger.log_metrics({"loss": 1.0}, step=1)
-    logger.finalize("success")
+    with logger:  # the run ends with the block (a finalize("success") keeps it open for a test after fit)
+        logger.log_metrics({"loss": 1.0}, step=1)
+        logger.finalize("success")
     assert logged(tmp_path / "run") == [(1, "loss", 1.0)]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "finished"
 
 
 # ----- ignite -----
