@@ -87,9 +87,11 @@ class Run:
         self._names: set[str] = set()  # names already found good
         self._names_left_out: dict[str, Any] = {"after": MAX_NAMES, "values": 0, "first": []}
         self._dtypes: dict[Any, bool] = {}  # array and tensor element types, found numeric or not
+        self._tensor_types: set[type] = set()  # of CPU tensors read by `_number`: log reads them at once
+        self._cpu_dtypes: set[Any] = set()  # their numeric element types
         self._pending: list[tuple[int, str, Any]] = []
         self._calls = 0  # log calls since the last flush
-        self._flushed_at = time.monotonic()
+        self._flushed_at = time.perf_counter()
         self._started = time.perf_counter()
         self._inside = 0.0  # seconds of the loop's thread spent in these calls
         self._held = runs.lock(self.run_dir, runs.OWN)
@@ -115,21 +117,34 @@ class Run:
     def log(self, values: Mapping[str, Any], step: int | None = None) -> None:
         """Scalars at a step (default: the step after the last one): numbers, or one-element tensors
         on any device, read later in batches."""
+        # The hot path of a fast loop: each Python operation here costs the loop about a microsecond
+        # (its caches are cold after torch's kernels), so plain numbers and CPU tensors of a kind seen
+        # before take the shortest way; everything else is checked, and warned about, in `_number`.
         started = time.perf_counter()
         try:
-            step = self._step(step)
-            if not isinstance(values, Mapping):
+            if type(step) is int and step > self.step:  # the usual: the next step, given
+                self.step = step
+            else:
+                step = self._step(step)
+            if type(values) is not dict and not isinstance(values, Mapping):
                 self._warn("values", f"run.log takes a dict of names to numbers, not {type(values).__name__}; "
                                      "ignored")
                 return
+            names, pending, tensors, dtypes = self._names, self._pending, self._tensor_types, self._cpu_dtypes
             for key, value in values.items():
-                if (key in self._names or self._name_ok(key)) and self._value_ok(key, value):
-                    if hasattr(value, "detach"):  # as it is now: a tensor updated in place later must not
-                        # change it; on the CPU its number costs no wait, elsewhere a copy on its device
-                        value = value.item() if value.device.type == "cpu" else value.detach().clone()
-                    self._pending.append((step, key, value))
+                if key not in names and not self._name_ok(key):
+                    continue
+                kind = type(value)
+                if kind is not float and kind is not int:
+                    if kind in tensors and value.is_cpu and value.dtype in dtypes and value.numel() == 1:
+                        value = value.item()  # as it is now: a tensor updated in place later must not change it
+                    else:
+                        value = self._number(key, value)
+                        if value is None:
+                            continue
+                pending.append((step, key, value))
             self._calls += 1
-            if self._calls >= self.every or time.monotonic() - self._flushed_at >= self.seconds:
+            if self._calls >= self.every or started - self._flushed_at >= self.seconds:
                 self.flush()
         finally:
             self._inside += time.perf_counter() - started
@@ -161,7 +176,7 @@ class Run:
     def flush(self) -> None:
         """Read the values kept so far (one device read per device) and send them on."""
         pending, self._pending = self._pending, []
-        self._flushed_at, self._calls = time.monotonic(), 0
+        self._flushed_at, self._calls = time.perf_counter(), 0
         if not pending:
             return
         try:
@@ -285,6 +300,26 @@ class Run:
         self._warn("names", f"more than {MAX_NAMES:,} names: the values of {name!r} and of every later new name "
                             "are ignored (not in the journal, the dashboard or the report); summary.json's "
                             "names_left_out counts them")
+
+    def _number(self, key: str, value: Any) -> Any:
+        """A value other than a float or an int as it is now, or None after a warning: a CPU tensor's
+        number (read without a wait; its type and element type then take log's shortest way), a copy
+        of another device's tensor (read later), an array's or a number type's value as given."""
+        try:
+            if not self._value_ok(key, value):
+                return None
+            if not hasattr(value, "detach"):
+                return value
+            if value.device.type != "cpu":
+                return value.detach().clone()
+            number = value.item()
+        except Exception as exc:  # noqa: BLE001 - an odd tensor type: never into the loop
+            self._warn(f"value {key}", f"{key} could not be read ({exc!r}); ignored")
+            return None
+        if getattr(value, "is_cpu", None) is True:
+            self._tensor_types.add(type(value))
+            self._cpu_dtypes.add(value.dtype)
+        return number
 
     def _value_ok(self, key: str, value: Any) -> bool:
         kind = type(value)

@@ -173,8 +173,16 @@ class VisdomLogger(Sender, BaseLogger):
                 self._advance(epoch, steps[-1])
 
     def metrics(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
+        self.metrics_of_steps([(epoch, step, values)])
+
+    def metrics_of_steps(self, calls: Sequence[tuple[int, int, Mapping[str, float]]]) -> None:
+        """Several `metrics` events (epoch, step, values), a tracked run's chunk: one lock, one extend
+        of each trace."""
+        if not calls:
+            return
+        epoch, step, _ = calls[-1]
         with self._lock:
-            missed = self._scalars.add(step, values, number)  # a value that is no number: a gap
+            missed = self._scalars.add_steps([(s, v) for _, s, v in calls], number)  # no number: a gap
             tracked = self._progress.tracked
             if tracked:  # its only clock: a tracked run sends no train_loss
                 self._advance(epoch, step)
@@ -301,6 +309,7 @@ class VisdomLogger(Sender, BaseLogger):
             running = self._progress.status == "running" and self._run_pane.updates > 0
             if running and time.monotonic() - self._run_pane_sent_at > RUN_PANE_EVERY:
                 self._run_pane.updates += 1  # the heartbeat: elapsed time, speed and the lease move on
+        self._checked = False  # no window asked about yet this round
         # The run pane first: Visdom places windows in the order they appear, and this one belongs on top.
         sent_any |= self._send_pane(self._run_pane)
         with self._lock:
@@ -321,11 +330,17 @@ class VisdomLogger(Sender, BaseLogger):
                 return False
             snapshot = plot.snapshot()
         data = [points(trace) for trace in snapshot]  # off the lock: the training thread goes on
-        if not sent or shape != plot.sent_shape:  # new, or new traces: the whole window, with its legend
-            self._post(*self._plot_message(plot, data, opts))
-        elif self._post(*self._replace_message(plot, data, opts)) == "win does not exist":
-            # closed in the browser; an env the server lost answers 500 instead
-            raise Refused(f"the {plot.win} window is gone", 404)
+        if sent and not self._checked:
+            # A window the server should hold: once a round, ask whether it still does. A restart no
+            # request saw fail (the env lost or an older save back) or a window closed in the browser
+            # then makes us send every window whole again.
+            self._checked = True
+            if self._post({"win": plot.win, "eid": self.env}, "win_exists") != "true":
+                raise Refused(f"the {plot.win} window is gone", 404)
+        # Always the whole window (events), which the server just stores: its `update` would diff the
+        # old window against the new one, about 0.1 ms of its CPU per point (0.4 s for two traces of
+        # 2,000), on the cores that training needs.
+        self._post(*self._plot_message(plot, data, opts))
         with self._lock:
             plot.sent, plot.sent_at, plot.sent_shape = n, time.monotonic(), shape
         return True
@@ -387,14 +402,6 @@ class VisdomLogger(Sender, BaseLogger):
             trace["x"], trace["y"] = xs, ys
         message["layout"]["yaxis"] = plot.y_axis(data, opts)
         return message, endpoint
-
-    def _replace_message(self, plot: Plot, data: list[Points], opts: dict[str, Any]) -> Message:
-        # Only the traces' x and y, replacing what the window holds: Visdom's update refuses a window
-        # it lacks (restart, closed in the browser) rather than making one without title or legend,
-        # and the refusal makes us send every window whole again.
-        # The y axis goes too: a flat curve's range is set around its value, and let go once it moves.
-        return {"win": plot.win, "eid": self.env, "append": False, "layout": {"yaxis": plot.y_axis(data, opts)},
-                "data": [{"x": xs, "y": ys} for xs, ys in data]}, "update"
 
     def _image_message(self, pixels: Pixels) -> Message:
         return image_grid(self._viz, self.env, "images", "test batch", pixels)

@@ -163,9 +163,20 @@ class Scalars:
 
     def add(self, step: float, values: Mapping[str, Any], number: Callable[[Any], float | None]) -> list[str]:
         """Each value at `step`, in its window; returns the names newly left out (for one note)."""
+        return self.add_steps([(step, values)], number)
+
+    def add_steps(self, steps: Sequence[tuple[float, Mapping[str, Any]]], number: Callable[[Any], float | None]
+                  ) -> list[str]:
+        """The values of several steps, each trace extended once (a tracked run's chunk); as `add` of
+        each step in turn."""
+        columns: dict[str, tuple[list[float], list[float | None]]] = {}
+        for step, values in steps:
+            for name, value in values.items():
+                xs, ys = columns.setdefault(str(name), ([], []))
+                xs.append(step)
+                ys.append(number(value))
         missed = []
-        for name, value in values.items():
-            name = str(name)
+        for name, (xs, ys) in columns.items():
             group, legend = metric_group(name)
             legend = legend if group is not None else metric_title(name)
             plot = self._windows.get(group if group is not None else "/" + name)
@@ -176,7 +187,7 @@ class Scalars:
                     self.left_out.append(name)
                     missed.append(name)
                 continue
-            plot.add_to(plot.trace(name, legend), [step], [number(value)])
+            plot.add_to(plot.trace(name, legend), xs, ys)
         return missed
 
     def _window(self, name: str, group: str | None) -> Plot | None:

@@ -121,6 +121,49 @@ def test_server_holds_every_event_and_text_is_escaped(visdom_server: Any, out: i
     assert lines[-1].startswith(f"visdom: {stats.events} of {stats.events} events delivered")
 
 
+def test_a_window_is_replaced_whole_and_never_diffed(visdom_server: Any, out: io.StringIO,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line window that grows is sent whole each time, never through Visdom's `update`, whose
+    server diffs the old window against the new one (about 0.1 ms of the server's CPU per point, on
+    the cores training needs); a window still held is checked with one cheap `win_exists` a round."""
+    from dashboards.visdom import logger as visdom_logger
+    from dashboards.visdom.connection import Connection
+
+    monkeypatch.setattr(visdom_logger, "PLOT_EVERY", 0.0)
+    endpoints: list[str] = []
+    request = Connection.request
+    monkeypatch.setattr(Connection, "request", lambda self, endpoint, body: (endpoints.append(endpoint),
+                                                                             request(self, endpoint, body))[1])
+    with VisdomLogger(ENV, "http://localhost", visdom_server.port, flush_interval=0.05, out=out) as logger:
+        logger.start(INFO)
+        logger.images(digits(8))
+        feed = Feed(logger)
+        for _ in range(3):  # three sends of a longer train_loss window
+            feed.epochs(1)
+            wait_until(lambda: delivered(logger))
+    assert_complete(visdom_server.port, feed)
+    assert "update" not in endpoints
+    assert endpoints.count("events") >= 3 * 2 and "win_exists" in endpoints
+
+
+def test_a_chunk_of_steps_draws_what_its_steps_one_by_one_draw(visdom_server: Any, out: io.StringIO) -> None:
+    """A tracked run hands its values over in chunks (`metrics_of_steps`: one lock, one extend of each
+    trace); the server then holds what the same steps given one by one make, past RECENT points too."""
+    calls = [(0, s, {"train/loss": 1 / s, **({"train/kl": s / 10, "lr": 0.1} if s % 10 == 0 else {})})
+             for s in range(1, 801)]
+    feeds = {"one_by_one": lambda logger: [logger.metrics(*call) for call in calls],
+             "chunked": lambda logger: [logger.metrics_of_steps(calls[i:i + 20]) for i in range(0, len(calls), 20)]}
+    for env, feed in feeds.items():
+        with VisdomLogger(env, "http://localhost", visdom_server.port, flush_interval=0.05, out=out) as logger:
+            logger.start({"name": "t", "tracked": True})
+            feed(logger)
+    one, chunked = windows(visdom_server.port, "one_by_one"), windows(visdom_server.port, "chunked")
+    assert set(one) == set(chunked) == {"run", "spec", "metric_train", "metric_lr"}
+    for win in ("metric_train", "metric_lr"):
+        assert chunked[win]["content"]["data"] == one[win]["content"]["data"]
+    assert traces(chunked["metric_train"])["kl"][0] == list(range(10, 801, 10))
+
+
 def test_outage_is_backfilled_exactly_once(visdom_server: Any, out: io.StringIO) -> None:
     port, home = visdom_server.port, visdom_server.home
     logger = VisdomLogger(ENV, "http://localhost", port, flush_interval=0.05, out=out)

@@ -125,3 +125,25 @@ def test_a_journal_records_its_format_and_one_from_a_newer_runner_is_refused(tmp
     newer.write_text(path.read_text().replace(f'"format": {FORMAT}', f'"format": {FORMAT + 1}', 1))
     with pytest.raises(JournalError, match=f"format {FORMAT + 1}"):
         replay(newer, NullLogger())
+
+
+def test_a_chunk_of_steps_writes_the_lines_of_its_metrics_events(tmp_path: Path) -> None:
+    """`metrics_of_steps` (a tracked run's chunk, built for speed) writes, but for the time, the very
+    lines that one `metrics` event per step writes: NaN, infinities, ints and non-ASCII names too."""
+    calls = [(0, 1, {"train/loss": 0.25, "train/l1": 1}), (0, 2, {"train/loss": float("nan"), "é": float("-inf")}),
+             (3, 10**12, {"a b": 1e-300})]
+    one, chunk = JsonlLogger(tmp_path / "one.jsonl"), JsonlLogger(tmp_path / "chunk.jsonl")
+    for call in calls:
+        one.metrics(*call)
+    chunk.metrics_of_steps(calls)
+    for logger in (one, chunk):
+        logger.close(None)
+
+    def lines(path: Path) -> list[str]:
+        return [json.dumps({k: v for k, v in json.loads(line).items() if k != "t"})
+                for line in path.read_text().splitlines()]
+
+    assert lines(tmp_path / "chunk.jsonl") == lines(tmp_path / "one.jsonl")
+    assert [line.split(', "t": ')[0] for line in (tmp_path / "chunk.jsonl").read_text().splitlines()] == \
+        [line.split(', "t": ')[0] for line in (tmp_path / "one.jsonl").read_text().splitlines()]
+    assert len(lines(tmp_path / "chunk.jsonl")) == len(calls) + 1  # and the close event

@@ -241,6 +241,21 @@ def test_values_are_taken_as_they_are_at_the_call_and_read_exactly(tmp_path: Pat
     assert "words: a ndarray" in err and "when: a ndarray" in err and "step must be a whole number" in err
 
 
+def test_a_tensor_like_one_read_before_is_still_checked(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Once a CPU tensor of a type and element type has been read, log reads such tensors at once (its
+    shortest way): one of several elements, none, or on another device is still checked and warned about."""
+    with track.run("seen", out=tmp_path / "run", logger="null") as run:
+        run.log({"loss": torch.tensor(1.0)}, step=1)
+        run.log({"loss": torch.tensor([2.0]), "vector": torch.ones(3), "empty": torch.ones(0),
+                 "meta": torch.ones((), device="meta"), "flag": torch.tensor(True)}, step=2)
+        run.log({"loss": torch.tensor(3, dtype=torch.int32)}, step=3)
+    metrics = journal_of(tmp_path / "run").named("metrics")
+    assert [(m["step"], m["values"]) for m in metrics] == [(1, {"loss": 1.0}), (2, {"loss": 2.0}), (3, {"loss": 3.0})]
+    err = capsys.readouterr().err
+    for what in ("vector: a Tensor of shape (3,)", "empty: a Tensor of shape (0,)", "meta: a Tensor", "flag: a Tensor"):
+        assert what in err, (what, err)
+
+
 def test_a_script_that_dies_leaves_its_run_failed(tmp_path: Path) -> None:
     done = python(f"""
         from runner import track
