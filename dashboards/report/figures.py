@@ -67,8 +67,8 @@ def short(values: Iterable[float | None]) -> list[float | None]:
 def _layout(title: str, xtitle: str, ytitle: str, percent: bool = False) -> dict[str, Any]:
     return {"title": {"text": html.escape(title), "font": {"size": 15}}, "height": 340,
             "margin": {"l": 60, "r": 20, "t": 45, "b": 40}, "showlegend": True, "legend": legend_below(),
-            "xaxis": {"title": {"text": xtitle, "standoff": 4}}, "yaxis": {"title": {"text": ytitle},
-                                                                           **percent_axis(percent)}}
+            "xaxis": {"title": {"text": html.escape(xtitle), "standoff": 4}},
+            "yaxis": {"title": {"text": html.escape(ytitle)}, **percent_axis(percent)}}  # a metric's name may be any text
 
 
 def chart(fid: str, title: str, xtitle: str, ytitle: str, data: list[dict[str, Any]], percent: bool = False,
@@ -128,7 +128,7 @@ def scalar_figures(series: dict[str, tuple[list[int], list[float | None]]]) -> l
             key = keys[0]
             xs, ys = _to_the_end(*series[key])
             figures.append(chart(f"metric_{n}", metric_title(key), "step", key, [
-                {"type": "scatter", "mode": "lines", "name": key, "x": xs, "y": short(ys),
+                {"type": "scatter", "mode": "lines", "name": html.escape(key), "x": xs, "y": short(ys),
                  "line": {"color": colour_of(3 + n)}}]))
             continue
         data = []

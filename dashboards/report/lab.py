@@ -190,8 +190,6 @@ def curves(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[s
     figures = sweep_figures(groups, DEFAULT_SMOOTHING)
     index = {html.escape(row["label"]): row["i"] for row in rows}
     for figure in figures:
-        title = figure["layout"]["yaxis"]["title"]
-        title["text"] = html.escape(title["text"])  # a metric's name, as its journal gives it (plotly reads markup)
         for trace in figure["data"]:
             if trace.get("name") in index:
                 trace["meta"] = str(index[trace["name"]])

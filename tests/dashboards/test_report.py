@@ -353,3 +353,16 @@ def test_a_tracked_journal_of_many_names_is_reported_bounded(tmp_path: Path) -> 
     rows = unquote(csv.group(1)).splitlines()
     assert rows[0] == "step,name,value" and len(rows) == 1 + MAX_NAMES  # every name kept, one row a value
     assert rows[1] == "1,m1,1.0" and rows[-1] == f"{MAX_NAMES},m{MAX_NAMES},{float(MAX_NAMES)!r}"
+
+
+def test_a_metric_name_of_markup_is_escaped_in_every_chart_it_titles() -> None:
+    """A journal's metric names are any text (a copied or hand-written journal): plotly reads markup in
+    titles, axis titles and legends, so each is escaped, for a name of its own and in a group."""
+    from dashboards.report.figures import scalar_figures
+
+    name = '<img src=x onerror="alert(1)">'
+    figures = scalar_figures({name: ([1, 2], [0.5, 0.25]), f"train/{name}": ([1, 2], [1.0, 0.5])})
+    texts = [t for f in figures for t in (f["layout"]["title"]["text"], f["layout"]["yaxis"]["title"]["text"],
+                                          f["layout"]["xaxis"]["title"]["text"], *(d["name"] for d in f["data"]))]
+    assert len(figures) == 2 and not any("<img" in t for t in texts), texts
+    assert any("&lt;img" in t for t in texts)
