@@ -12,6 +12,17 @@ from helpers import REAL_MNIST, make_tiny_mnist
 
 
 @pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Small models on a CPU shared with other work: one torch thread is quicker and steadier."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def tiny_mnist(tmp_path: Path) -> Path:
     """A data root holding 600 train / 200 test fake digits in torchvision's layout."""
     return make_tiny_mnist(tmp_path / "data")

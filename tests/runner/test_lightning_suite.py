@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -34,12 +34,7 @@ FIT_TEST = [(0, ["epoch", "train_some_val"]), (0, ["early_stop_on", "epoch", "va
             (1, ["epoch", "test/acc", "test_loss"])]  # test_all's, with a test value of a grouped name beside
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small models: one thread (conftest)
 
 
 class FitTest(BoringModel):
